@@ -1,0 +1,100 @@
+# policyd - Postfix policy delegation daemon.
+#
+#   make            build policyd/policyd
+#   make run        private redis-server + policyd on 127.0.0.1:10040 (rules/policyd.conf)
+#   make test       install what is missing, build with -Werror, run every test,
+#                   then again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make clean
+
+PREFIX  ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR  ?= $(PREFIX)/share/man
+SYSCONFDIR ?= $(PREFIX)/etc
+CC      ?= cc
+VERSION  = 0.1.0
+
+WARN     = -Wall -Wextra -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
+CFLAGS  ?= -O2 -g
+override CFLAGS += -std=c11 $(WARN) -D_GNU_SOURCE -DPOLICYD_VERSION=\"$(VERSION)\"
+LDLIBS   = -levent -lhiredis -lconfig
+BUILD   ?= build
+
+SRCS = action.c addr.c check_access.c check_greylist.c config.c conn.c \
+       listener.c log.c main.c maps.c proto.c rules.c store.c
+OBJS = $(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/scripts.o
+LUA  = policyd/scripts/greylist.lua policyd/scripts/ratelimit.lua
+
+# unit tests: name -> the modules they link
+UNIT_TESTS = proto_test addr_test maps_test action_test config_test
+UNIT_proto_test  = proto.o
+UNIT_addr_test   = addr.o
+UNIT_maps_test   = maps.o addr.o
+UNIT_action_test = action.o
+UNIT_config_test = action.o addr.o check_access.o check_greylist.o config.o \
+                   log.o maps.o proto.o rules.o scripts.o store_stub.o
+
+DEB_BUILD = gcc make pkg-config libevent-dev libhiredis-dev libconfig-dev
+DEB_TEST  = redis-server redis-tools python3 postfix sasl2-bin libsasl2-modules \
+            libsasl2-modules-db swaks iproute2 procps netcat-openbsd
+
+all: policyd/policyd
+
+policyd/policyd: $(BUILD)/policyd
+	cp $< $@
+
+$(BUILD)/policyd: $(OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+$(BUILD)/%.o: policyd/%.c policyd/*.h | $(BUILD)
+	$(CC) $(CFLAGS) $(CPPFLAGS) -Ipolicyd -c -o $@ $<
+
+$(BUILD)/scripts.c: policyd/gen-scripts.sh $(LUA) | $(BUILD)
+	sh policyd/gen-scripts.sh $(LUA) > $@
+
+$(BUILD)/scripts.o: $(BUILD)/scripts.c
+	$(CC) $(CFLAGS) -Ipolicyd -c -o $@ $<
+
+$(BUILD)/store_stub.o: tests/unit/store_stub.c policyd/*.h | $(BUILD)
+	$(CC) $(CFLAGS) -Ipolicyd -c -o $@ $<
+
+$(BUILD)/%_test: tests/unit/%_test.c tests/unit/tap.h policyd/*.h \
+		$(foreach o,$(UNIT_$*),$(BUILD)/$(o)) | $(BUILD)
+	$(CC) $(CFLAGS) -Ipolicyd -Itests/unit -o $@ $< \
+		$(foreach o,$(UNIT_$*),$(BUILD)/$(o)) $(LDLIBS)
+
+.SECONDEXPANSION:
+unit: $(UNIT_TESTS:%=$(BUILD)/%)
+
+$(BUILD):
+	mkdir -p $(BUILD)
+
+# Debian packages: installed only when missing (CI machines start bare).
+deps:
+	@sh tests/install-deps.sh $(DEB_BUILD)
+deps-test:
+	@sh tests/install-deps.sh $(DEB_BUILD) $(DEB_TEST)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@command -v redis-server >/dev/null || sh tests/install-deps.sh redis-server
+	sh contrib/run-demo.sh
+
+test: deps-test
+	sh tests/run-tests.sh
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/policyd
+	install -m 0755 policyd/policyd $(DESTDIR)$(SBINDIR)/policyd
+	install -m 0644 man/policyd.8 $(DESTDIR)$(MANDIR)/man8/policyd.8
+	install -m 0644 man/policyd.conf.5 $(DESTDIR)$(MANDIR)/man5/policyd.conf.5
+	for f in rules/*; do \
+		t=$(DESTDIR)$(SYSCONFDIR)/policyd/$$(basename $$f); \
+		[ -e $$t ] || install -m 0644 $$f $$t; \
+	done
+
+clean:
+	rm -rf build build-asan policyd/policyd
+
+.PHONY: all unit deps deps-test run test install clean

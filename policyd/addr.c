@@ -1,0 +1,494 @@
+/*
+ * addr.c - pure address and network helpers (see addr.h)
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "addr.h"
+
+#define ADDR_TEXT_MAX	64		/* longer than any address text */
+
+/* lc - ASCII lowercase of one character */
+static int
+lc(int c)
+{
+	return (c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c;
+}
+
+/* isdig - ASCII decimal digit test, independent of the locale */
+static int
+isdig(int c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* family_bits - address width in bits for a family, 0 when unknown */
+static int
+family_bits(int family)
+{
+	if (family == AF_INET)
+		return 32;
+	if (family == AF_INET6)
+		return 128;
+	return 0;
+}
+
+/* addr_ip_parse - parse a dotted quad or an IPv6 address (no brackets) */
+int
+addr_ip_parse(const char *s, struct ipaddr *ip)
+{
+	static const uint8_t v4mapped[12] = {
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+	};
+	uint8_t	buf[16];
+
+	if (s == NULL || ip == NULL || *s == '\0')
+		return -1;
+	memset(ip, 0, sizeof(*ip));
+	if (strchr(s, ':') != NULL) {
+		if (inet_pton(AF_INET6, s, buf) != 1)
+			return -1;
+		if (memcmp(buf, v4mapped, sizeof(v4mapped)) == 0) {
+			ip->family = AF_INET;
+			memcpy(ip->a, buf + 12, 4);
+		} else {
+			ip->family = AF_INET6;
+			memcpy(ip->a, buf, 16);
+		}
+		return 0;
+	}
+	if (inet_pton(AF_INET, s, buf) != 1)
+		return -1;
+	ip->family = AF_INET;
+	memcpy(ip->a, buf, 4);
+	return 0;
+}
+
+/* addr_ip_mask - clear all bits after the first prefix bits */
+void
+addr_ip_mask(struct ipaddr *ip, int prefix)
+{
+	int	bits, i;
+
+	if (ip == NULL)
+		return;
+	bits = family_bits(ip->family);
+	if (bits == 0)
+		return;
+	if (prefix < 0)
+		prefix = 0;
+	if (prefix >= bits)
+		return;
+	i = prefix / 8;
+	if (prefix % 8 != 0) {
+		ip->a[i] &= (uint8_t)(0xff << (8 - prefix % 8));
+		i++;
+	}
+	for (; i < 16; i++)
+		ip->a[i] = 0;
+}
+
+/* addr_ip_format - print an address the way inet_ntop does */
+int
+addr_ip_format(const struct ipaddr *ip, char *buf, size_t len)
+{
+	char	tmp[INET6_ADDRSTRLEN];
+	size_t	n;
+
+	if (buf != NULL && len > 0)
+		buf[0] = '\0';
+	if (ip == NULL || buf == NULL || len == 0)
+		return -1;
+	if (family_bits(ip->family) == 0)
+		return -1;
+	if (inet_ntop(ip->family, ip->a, tmp, sizeof(tmp)) == NULL)
+		return -1;
+	n = strlen(tmp);
+	if (n >= len)
+		return -1;
+	memcpy(buf, tmp, n + 1);
+	return (int)n;
+}
+
+/* parse_partial - postgrey partial IPv4 "10", "10.1", "10.1.2" */
+static int
+parse_partial(const char *s, struct cidr *c)
+{
+	int	parts = 0, digits, val;
+
+	memset(c, 0, sizeof(*c));
+	c->net.family = AF_INET;
+	for (;;) {
+		digits = 0;
+		val = 0;
+		while (isdig((unsigned char)*s)) {
+			if (++digits > 3)
+				return -1;
+			val = val * 10 + (*s++ - '0');
+		}
+		if (digits == 0 || val > 255 || parts >= 3)
+			return -1;
+		c->net.a[parts++] = (uint8_t)val;
+		if (*s == '\0')
+			break;
+		if (*s++ != '.')
+			return -1;
+	}
+	if (parts > 3)
+		return -1;
+	c->prefix = parts * 8;
+	return 0;
+}
+
+/* parse_prefix - a decimal prefix length no larger than max */
+static int
+parse_prefix(const char *s, int max)
+{
+	int	val = 0, digits = 0;
+
+	for (; *s != '\0'; s++) {
+		if (!isdig((unsigned char)*s) || ++digits > 3)
+			return -1;
+		val = val * 10 + (*s - '0');
+	}
+	if (digits == 0 || val > max)
+		return -1;
+	return val;
+}
+
+/* addr_cidr_parse - parse a network, bare address or postgrey partial */
+int
+addr_cidr_parse(const char *s, int allow_partial, struct cidr *c)
+{
+	char	text[ADDR_TEXT_MAX];
+	const char *slash;
+	struct ipaddr masked;
+	size_t	n;
+	int	prefix, mapped;
+
+	if (s == NULL || c == NULL || *s == '\0')
+		return -1;
+	memset(c, 0, sizeof(*c));
+	slash = strchr(s, '/');
+	n = slash ? (size_t)(slash - s) : strlen(s);
+	if (n == 0 || n >= sizeof(text))
+		return -1;
+	memcpy(text, s, n);
+	text[n] = '\0';
+	if (addr_ip_parse(text, &c->net) != 0) {
+		if (slash == NULL && allow_partial)
+			return parse_partial(text, c);
+		return -1;
+	}
+	/* "::ffff:10.0.0.0/104" is an IPv4 network with prefix 8 */
+	mapped = c->net.family == AF_INET && strchr(text, ':') != NULL;
+	if (slash == NULL) {
+		c->prefix = family_bits(c->net.family);
+		return 0;
+	}
+	prefix = parse_prefix(slash + 1, mapped ? 128 :
+	    family_bits(c->net.family));
+	if (prefix < 0)
+		return -1;
+	if (mapped) {
+		if (prefix < 96)
+			return -1;
+		prefix -= 96;
+	}
+	masked = c->net;
+	addr_ip_mask(&masked, prefix);
+	if (memcmp(masked.a, c->net.a, sizeof(masked.a)) != 0)
+		return -1;
+	c->prefix = prefix;
+	return 0;
+}
+
+/* addr_cidr_match - non-zero when ip lies in c (families must agree) */
+int
+addr_cidr_match(const struct cidr *c, const struct ipaddr *ip)
+{
+	int	bits, full, rest;
+	uint8_t	mask;
+
+	if (c == NULL || ip == NULL || c->net.family != ip->family)
+		return 0;
+	bits = family_bits(ip->family);
+	if (bits == 0 || c->prefix < 0 || c->prefix > bits)
+		return 0;
+	full = c->prefix / 8;
+	rest = c->prefix % 8;
+	if (memcmp(c->net.a, ip->a, (size_t)full) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	mask = (uint8_t)(0xff << (8 - rest));
+	return (c->net.a[full] & mask) == (ip->a[full] & mask);
+}
+
+/* addr_domain - text after the last '@', or NULL */
+const char *
+addr_domain(const char *addr)
+{
+	const char *at;
+
+	if (addr == NULL || (at = strrchr(addr, '@')) == NULL)
+		return NULL;
+	return at + 1;
+}
+
+/* Bounded output buffer used by the address rewriters. */
+struct outbuf {
+	char   *buf;
+	size_t	len;
+	size_t	pos;
+	int	overflow;
+};
+
+/* out_init - start writing into (buf, len) */
+static void
+out_init(struct outbuf *o, char *buf, size_t len)
+{
+	o->buf = buf;
+	o->len = len;
+	o->pos = 0;
+	o->overflow = (buf == NULL || len == 0);
+	if (!o->overflow)
+		buf[0] = '\0';
+}
+
+/* out_char - append one character, remembering overflow */
+static void
+out_char(struct outbuf *o, int ch)
+{
+	if (o->overflow)
+		return;
+	if (o->pos + 1 >= o->len) {
+		o->overflow = 1;
+		return;
+	}
+	o->buf[o->pos++] = (char)ch;
+}
+
+/* out_lower - append n characters lowercased */
+static void
+out_lower(struct outbuf *o, const char *s, size_t n)
+{
+	while (n-- > 0)
+		out_char(o, lc((unsigned char)*s++));
+}
+
+/* out_done - terminate and return the length, or -1 on overflow */
+static int
+out_done(struct outbuf *o)
+{
+	if (o->buf == NULL || o->len == 0)
+		return -1;
+	if (o->overflow) {
+		o->buf[0] = '\0';
+		return -1;
+	}
+	o->buf[o->pos] = '\0';
+	return (int)o->pos;
+}
+
+/* addr_canon - lowercase and optionally strip the address extension */
+int
+addr_canon(const char *in, char delim, char *buf, size_t len)
+{
+	struct outbuf o;
+	const char *at, *ext = NULL;
+	size_t	llen;
+
+	out_init(&o, buf, len);
+	if (in == NULL)
+		return out_done(&o);
+	at = strrchr(in, '@');
+	llen = at ? (size_t)(at - in) : strlen(in);
+	if (delim != '\0') {
+		ext = memchr(in, delim, llen);
+		if (ext == in)		/* keep "+foo@dom": no user left */
+			ext = NULL;
+	}
+	out_lower(&o, in, ext ? (size_t)(ext - in) : llen);
+	if (at != NULL)
+		out_lower(&o, at, strlen(at));
+	return out_done(&o);
+}
+
+/* has_prefix - case-insensitive prefix test on a counted string */
+static int
+has_prefix(const char *s, size_t n, const char *prefix)
+{
+	size_t	plen = strlen(prefix);
+
+	return n >= plen && strncasecmp(s, prefix, plen) == 0;
+}
+
+/* find_str - first occurrence of needle within (s, n), or NULL */
+static const char *
+find_str(const char *s, size_t n, const char *needle)
+{
+	size_t	nlen = strlen(needle), i;
+
+	for (i = 0; i + nlen <= n; i++)
+		if (memcmp(s + i, needle, nlen) == 0)
+			return s + i;
+	return NULL;
+}
+
+/* srs_fields - split "HASH=TT=domain=local" (local may contain '=') */
+static int
+srs_fields(const char *p, size_t n, const char **dom, size_t *dlen,
+	const char **loc, size_t *llen)
+{
+	const char *end = p + n, *q;
+	int	i;
+
+	for (i = 0; i < 2; i++) {	/* skip HASH and TT */
+		if ((q = memchr(p, '=', (size_t)(end - p))) == NULL)
+			return -1;
+		p = q + 1;
+	}
+	if ((q = memchr(p, '=', (size_t)(end - p))) == NULL)
+		return -1;
+	if (q == p || q + 1 == end)
+		return -1;
+	*dom = p;
+	*dlen = (size_t)(q - p);
+	*loc = q + 1;
+	*llen = (size_t)(end - q - 1);
+	return 0;
+}
+
+/* addr_greylist_sender - normalise a sender the way postgrey does */
+int
+addr_greylist_sender(const char *in, char *buf, size_t len)
+{
+	struct outbuf o;
+	const char *at, *loc, *dom, *q, *p;
+	size_t	llen, dlen, i;
+
+	out_init(&o, buf, len);
+	if (in == NULL || *in == '\0')
+		return out_done(&o);
+	if ((at = strrchr(in, '@')) == NULL) {
+		out_lower(&o, in, strlen(in));
+		return out_done(&o);
+	}
+	loc = in;
+	llen = (size_t)(at - in);
+	dom = at + 1;
+	dlen = strlen(dom);
+
+	/* BATV: "prvs=TAG=user" and "btv1==TAG==user" */
+	if (has_prefix(loc, llen, "prvs=")) {
+		q = memchr(loc + 5, '=', llen - 5);
+		if (q != NULL && q + 1 < loc + llen) {
+			llen -= (size_t)(q + 1 - loc);
+			loc = q + 1;
+		}
+	} else if (has_prefix(loc, llen, "btv1==")) {
+		q = find_str(loc + 6, llen - 6, "==");
+		if (q != NULL && q + 2 < loc + llen) {
+			llen -= (size_t)(q + 2 - loc);
+			loc = q + 2;
+		}
+	}
+
+	/* SRS: recover the original sender */
+	p = NULL;
+	if (has_prefix(loc, llen, "srs0="))
+		p = loc + 5;
+	else if (has_prefix(loc, llen, "srs1=")
+	    && (q = find_str(loc + 5, llen - 5, "==")) != NULL)
+		p = q + 2;
+	if (p != NULL) {
+		const char *sd, *sl;
+		size_t	sdlen, sllen;
+
+		if (srs_fields(p, (size_t)(loc + llen - p), &sd, &sdlen,
+		    &sl, &sllen) == 0) {
+			dom = sd;
+			dlen = sdlen;
+			loc = sl;
+			llen = sllen;
+		}
+	}
+
+	/* strip the extension */
+	if ((q = memchr(loc, '+', llen)) != NULL)
+		llen = (size_t)(q - loc);
+
+	/* digit runs become '#' */
+	for (i = 0; i < llen; i++) {
+		if (isdig((unsigned char)loc[i])) {
+			out_char(&o, '#');
+			while (i + 1 < llen && isdig((unsigned char)loc[i + 1]))
+				i++;
+		} else {
+			out_char(&o, lc((unsigned char)loc[i]));
+		}
+	}
+	out_char(&o, '@');
+	out_lower(&o, dom, dlen);
+	return out_done(&o);
+}
+
+/* addr_domain_match - does domain match an exact or ".suffix" pattern? */
+int
+addr_domain_match(const char *domain, const char *pattern)
+{
+	size_t	dlen, plen;
+
+	if (domain == NULL || pattern == NULL)
+		return 0;
+	if (pattern[0] != '.')
+		return strcasecmp(domain, pattern) == 0;
+	dlen = strlen(domain);
+	plen = strlen(pattern);
+	if (dlen <= plen)
+		return 0;
+	return strcasecmp(domain + dlen - plen, pattern) == 0;
+}
+
+/* addr_lower - lowercase ASCII in place */
+void
+addr_lower(char *s)
+{
+	if (s == NULL)
+		return;
+	for (; *s != '\0'; s++)
+		*s = (char)lc((unsigned char)*s);
+}
+
+/* mix64 - 64-bit avalanche finaliser (splitmix64 constants) */
+static uint64_t
+mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+/* addr_hash64 - seeded FNV-1a 64 followed by an avalanche mix */
+uint64_t
+addr_hash64(const void *data, size_t len, uint64_t seed)
+{
+	const unsigned char *p = data;
+	uint64_t h;
+	size_t	i;
+
+	h = 0xcbf29ce484222325ULL ^ mix64(seed + 0x9e3779b97f4a7c15ULL);
+	for (i = 0; p != NULL && i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	h ^= (uint64_t)len;
+	return mix64(h);
+}

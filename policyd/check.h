@@ -1,0 +1,52 @@
+/*++
+ * NAME
+ *	check.h - the contract between the rule engine and a check
+ * DESCRIPTION
+ *	A check is a table of operations. compile() reads the check's own
+ *	options from the rule's libconfig group when the configuration is
+ *	loaded (errors as "file:line: message" into err; keys[] lists the
+ *	option names it accepts, so the loader can reject typos). run() is
+ *	called for a request whose rule conditions matched; it must end in
+ *	exactly one call of eval_check_done(), synchronously or later from a
+ *	store callback:
+ *
+ *	CHECK_NOMATCH	nothing to say (DUNNO)
+ *	CHECK_MATCH	the check answers action (copied by the engine)
+ *	CHECK_TEMPFAIL	the check could not decide (Redis down or slow);
+ *			the engine answers the rule's on_error action
+ *
+ *	detail is a short human explanation with the figures used ("first
+ *	seen 12 s ago, delay 300 s") for the trace and the log; may be NULL.
+ *	states is the mask of protocol states where the check makes sense;
+ *	a rule that could run it elsewhere is an error at load time.
+ *--*/
+#ifndef POLICYD_CHECK_H
+#define POLICYD_CHECK_H
+
+#include <stddef.h>
+#include <libconfig.h>
+
+struct config;
+struct eval;
+
+enum check_status { CHECK_NOMATCH, CHECK_MATCH, CHECK_TEMPFAIL };
+
+struct check_ops {
+	const char *name;
+	const char *const *keys;	/* accepted option names, NULL-ended */
+	unsigned states;		/* STATE_* bits where it can work */
+	int	(*compile)(const config_setting_t *rule, const struct config *c,
+		    void **priv, char *err, size_t errlen);
+	void	(*run)(void *priv, struct eval *ev);
+	void	(*free)(void *priv);
+};
+
+void	eval_check_done(struct eval *ev, enum check_status status,
+	    const char *action, const char *detail);
+
+const struct check_ops *check_find(const char *name);
+
+extern const struct check_ops check_greylist_ops;
+extern const struct check_ops check_access_ops;
+
+#endif

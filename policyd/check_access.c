@@ -1,0 +1,178 @@
+/*++
+ * NAME
+ *	check_access.c - static access maps: the most specific entry decides
+ * DESCRIPTION
+ *	Options: map = "FILE" (Postfix access(5) syntax: "key  ACTION"),
+ *	key = one of client_address (CIDR keys, longest prefix wins),
+ *	client_name, reverse_client_name, helo_name (host or .domain keys),
+ *	sender, recipient (user+ext@dom, user@dom, user@, @dom, .parent),
+ *	sasl_username (exact). Every value must be a valid action; they are
+ *	checked again at lookup time (a bad one is logged and answers DUNNO).
+ *	No Redis: always answers synchronously.
+ *--*/
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rules.h"
+
+enum access_key {
+	AK_CLIENT_ADDRESS, AK_CLIENT_NAME, AK_REVERSE_CLIENT_NAME, AK_HELO,
+	AK_SENDER, AK_RECIPIENT, AK_SASL
+};
+
+static const struct {
+	const char *name;
+	enum access_key key;
+	enum attr_id attr;
+} access_keys_tab[] = {
+	{ "client_address", AK_CLIENT_ADDRESS, A_CLIENT_ADDRESS },
+	{ "client_name", AK_CLIENT_NAME, A_CLIENT_NAME },
+	{ "reverse_client_name", AK_REVERSE_CLIENT_NAME, A_REVERSE_CLIENT_NAME },
+	{ "helo_name", AK_HELO, A_HELO_NAME },
+	{ "sender", AK_SENDER, A_SENDER },
+	{ "recipient", AK_RECIPIENT, A_RECIPIENT },
+	{ "sasl_username", AK_SASL, A_SASL_USERNAME },
+};
+
+struct access {
+	enum access_key key;
+	enum attr_id attr;
+	struct map *map;
+	struct cidrmap *cidr;
+	char	*file;
+};
+
+static const char *const access_opt_keys[] = { "map", "key", NULL };
+
+/* access_free - release */
+static void
+access_free(void *priv)
+{
+	struct access *a = priv;
+
+	if (a->map)
+		map_free(a->map);
+	if (a->cidr)
+		cidrmap_free(a->cidr);
+	free(a->file);
+	free(a);
+}
+
+/* access_compile - load the map */
+static int
+access_compile(const config_setting_t *rs, const struct config *c, void **priv,
+    char *err, size_t errlen)
+{
+	struct access *a = calloc(1, sizeof(*a));
+	const char *file = NULL, *key = NULL;
+	char	path[4096];
+	size_t	i;
+
+	if (a == NULL)
+		return -1;
+	if (!config_setting_lookup_string(rs, "map", &file) ||
+	    !config_setting_lookup_string(rs, "key", &key)) {
+		snprintf(err, errlen, "%s:%d: access: needs map = \"FILE\" and "
+		    "key = \"sender\" (or client_address, client_name, "
+		    "reverse_client_name, helo_name, recipient, sasl_username)",
+		    c->path, config_setting_source_line(rs));
+		free(a);
+		return -1;
+	}
+	for (i = 0; i < sizeof(access_keys_tab) / sizeof(access_keys_tab[0]); i++)
+		if (strcmp(access_keys_tab[i].name, key) == 0)
+			break;
+	if (i == sizeof(access_keys_tab) / sizeof(access_keys_tab[0])) {
+		snprintf(err, errlen, "%s:%d: access: unknown key \"%s\"",
+		    c->path, config_setting_source_line(rs), key);
+		free(a);
+		return -1;
+	}
+	a->key = access_keys_tab[i].key;
+	a->attr = access_keys_tab[i].attr;
+	config_path(c, file, path, sizeof(path));
+	a->file = strdup(path);
+	if (a->key == AK_CLIENT_ADDRESS) {
+		a->cidr = cidrmap_new();
+		if (cidrmap_load_file(a->cidr, path, err, errlen) < 0) {
+			access_free(a);
+			return -1;
+		}
+	} else {
+		a->map = map_new();
+		if (map_load_file(a->map, path, 0, err, errlen) < 0) {
+			access_free(a);
+			return -1;
+		}
+	}
+	*priv = a;
+	return 0;
+}
+
+/* access_run - look up the attribute */
+static void
+access_run(void *priv, struct eval *ev)
+{
+	const struct access *a = priv;
+	const struct policy_req *q = ev->req;
+	const char *v = NULL;
+	char	buf[1024], matched[600], detail[700];
+
+	matched[0] = '\0';
+	if (a->key == AK_CLIENT_ADDRESS) {
+		if (ev->client_ip_ok)
+			v = cidrmap_lookup(a->cidr, &ev->client_ip);
+		snprintf(matched, sizeof(matched), "%s", "network");
+	} else if (q->len[a->attr] < sizeof(buf)) {
+		memcpy(buf, q->v[a->attr], q->len[a->attr] + 1);
+		addr_lower(buf);
+		switch (a->key) {
+		case AK_SENDER:
+		case AK_RECIPIENT:
+			v = map_lookup_address(a->map, buf, '+', matched,
+			    sizeof(matched));
+			break;
+		case AK_SASL:
+			v = map_get(a->map, buf);
+			snprintf(matched, sizeof(matched), "%s", buf);
+			break;
+		default:
+			v = map_lookup_domain(a->map, buf, matched,
+			    sizeof(matched));
+			break;
+		}
+	}
+	if (v == NULL) {
+		eval_check_done(ev, CHECK_NOMATCH, NULL, "no entry");
+		return;
+	}
+	snprintf(detail, sizeof(detail), "%s entry \"%s\"",
+	    access_keys_tab[a->key].name, matched);
+	eval_check_done(ev, CHECK_MATCH, v, detail);
+}
+
+const struct check_ops check_access_ops = {
+	.name = "access",
+	.keys = access_opt_keys,
+	.states = STATE_ALL,
+	.compile = access_compile,
+	.run = access_run,
+	.free = access_free,
+};
+
+static const struct check_ops *const all_checks[] = {
+	&check_greylist_ops,
+	&check_access_ops,
+};
+
+/* check_find - a check by name */
+const struct check_ops *
+check_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(all_checks) / sizeof(all_checks[0]); i++)
+		if (strcmp(all_checks[i]->name, name) == 0)
+			return all_checks[i];
+	return NULL;
+}

@@ -1,0 +1,337 @@
+/*++
+ * NAME
+ *	check_greylist.c - greylisting with postgrey's defaults
+ * DESCRIPTION
+ *	The triplet is (client network, normalised sender, recipient). The
+ *	network is the client address cut to ipv4_prefix/ipv6_prefix bits
+ *	(24 and 64); the sender is normalised by addr_greylist_sender().
+ *	Whitelists in postgrey's file formats are consulted first and cost
+ *	no Redis command. Everything else is one EVALSHA of greylist.lua,
+ *	which decides and updates atomically (see the script for the
+ *	states). Keys, both with the network as Redis Cluster hash tag:
+ *
+ *		PREFIX g{NETHEX}HASH8	triplet: first_seen*2+passed, TTL
+ *					retry_window until passed, then max_age
+ *		PREFIX a{NETHEX}	auto-whitelist counter, TTL max_age
+ *
+ *	HASH8 is 8 raw bytes of addr_hash64(sender NUL recipient): values
+ *	of any length make a key of fixed, small size.
+ *--*/
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "rules.h"
+#include "store.h"
+
+#define GREYLIST_SEED	0x70646772796c7374ULL	/* "pdgrylst" */
+
+struct greylist {
+	int	delay, retry_window, max_age, awl;
+	int	v4prefix, v6prefix;
+	int	header;
+	struct clientlist *wl_clients;
+	struct rcptlist *wl_rcpts;
+	char	*hostname;
+};
+
+static const char *const greylist_keys[] = {
+	"delay", "retry_window", "max_age", "auto_whitelist", "ipv4_prefix",
+	"ipv6_prefix", "header", "whitelist_clients", "whitelist_recipients",
+	NULL
+};
+
+/* gl_int - an optional integer option with bounds */
+static int
+gl_int(const config_setting_t *rs, const char *name, int def, int min, int max,
+    int *out, const struct config *c, char *err, size_t errlen)
+{
+	const config_setting_t *s = config_setting_get_member(rs, name);
+
+	*out = def;
+	if (s == NULL)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_INT) {
+		snprintf(err, errlen, "%s:%d: %s: expected an integer", c->path,
+		    config_setting_source_line(s), name);
+		return -1;
+	}
+	*out = config_setting_get_int(s);
+	if (*out < min || *out > max) {
+		snprintf(err, errlen, "%s:%d: %s: %d is out of range %d..%d",
+		    c->path, config_setting_source_line(s), name, *out, min, max);
+		return -1;
+	}
+	return 0;
+}
+
+/* gl_files - load a string or list of whitelist files */
+static int
+gl_files(const config_setting_t *rs, const char *name, const struct config *c,
+    struct greylist *g, int clients, char *err, size_t errlen)
+{
+	const config_setting_t *s = config_setting_get_member(rs, name);
+	int	n;
+
+	if (s == NULL)
+		return 0;
+	n = config_setting_type(s) == CONFIG_TYPE_STRING ? 1 :
+	    config_setting_length(s);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_type(s) ==
+		    CONFIG_TYPE_STRING ? s : config_setting_get_elem(s, i);
+		const char *f = config_setting_get_string(e);
+		char	path[4096];
+		int	rc;
+
+		if (f == NULL) {
+			snprintf(err, errlen, "%s:%d: %s: expected file names",
+			    c->path, config_setting_source_line(e), name);
+			return -1;
+		}
+		config_path(c, f, path, sizeof(path));
+		rc = clients ? clientlist_load_file(g->wl_clients, path, err,
+		    errlen) : rcptlist_load_file(g->wl_rcpts, path, err, errlen);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* greylist_free - release the options */
+static void
+greylist_free(void *priv)
+{
+	struct greylist *g = priv;
+
+	clientlist_free(g->wl_clients);
+	rcptlist_free(g->wl_rcpts);
+	free(g->hostname);
+	free(g);
+}
+
+/* greylist_compile - read the rule's options */
+static int
+greylist_compile(const config_setting_t *rs, const struct config *c,
+    void **priv, char *err, size_t errlen)
+{
+	struct greylist *g = calloc(1, sizeof(*g));
+	const config_setting_t *s;
+
+	if (g == NULL)
+		return -1;
+	g->wl_clients = clientlist_new();
+	g->wl_rcpts = rcptlist_new();
+	g->hostname = strdup(c->hostname);
+	g->header = 1;
+	if (gl_int(rs, "delay", 300, 0, 86400 * 7, &g->delay, c, err, errlen) ||
+	    gl_int(rs, "retry_window", 2 * 86400, 1, 86400 * 365,
+	    &g->retry_window, c, err, errlen) ||
+	    gl_int(rs, "max_age", 35 * 86400, 1, 86400 * 3650, &g->max_age, c,
+	    err, errlen) ||
+	    gl_int(rs, "auto_whitelist", 5, 0, 1000000, &g->awl, c, err,
+	    errlen) ||
+	    gl_int(rs, "ipv4_prefix", 24, 8, 32, &g->v4prefix, c, err, errlen) ||
+	    gl_int(rs, "ipv6_prefix", 64, 16, 128, &g->v6prefix, c, err,
+	    errlen) ||
+	    gl_files(rs, "whitelist_clients", c, g, 1, err, errlen) ||
+	    gl_files(rs, "whitelist_recipients", c, g, 0, err, errlen)) {
+		greylist_free(g);
+		return -1;
+	}
+	if (g->retry_window <= g->delay) {
+		snprintf(err, errlen, "%s:%d: greylist: retry_window (%d) must "
+		    "be longer than delay (%d)", c->path,
+		    config_setting_source_line(rs), g->retry_window, g->delay);
+		greylist_free(g);
+		return -1;
+	}
+	if ((s = config_setting_get_member(rs, "header")) != NULL)
+		g->header = config_setting_get_bool(s);
+	*priv = g;
+	return 0;
+}
+
+/* greylist_net - hex of the client network, the hash tag of both keys */
+static int
+greylist_net(const struct greylist *g, const struct eval *ev, char *buf,
+    size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	struct ipaddr ip = ev->client_ip;
+	int	prefix, nbytes, o = 0;
+
+	if (!ev->client_ip_ok) {
+		/* a broken client_address still gets a stable network */
+		uint64_t h = addr_hash64(ev->req->v[A_CLIENT_ADDRESS],
+		    ev->req->len[A_CLIENT_ADDRESS], GREYLIST_SEED);
+
+		return snprintf(buf, len, "x%016llx", (unsigned long long)h);
+	}
+	prefix = ip.family == AF_INET ? g->v4prefix : g->v6prefix;
+	addr_ip_mask(&ip, prefix);
+	nbytes = (prefix + 7) / 8;
+	if (ip.family == AF_INET6)
+		buf[o++] = '6';
+	for (int i = 0; i < nbytes && (size_t)o + 3 < len; i++) {
+		buf[o++] = hex[ip.a[i] >> 4];
+		buf[o++] = hex[ip.a[i] & 15];
+	}
+	buf[o] = '\0';
+	return o;
+}
+
+struct greylist_call {
+	struct eval *ev;
+	const struct greylist *g;
+};
+
+/* greylist_done - the script's answer */
+static void
+greylist_done(void *arg, const struct store_reply *r)
+{
+	struct eval *ev = arg;
+	const struct greylist *g = ev->cfg->rules[ev->next_rule - 1].check_priv;
+	char	action[512], detail[256];
+
+	if (!r->ok || r->n < 2) {
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL,
+		    r->ok ? "short reply from greylist script" : r->err);
+		return;
+	}
+	switch (r->v[0]) {
+	case 0:
+	case 1:
+		snprintf(action, sizeof(action), "DEFER_IF_PERMIT 4.7.1 "
+		    "Greylisted, please try again in %lld seconds", r->v[1]);
+		snprintf(detail, sizeof(detail), r->v[0] == 0 ?
+		    "new triplet, delay %lld s" : "early retry, %lld s left",
+		    r->v[1]);
+		eval_check_done(ev, CHECK_MATCH, action, detail);
+		return;
+	case 2:
+		snprintf(detail, sizeof(detail), "retry after %lld s passes "
+		    "(client network passes: %lld)", r->v[1], r->n > 2 ?
+		    r->v[2] : 0);
+		if (g->header) {
+			char	date[64];
+			struct tm tm;
+
+			gmtime_r(&ev->now, &tm);
+			strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S UTC",
+			    &tm);
+			snprintf(action, sizeof(action), "PREPEND X-Greylist: "
+			    "delayed %lld seconds by policyd at %s; %s", r->v[1],
+			    g->hostname, date);
+			eval_check_done(ev, CHECK_MATCH, action, detail);
+		} else {
+			eval_check_done(ev, CHECK_NOMATCH, NULL, detail);
+		}
+		return;
+	case 3:
+		snprintf(detail, sizeof(detail), "known triplet, first seen "
+		    "%lld s ago", r->v[1]);
+		eval_check_done(ev, CHECK_NOMATCH, NULL, detail);
+		return;
+	case 4:
+		snprintf(detail, sizeof(detail), "client network auto-"
+		    "whitelisted after %lld passes", r->n > 2 ? r->v[2] : 0);
+		eval_check_done(ev, CHECK_NOMATCH, NULL, detail);
+		return;
+	default:
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL,
+		    "unexpected greylist script status");
+	}
+}
+
+/* greylist_run - whitelists, then one script call */
+static void
+greylist_run(void *priv, struct eval *ev)
+{
+	const struct greylist *g = priv;
+	const struct policy_req *q = ev->req;
+	char	net[64], key[96], awl[80], sender[1100], rcpt[1100];
+	char	nows[24], delay[16], window[16], maxage[16], awlmin[16];
+	const char *argv[7];
+	size_t	argvlen[7];
+	uint64_t h;
+	int	nl, sl, rl;
+
+	if (clientlist_count(g->wl_clients) && clientlist_match(g->wl_clients,
+	    q->v[A_CLIENT_NAME], ev->client_ip_ok ? &ev->client_ip : NULL)) {
+		eval_check_done(ev, CHECK_NOMATCH, NULL,
+		    "client whitelisted (whitelist_clients)");
+		return;
+	}
+	if (q->len[A_RECIPIENT] == 0) {
+		eval_check_done(ev, CHECK_NOMATCH, NULL,
+		    "no recipient attribute: not greylisted");
+		return;
+	}
+	if (q->len[A_RECIPIENT] >= 1024 || q->len[A_SENDER] >= 1024) {
+		/* longer than any valid address: hash the raw value */
+		sl = snprintf(sender, sizeof(sender), "%016llx",
+		    (unsigned long long)addr_hash64(q->v[A_SENDER],
+		    q->len[A_SENDER], GREYLIST_SEED));
+		rl = snprintf(rcpt, sizeof(rcpt), "%016llx",
+		    (unsigned long long)addr_hash64(q->v[A_RECIPIENT],
+		    q->len[A_RECIPIENT], GREYLIST_SEED));
+	} else {
+		if ((sl = addr_greylist_sender(q->v[A_SENDER], sender,
+		    sizeof(sender))) < 0)
+			sl = snprintf(sender, sizeof(sender), "%s",
+			    q->v[A_SENDER]);
+		rl = snprintf(rcpt, sizeof(rcpt), "%s", q->v[A_RECIPIENT]);
+		addr_lower(rcpt);
+		if (rcptlist_count(g->wl_rcpts) &&
+		    rcptlist_match(g->wl_rcpts, rcpt)) {
+			eval_check_done(ev, CHECK_NOMATCH, NULL,
+			    "recipient whitelisted (whitelist_recipients)");
+			return;
+		}
+	}
+	if (!ev->client_ip_ok)
+		log_warnx("greylist: invalid client_address; greylisting by "
+		    "the raw value");
+	nl = greylist_net(g, ev, net, sizeof(net));
+	/* sender NUL recipient, hashed */
+	{
+		char	both[2200];
+
+		memcpy(both, sender, sl);
+		both[sl] = '\0';
+		memcpy(both + sl + 1, rcpt, rl);
+		h = addr_hash64(both, sl + 1 + rl, GREYLIST_SEED);
+	}
+	memcpy(key, "g{", 2);
+	memcpy(key + 2, net, nl);
+	key[2 + nl] = '}';
+	for (int i = 0; i < 8; i++)
+		key[3 + nl + i] = (char)(h >> (56 - 8 * i));
+	snprintf(awl, sizeof(awl), "a{%s}", net);
+	snprintf(nows, sizeof(nows), "%lld", (long long)ev->now);
+	snprintf(delay, sizeof(delay), "%d", g->delay);
+	snprintf(window, sizeof(window), "%d", g->retry_window);
+	snprintf(maxage, sizeof(maxage), "%d", g->max_age);
+	snprintf(awlmin, sizeof(awlmin), "%d", g->awl);
+	argv[0] = key; argvlen[0] = 3 + nl + 8;
+	argv[1] = awl; argvlen[1] = strlen(awl);
+	argv[2] = nows; argv[3] = delay; argv[4] = window;
+	argv[5] = maxage; argv[6] = awlmin;
+	for (int i = 2; i < 7; i++)
+		argvlen[i] = strlen(argv[i]);
+	store_script(ev->store, SCRIPT_GREYLIST, 2, 7, argv, argvlen,
+	    greylist_done, ev);
+}
+
+const struct check_ops check_greylist_ops = {
+	.name = "greylist",
+	.keys = greylist_keys,
+	.states = STATE_RCPT,
+	.compile = greylist_compile,
+	.run = greylist_run,
+	.free = greylist_free,
+};

@@ -1,0 +1,65 @@
+/*++
+ * NAME
+ *	config.h - the configuration: one immutable, reference-counted snapshot
+ * DESCRIPTION
+ *	config_load() reads a libconfig file, compiles the rules (conditions,
+ *	checks, maps) and validates everything. It either returns a complete
+ *	snapshot or NULL with every problem reported as "file:line: message"
+ *	through log_errx() (and counted in *nerrors). On SIGHUP the daemon
+ *	loads a new snapshot and swaps it in only when it loaded cleanly;
+ *	each request holds a reference (config_ref/config_unref) to the
+ *	snapshot it started on, so reloading never disturbs a request.
+ *
+ *	Every setting, its default and its bounds are declared in config.c
+ *	and documented in rules/policyd.conf and policyd.conf(5).
+ *--*/
+#ifndef POLICYD_CONFIG_H
+#define POLICYD_CONFIG_H
+
+#include "proto.h"
+#include "store.h"
+
+#define CONFIG_DEFAULT_PATH	"/etc/policyd/policyd.conf"
+
+struct rule;
+
+struct listen_spec {
+	char	*address;		/* inet:HOST:PORT, inet:[V6]:PORT, unix:PATH */
+	int	mode;			/* unix socket mode, -1 = default 0666 */
+	char	*owner, *group;		/* unix socket owner / group, or NULL */
+	int	line;
+};
+
+struct config {
+	int	refs;
+	unsigned generation;
+	char	*path;
+	char	*dir;			/* for relative map paths */
+	struct listen_spec *listen;
+	int	nlisten;
+	struct proto_limits limits;
+	int	max_connections;
+	int	idle_timeout;		/* seconds without a request */
+	int	request_timeout;	/* seconds to finish sending a request */
+	int	max_pipeline;		/* requests in flight per connection */
+	struct store_config redis;
+	char	*user, *group, *pidfile;
+	int	run_as_root;
+	int	log_facility, log_level;
+	char	*hostname;
+	struct rule *rules;
+	int	nrules;
+};
+
+struct config *config_load(const char *path, int *nerrors);
+struct config *config_ref(struct config *c);
+void	config_unref(struct config *c);
+
+/*
+ * config_path - resolve a map path relative to the configuration file's
+ * directory into buf.
+ */
+const char *config_path(const struct config *c, const char *path, char *buf,
+	    size_t len);
+
+#endif

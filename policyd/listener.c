@@ -1,0 +1,264 @@
+/*++
+ * NAME
+ *	listener.c - inet and unix listeners with an accept cap
+ *--*/
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <grp.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "log.h"
+#include "server.h"
+
+/* listener_accept - a new client */
+static void
+listener_accept(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct listener *l = arg;
+	char	peer[80], host[INET6_ADDRSTRLEN];
+	int	one = 1;
+
+	(void)lev;
+	if (srv.stopping) {
+		close(fd);
+		return;
+	}
+	if (sa->sa_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(peer, sizeof(peer), "%s:%d", host, ntohs(in->sin_port));
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	} else if (sa->sa_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(peer, sizeof(peer), "[%s]:%d", host,
+		    ntohs(in6->sin6_port));
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	} else {
+		snprintf(peer, sizeof(peer), "%.70s", l->address);
+	}
+	(void)salen;
+	conn_new(fd, peer);
+}
+
+/* listener_error - accept() failed (EMFILE and the like) */
+static void
+listener_error(struct evconnlistener *lev, void *arg)
+{
+	struct listener *l = arg;
+	int	err = EVUTIL_SOCKET_ERROR();
+
+	(void)lev;
+	log_warnx("%s: accept: %s", l->address, strerror(err));
+}
+
+/* listener_inet - bind inet:HOST:PORT or inet:[V6]:PORT */
+static int
+listener_inet(struct listener *l, const char *spec)
+{
+	char	host[256], port[16];
+	const char *colon = strrchr(spec, ':');
+	struct addrinfo hints, *res, *ai;
+	size_t	hl = colon - spec;
+	int	rc, fd = -1, one = 1;
+
+	if (hl >= 2 && spec[0] == '[' && spec[hl - 1] == ']') {
+		spec++;
+		hl -= 2;
+	}
+	if (hl >= sizeof(host) || strlen(colon + 1) >= sizeof(port)) {
+		log_errx("%s: address too long", l->address);
+		return -1;
+	}
+	memcpy(host, spec, hl);
+	host[hl] = '\0';
+	snprintf(port, sizeof(port), "%s", colon + 1);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if ((rc = getaddrinfo(hl ? host : NULL, port, &hints, &res)) != 0) {
+		log_errx("%s: %s", l->address, gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (ai->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
+			    sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		rc = errno;
+		close(fd);
+		fd = -1;
+		errno = rc;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		log_warn("%s: bind", l->address);
+		return -1;
+	}
+	return fd;
+}
+
+/* listener_unix - bind unix:PATH with mode and owner */
+static int
+listener_unix(struct listener *l, const struct listen_spec *ls)
+{
+	struct sockaddr_un sun;
+	const char *path = ls->address + 5;
+	int	fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		log_errx("%s: path too long", l->address);
+		return -1;
+	}
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) < 0) {
+		log_warn("%s: socket", l->address);
+		return -1;
+	}
+	/* a stale socket from a previous run: remove it, but only a socket */
+	{
+		struct stat st;
+
+		if (lstat(path, &st) == 0) {
+			if (!S_ISSOCK(st.st_mode)) {
+				log_errx("%s: exists and is not a socket",
+				    l->address);
+				close(fd);
+				return -1;
+			}
+			unlink(path);
+		}
+	}
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		log_warn("%s: bind", l->address);
+		close(fd);
+		return -1;
+	}
+	l->unix_path = strdup(path);
+	if (chmod(path, ls->mode >= 0 ? (mode_t)ls->mode : 0666) < 0)
+		log_warn("%s: chmod", l->address);
+	if (ls->owner || ls->group) {
+		uid_t	uid = (uid_t)-1;
+		gid_t	gid = (gid_t)-1;
+
+		if (ls->owner) {
+			struct passwd *pw = getpwnam(ls->owner);
+
+			if (pw == NULL) {
+				log_errx("%s: unknown owner \"%s\"", l->address,
+				    ls->owner);
+				close(fd);
+				return -1;
+			}
+			uid = pw->pw_uid;
+		}
+		if (ls->group) {
+			struct group *gr = getgrnam(ls->group);
+
+			if (gr == NULL) {
+				log_errx("%s: unknown group \"%s\"", l->address,
+				    ls->group);
+				close(fd);
+				return -1;
+			}
+			gid = gr->gr_gid;
+		}
+		if (chown(path, uid, gid) < 0)
+			log_warn("%s: chown", l->address);
+	}
+	return fd;
+}
+
+/* listener_open_all - bind every configured listener */
+int
+listener_open_all(const struct config *c)
+{
+	srv.listeners = calloc(c->nlisten, sizeof(*srv.listeners));
+	srv.nlisteners = c->nlisten;
+	for (int i = 0; i < c->nlisten; i++) {
+		struct listener *l = &srv.listeners[i];
+		const struct listen_spec *ls = &c->listen[i];
+		int	fd;
+
+		l->address = strdup(ls->address);
+		if (strncmp(ls->address, "unix:", 5) == 0)
+			fd = listener_unix(l, ls);
+		else
+			fd = listener_inet(l, ls->address + 5);
+		if (fd < 0)
+			return -1;
+		l->lev = evconnlistener_new(srv.base, listener_accept, l,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024, fd);
+		if (l->lev == NULL) {
+			log_warn("%s: listen", l->address);
+			close(fd);
+			return -1;
+		}
+		evconnlistener_set_error_cb(l->lev, listener_error);
+		log_info("listening on %s", l->address);
+	}
+	return 0;
+}
+
+/* listener_pause - stop or resume accepting */
+void
+listener_pause(int pause)
+{
+	for (int i = 0; i < srv.nlisteners; i++) {
+		if (srv.listeners[i].lev == NULL)
+			continue;
+		if (pause)
+			evconnlistener_disable(srv.listeners[i].lev);
+		else
+			evconnlistener_enable(srv.listeners[i].lev);
+	}
+	if (!pause && srv.accepting_paused)
+		log_info("below limits.max_connections again: accepting");
+	srv.accepting_paused = pause;
+}
+
+/* listener_close_all - stop listening and remove unix sockets */
+void
+listener_close_all(void)
+{
+	for (int i = 0; i < srv.nlisteners; i++) {
+		struct listener *l = &srv.listeners[i];
+
+		if (l->lev)
+			evconnlistener_free(l->lev);
+		if (l->unix_path) {
+			unlink(l->unix_path);
+			free(l->unix_path);
+		}
+		free(l->address);
+	}
+	free(srv.listeners);
+	srv.listeners = NULL;
+	srv.nlisteners = 0;
+}

@@ -1,0 +1,40 @@
+/*++
+ * NAME
+ *	log.h - logging to syslog or stderr, with escaping of untrusted bytes
+ * DESCRIPTION
+ *	log_init() chooses the destination once: syslog with the given
+ *	facility, or stderr (foreground mode, "-f"). log_warn() appends
+ *	strerror(errno); log_warnx() does not. fatal()/fatalx() log and exit
+ *	1: only for start-up and broken invariants, never for peer input.
+ *
+ *	log_escape() makes untrusted bytes printable: backslash, control
+ *	characters and bytes >= 0x7f become \\, \n, \r, \t or \xHH, so that
+ *	nothing a client sends can start a new log line. The output is cut
+ *	(with "...") when it does not fit.
+ *--*/
+#ifndef POLICYD_LOG_H
+#define POLICYD_LOG_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+enum log_level { LOG_L_ERR, LOG_L_WARN, LOG_L_INFO, LOG_L_DEBUG };
+
+void	log_init(const char *ident, int to_stderr, int facility);
+void	log_set_level(enum log_level level);
+int	log_level_parse(const char *name);		/* -1 when unknown */
+int	log_facility_parse(const char *name);	/* -1 when unknown */
+int	log_debug_enabled(void);
+
+void	log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	log_errx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void	fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* log_escape - printable copy of len bytes; returns dst */
+char	*log_escape(char *dst, size_t dstlen, const char *src, size_t len);
+
+#endif

@@ -1,0 +1,304 @@
+/*++
+ * NAME
+ *	policyd - Postfix policy delegation daemon (see policyd(8))
+ * SYNOPSIS
+ *	policyd [-f] [-t] [-c FILE] [-V] [-h]
+ * DESCRIPTION
+ *	Start-up order: options, configuration, listeners (as root), drop
+ *	privileges, pidfile, state layer, event loop. SIGHUP reloads the
+ *	configuration atomically; SIGTERM and SIGINT stop accepting, answer
+ *	what is in flight and exit 0.
+ *--*/
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "rules.h"
+#include "server.h"
+#include "store.h"
+
+#ifndef POLICYD_VERSION
+#define POLICYD_VERSION "0.1.0"
+#endif
+
+#define SHUTDOWN_GRACE_S	5
+
+struct server srv;
+
+static struct event *ev_hup, *ev_term, *ev_int, *ev_grace, *ev_drain;
+
+/* usage - print the synopsis */
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: policyd [-f] [-t] [-c FILE] [-V] [-h]\n"
+	    "  -c FILE  configuration file (default %s)\n"
+	    "  -f       stay in the foreground, log to stderr\n"
+	    "  -t       check the configuration and exit\n"
+	    "  -V       print the version and exit\n"
+	    "  -h       this help\n", CONFIG_DEFAULT_PATH);
+}
+
+/* same_store - do two snapshots talk to Redis the same way? */
+static int
+same_store(const struct store_config *a, const struct store_config *b)
+{
+#define SEQ(x, y) ((x) == NULL ? (y) == NULL : ((y) != NULL && strcmp(x, y) == 0))
+	return SEQ(a->address, b->address) && SEQ(a->username, b->username) &&
+	    SEQ(a->password, b->password) && SEQ(a->prefix, b->prefix) &&
+	    a->database == b->database && a->timeout_ms == b->timeout_ms &&
+	    a->connect_timeout_ms == b->connect_timeout_ms;
+#undef SEQ
+}
+
+/* reload - SIGHUP: build a new snapshot, swap only when it is good */
+static void
+reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct config *nc;
+	int	nerr = 0;
+
+	(void)sig;
+	(void)what;
+	(void)arg;
+	log_info("SIGHUP: reloading %s", srv.config_path);
+	if ((nc = config_load(srv.config_path, &nerr)) == NULL) {
+		srv.stats.reload_failures++;
+		log_errx("reload failed (%d error%s above): keeping the running "
+		    "configuration (generation %u)", nerr, nerr == 1 ? "" : "s",
+		    srv.cfg->generation);
+		return;
+	}
+	nc->generation = srv.cfg->generation + 1;
+	if (!same_store(&nc->redis, &srv.cfg->redis)) {
+		struct store *ns = store_new(srv.base, &nc->redis);
+
+		if (ns != NULL) {
+			/* in-flight requests fail over to on_error, fine */
+			store_free(srv.store);
+			srv.store = ns;
+		}
+	}
+	log_set_level(nc->log_level);
+	config_unref(srv.cfg);
+	srv.cfg = nc;
+	srv.stats.reloads++;
+	log_info("reloaded: generation %u, %d rules", nc->generation,
+	    nc->nrules);
+}
+
+/* drain_check - exit the loop once every connection is gone */
+static void
+drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval tv = { 0, 20000 };
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (srv.nconns == 0) {
+		event_base_loopexit(srv.base, NULL);
+		return;
+	}
+	evtimer_add(ev_drain, &tv);
+}
+
+/* grace_expired - stop waiting for slow requests */
+static void
+grace_expired(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_warnx("shutdown: %d connections still busy after %d s: exiting",
+	    srv.nconns, SHUTDOWN_GRACE_S);
+	event_base_loopexit(srv.base, NULL);
+}
+
+/* terminate - SIGTERM / SIGINT: graceful stop */
+static void
+terminate(evutil_socket_t sig, short what, void *arg)
+{
+	struct timeval grace = { SHUTDOWN_GRACE_S, 0 };
+
+	(void)what;
+	(void)arg;
+	if (srv.stopping)
+		return;
+	srv.stopping = 1;
+	log_info("%s: stopping: no new connections, answering requests in "
+	    "flight", strsignal(sig));
+	listener_close_all();
+	conn_shutdown_all();
+	evtimer_add(ev_grace, &grace);
+	drain_check(-1, 0, NULL);
+}
+
+/* drop_privileges - become the configured user after binding */
+static int
+drop_privileges(const struct config *c)
+{
+	struct passwd *pw;
+	gid_t	gid;
+
+	if (geteuid() != 0)
+		return 0;
+	if (c->run_as_root) {
+		log_warnx("running as root (run_as_root = true)");
+		return 0;
+	}
+	if ((pw = getpwnam(c->user)) == NULL) {
+		log_errx("user \"%s\" does not exist; create it or set user = "
+		    "\"...\" (or run_as_root = true, not recommended)", c->user);
+		return -1;
+	}
+	gid = pw->pw_gid;
+	if (c->group) {
+		struct group *gr = getgrnam(c->group);
+
+		if (gr == NULL) {
+			log_errx("group \"%s\" does not exist", c->group);
+			return -1;
+		}
+		gid = gr->gr_gid;
+	}
+	if (initgroups(pw->pw_name, gid) < 0 || setresgid(gid, gid, gid) < 0 ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0) {
+		log_warn("cannot drop privileges to %s", c->user);
+		return -1;
+	}
+	log_info("running as user %s (uid %d, gid %d)", pw->pw_name,
+	    (int)pw->pw_uid, (int)gid);
+	return 0;
+}
+
+/* write_pidfile - "PID\n", created before dropping privileges */
+static int
+write_pidfile(const char *path)
+{
+	char	buf[32];
+	int	fd, n;
+
+	if (path == NULL || path[0] == '\0')
+		return 0;
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
+		log_warn("pidfile %s", path);
+		return -1;
+	}
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (write(fd, buf, n) != n) {
+		log_warn("pidfile %s", path);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = CONFIG_DEFAULT_PATH;
+	int	ch, test_only = 0, nerr = 0;
+	char	*pidfile;
+
+	while ((ch = getopt(argc, argv, "c:fthV")) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'f':
+			srv.foreground = 1;
+			break;
+		case 't':
+			test_only = 1;
+			break;
+		case 'V':
+			printf("policyd %s\n", POLICYD_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	/* errors go to stderr until the configuration says otherwise */
+	log_init("policyd", 1, 0);
+	srv.config_path = path;
+	if ((srv.cfg = config_load(path, &nerr)) == NULL) {
+		fprintf(stderr, "policyd: %s: %d error%s\n", path, nerr,
+		    nerr == 1 ? "" : "s");
+		return 1;
+	}
+	if (test_only) {
+		printf("policyd: %s: configuration OK (%d rules)\n", path,
+		    srv.cfg->nrules);
+		config_unref(srv.cfg);
+		return 0;
+	}
+	srv.cfg->generation = 1;
+	if (!srv.foreground) {
+		if (daemon(0, 0) < 0)
+			fatal("daemon");
+		log_init("policyd", 0, srv.cfg->log_facility);
+	}
+	log_set_level(srv.cfg->log_level);
+	signal(SIGPIPE, SIG_IGN);
+	TAILQ_INIT(&srv.conns);
+	if ((srv.base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	if (listener_open_all(srv.cfg) < 0)
+		fatalx("cannot open the listeners");
+	pidfile = srv.cfg->pidfile[0] ? strdup(srv.cfg->pidfile) : NULL;
+	if (write_pidfile(pidfile) < 0)
+		fatalx("cannot write the pidfile");
+	if (drop_privileges(srv.cfg) < 0)
+		fatalx("refusing to run with privileges");
+	if ((srv.store = store_new(srv.base, &srv.cfg->redis)) == NULL)
+		fatalx("out of memory");
+	ev_hup = evsignal_new(srv.base, SIGHUP, reload, NULL);
+	ev_term = evsignal_new(srv.base, SIGTERM, terminate, NULL);
+	ev_int = evsignal_new(srv.base, SIGINT, terminate, NULL);
+	ev_grace = evtimer_new(srv.base, grace_expired, NULL);
+	ev_drain = evtimer_new(srv.base, drain_check, NULL);
+	evsignal_add(ev_hup, NULL);
+	evsignal_add(ev_term, NULL);
+	evsignal_add(ev_int, NULL);
+	log_info("policyd %s started: %d rules, redis %s", POLICYD_VERSION,
+	    srv.cfg->nrules, srv.cfg->redis.address);
+
+	event_base_dispatch(srv.base);
+
+	listener_close_all();
+	store_free(srv.store);		/* fails any command still pending */
+	conn_close_all();
+	if (pidfile != NULL && unlink(pidfile) < 0 && errno != ENOENT)
+		log_warn("cannot remove pidfile %s", pidfile);
+	free(pidfile);
+	log_info("stopped: %llu requests answered", srv.stats.replies);
+	event_free(ev_hup);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_grace);
+	event_free(ev_drain);
+	config_unref(srv.cfg);
+	event_base_free(srv.base);
+	return 0;
+}

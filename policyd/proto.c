@@ -1,0 +1,216 @@
+/*++
+ * NAME
+ *	proto.c - Postfix policy protocol codec (see proto.h)
+ *--*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+
+static const char *const attr_names[A_COUNT] = {
+	[A_REQUEST] = "request",
+	[A_PROTOCOL_STATE] = "protocol_state",
+	[A_PROTOCOL_NAME] = "protocol_name",
+	[A_HELO_NAME] = "helo_name",
+	[A_QUEUE_ID] = "queue_id",
+	[A_SENDER] = "sender",
+	[A_RECIPIENT] = "recipient",
+	[A_RECIPIENT_COUNT] = "recipient_count",
+	[A_CLIENT_ADDRESS] = "client_address",
+	[A_CLIENT_NAME] = "client_name",
+	[A_REVERSE_CLIENT_NAME] = "reverse_client_name",
+	[A_INSTANCE] = "instance",
+	[A_SASL_METHOD] = "sasl_method",
+	[A_SASL_USERNAME] = "sasl_username",
+	[A_SASL_SENDER] = "sasl_sender",
+	[A_SIZE] = "size",
+	[A_CCERT_SUBJECT] = "ccert_subject",
+	[A_CCERT_ISSUER] = "ccert_issuer",
+	[A_CCERT_FINGERPRINT] = "ccert_fingerprint",
+	[A_CCERT_PUBKEY_FINGERPRINT] = "ccert_pubkey_fingerprint",
+	[A_ENCRYPTION_PROTOCOL] = "encryption_protocol",
+	[A_ENCRYPTION_CIPHER] = "encryption_cipher",
+	[A_ENCRYPTION_KEYSIZE] = "encryption_keysize",
+	[A_ETRN_DOMAIN] = "etrn_domain",
+	[A_STRESS] = "stress",
+	[A_CLIENT_PORT] = "client_port",
+	[A_POLICY_CONTEXT] = "policy_context",
+	[A_SERVER_ADDRESS] = "server_address",
+	[A_SERVER_PORT] = "server_port",
+	[A_COMPATIBILITY_LEVEL] = "compatibility_level",
+	[A_MAIL_VERSION] = "mail_version",
+	[A_TLS_SNI] = "tls_sni",
+};
+
+/* proto_attr_name - name of a known attribute */
+const char *
+proto_attr_name(enum attr_id id)
+{
+	return (id >= 0 && id < A_COUNT) ? attr_names[id] : NULL;
+}
+
+/* proto_attr_id - known attribute by name (linear: 32 short names) */
+int
+proto_attr_id(const char *name, size_t len)
+{
+	for (int i = 0; i < A_COUNT; i++)
+		if (strncmp(attr_names[i], name, len) == 0 &&
+		    attr_names[i][len] == '\0')
+			return i;
+	return -1;
+}
+
+/* proto_init - fresh parser state */
+void
+proto_init(struct proto *p, const struct proto_limits *lim)
+{
+	memset(p, 0, sizeof(*p));
+	if (lim)
+		p->lim = *lim;
+	if (p->lim.max_line == 0)
+		p->lim.max_line = PROTO_DEF_MAX_LINE;
+	if (p->lim.max_request == 0)
+		p->lim.max_request = PROTO_DEF_MAX_REQUEST;
+	if (p->lim.max_attrs == 0)
+		p->lim.max_attrs = PROTO_DEF_MAX_ATTRS;
+}
+
+/* proto_reset - forget the scan position */
+static void
+proto_reset(struct proto *p)
+{
+	p->scanned = p->line_start = p->nlines = 0;
+}
+
+/* proto_fail - reset and report */
+static int
+proto_fail(struct proto *p, const char *why)
+{
+	proto_reset(p);
+	p->err = why;
+	return PROTO_ERR;
+}
+
+/* proto_split - parse the lines of a complete request in place */
+static int
+proto_split(struct proto *p, struct policy_req *req, char *raw, size_t n)
+{
+	char	*line = raw, *end = raw + n;
+
+	while (line < end) {
+		char	*nl = memchr(line, '\n', end - line);
+		char	*eq;
+		size_t	llen;
+		int	id;
+
+		if (nl == NULL)
+			nl = end;
+		*nl = '\0';
+		llen = nl - line;
+		if (llen > 0 && line[llen - 1] == '\r')
+			line[--llen] = '\0';
+		if (llen == 0)
+			break;			/* the terminating empty line */
+		if ((eq = memchr(line, '=', llen)) == NULL)
+			return proto_fail(p, "line without '='");
+		if (eq == line)
+			return proto_fail(p, "attribute with empty name");
+		id = proto_attr_id(line, eq - line);
+		if (id < 0) {
+			req->unknown++;
+		} else {
+			req->v[id] = eq + 1;
+			req->len[id] = llen - (eq + 1 - line);
+			req->present |= 1ULL << id;
+		}
+		line = nl + 1;
+	}
+	return PROTO_OK;
+}
+
+/* proto_parse - find and parse one complete request */
+int
+proto_parse(struct proto *p, const char *buf, size_t len,
+    struct policy_req *req, size_t *used)
+{
+	size_t	i, reqlen = 0;
+	char	*raw;
+
+	p->err = NULL;
+	for (i = p->scanned; i < len; i++) {
+		char	c = buf[i];
+
+		if (c == '\0')
+			return proto_fail(p, "NUL byte in request");
+		if (c != '\n')
+			continue;
+		/* an empty line (optionally "\r\n") ends the request */
+		if (i == p->line_start ||
+		    (i == p->line_start + 1 && buf[i - 1] == '\r')) {
+			if (p->nlines == 0)
+				return proto_fail(p, "empty request");
+			reqlen = i + 1;
+			break;
+		}
+		if (i - p->line_start > p->lim.max_line)
+			return proto_fail(p, "line too long");
+		if (++p->nlines > p->lim.max_attrs)
+			return proto_fail(p, "too many attributes");
+		p->line_start = i + 1;
+	}
+	if (reqlen == 0) {
+		p->scanned = len;
+		if (len - p->line_start > p->lim.max_line)
+			return proto_fail(p, "line too long");
+		if (len > p->lim.max_request)
+			return proto_fail(p, "request too large");
+		return PROTO_NEED_MORE;
+	}
+	if (reqlen > p->lim.max_request)
+		return proto_fail(p, "request too large");
+
+	memset(req, 0, sizeof(*req));
+	if ((raw = malloc(reqlen)) == NULL)
+		return proto_fail(p, "out of memory");
+	memcpy(raw, buf, reqlen);
+	req->raw = raw;
+	req->size = reqlen;
+	for (i = 0; i < A_COUNT; i++)
+		req->v[i] = "";
+	if (proto_split(p, req, raw, reqlen) != PROTO_OK) {
+		proto_req_free(req);
+		return PROTO_ERR;
+	}
+	proto_reset(p);
+	*used = reqlen;
+	return PROTO_OK;
+}
+
+/* proto_req_free - release a parsed request */
+void
+proto_req_free(struct policy_req *req)
+{
+	free(req->raw);
+	req->raw = NULL;
+}
+
+/* proto_format_reply - one reply, never more than one line */
+int
+proto_format_reply(char *buf, size_t len, const char *text)
+{
+	size_t	tl = strlen(text), o;
+
+	if (tl + sizeof("action=\n\n") > len)
+		return -1;
+	memcpy(buf, "action=", 7);
+	o = 7;
+	for (size_t i = 0; i < tl; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		buf[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+	}
+	buf[o++] = '\n';
+	buf[o++] = '\n';
+	buf[o] = '\0';
+	return (int)o;
+}

@@ -1,0 +1,124 @@
+/*++
+ * NAME
+ *	rules.h - conditions, rules and the evaluation of one request
+ * DESCRIPTION
+ *	A rule has a name, conditions (all must hold), and either a static
+ *	action or one check, a mode (enforce or dry-run) and an on_error
+ *	action (DUNNO by default: fail open).
+ *
+ *	rules_eval() walks the rules in order. The first final result
+ *	(anything but DUNNO, PREPEND, WARN, INFO) decides; OK ends the walk
+ *	as a whitelist. A non-final result (PREPEND from a greylist pass, WARN
+ *	from a dry-run) is kept and answered only when no rule decides; the
+ *	first one kept wins. A dry-run rule that would decide is logged and
+ *	answered as "WARN" (non-final) instead. A check that TEMPFAILs gives
+ *	the rule's on_error action, which is treated like any other result.
+ *	When nothing decides the answer is DUNNO.
+ *
+ *	Evaluation may suspend while a check waits for Redis; done() runs
+ *	exactly once, possibly before rules_eval() returns.
+ *	With ev->trace set, every step is appended to the trace text for
+ *	"policyctl explain".
+ *--*/
+#ifndef POLICYD_RULES_H
+#define POLICYD_RULES_H
+
+#include <time.h>
+
+#include "action.h"
+#include "addr.h"
+#include "check.h"
+#include "config.h"
+#include "maps.h"
+#include "proto.h"
+
+/* protocol_state bits */
+#define STATE_CONNECT	(1u << 0)
+#define STATE_EHLO	(1u << 1)
+#define STATE_HELO	(1u << 2)
+#define STATE_MAIL	(1u << 3)
+#define STATE_RCPT	(1u << 4)
+#define STATE_DATA	(1u << 5)
+#define STATE_EOM	(1u << 6)
+#define STATE_VRFY	(1u << 7)
+#define STATE_ETRN	(1u << 8)
+#define STATE_ALL	0x1ffu
+
+unsigned rules_state_bit(const char *name);	/* 0 when unknown */
+
+struct cond {
+	unsigned states;
+	char	*policy_context;
+	int	sasl;			/* -1 any, 0 unauthenticated, 1 authenticated */
+	struct map *sasl_login;		/* set of logins */
+	struct cidrmap *client_address;
+	struct map *client_name, *helo_name;	/* domain sets */
+	struct map *sender, *recipient;		/* address sets */
+};
+
+struct rule {
+	char	*name;
+	int	line;
+	struct cond cond;
+	const struct check_ops *check;
+	void	*check_priv;
+	char	*action;		/* static action, or NULL */
+	int	dry_run;
+	char	*on_error;
+};
+
+#define EVAL_TEXT	1024
+
+struct store;
+struct eval;
+typedef void eval_done_fn(struct eval *ev);
+
+struct eval {
+	/* inputs */
+	struct config *cfg;		/* referenced for the whole evaluation */
+	struct policy_req *req;
+	struct store *store;
+	time_t	now;
+	unsigned state_bit;
+	struct ipaddr client_ip;
+	int	client_ip_ok;
+	eval_done_fn *done;
+	void	*done_arg;
+	/* progress */
+	int	next_rule;
+	int	running;		/* inside the rule loop */
+	int	waiting;		/* a check is out */
+	int	check_returned;		/* check finished while running */
+	enum check_status cstatus;
+	char	caction[EVAL_TEXT];
+	char	cdetail[256];
+	/* result */
+	const struct rule *rule;	/* the deciding rule, or NULL */
+	char	action[EVAL_TEXT];	/* final answer */
+	const struct rule *nf_rule;
+	char	nf_action[EVAL_TEXT];
+	char	detail[256];		/* of the deciding (or kept) result */
+	int	tempfail;		/* a check answered on_error */
+	/* explanation */
+	int	want_trace;
+	char	*trace;
+	size_t	tlen, tcap;
+};
+
+/* rules_compile - build a[n] from the "rules" list; 0 or -1 (errors logged) */
+int	rules_compile(struct config *c, const config_setting_t *list);
+void	rules_free(struct rule *r, int n);
+
+/* cond_match - pure: do the conditions hold? why receives a reason */
+int	cond_match(const struct cond *cd, const struct eval *ev, char *why,
+	    size_t whylen);
+
+/* rules_eval_init - fill the derived inputs of ev from its request */
+void	rules_eval_init(struct eval *ev);
+void	rules_eval(struct eval *ev);
+void	rules_eval_free(struct eval *ev);
+
+void	eval_trace(struct eval *ev, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+
+#endif

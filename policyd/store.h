@@ -1,0 +1,77 @@
+/*++
+ * NAME
+ *	store.h - the state layer: the one owner of the Redis connection
+ * DESCRIPTION
+ *	store_new() connects asynchronously (hiredis on the libevent base)
+ *	and keeps reconnecting with backoff (50 ms doubling to 1 s) for as
+ *	long as it lives. AUTH (password, or ACL user and password) and
+ *	SELECT are sent first on every new connection.
+ *
+ *	store_script() runs one of the compiled-in Lua scripts by EVALSHA;
+ *	a NOSCRIPT answer re-sends it once as EVAL (which loads it again).
+ *	Keys are given without the configured prefix: the store adds it.
+ *	A script answers an array of integers (or one integer).
+ *
+ *	Every command has a deadline (timeout_ms). Redis answers in order,
+ *	so one libevent timer watches the oldest command; when it expires
+ *	the connection is dropped (a hung server is not waited on) and every
+ *	command on it fails. While disconnected, commands fail at once.
+ * CONTRACT
+ *	The callback runs exactly once per store_script() call: with a
+ *	reply, or with r->ok == 0 and r->err set (timeout, disconnect,
+ *	not connected, error reply, shutdown). It may run before
+ *	store_script() returns (when not connected). Callbacks may call
+ *	store_script() again.
+ *--*/
+#ifndef POLICYD_STORE_H
+#define POLICYD_STORE_H
+
+#include <stddef.h>
+
+struct event_base;
+
+enum store_script_id { SCRIPT_GREYLIST, SCRIPT_RATELIMIT, SCRIPT_COUNT };
+
+#define STORE_MAX_INTS	16
+
+struct store_reply {
+	int	ok;
+	const char *err;		/* when !ok: static or reply text */
+	int	n;			/* integers in v[] */
+	long long v[STORE_MAX_INTS];
+	double	latency_ms;
+};
+
+typedef void store_cb(void *arg, const struct store_reply *r);
+
+struct store_config {
+	char	*address;		/* "host:port", "[v6]:port", "unix:/path" */
+	char	*username;		/* ACL user, or NULL */
+	char	*password;		/* or NULL */
+	int	database;
+	char	*prefix;		/* key prefix, e.g. "pd:" */
+	int	timeout_ms;		/* per command */
+	int	connect_timeout_ms;
+};
+
+struct store_stats {
+	unsigned long long commands, errors, timeouts, reconnects, noscript;
+	double	latency_sum_ms;
+};
+
+struct store;
+
+struct store *store_new(struct event_base *base, const struct store_config *c);
+void	store_script(struct store *s, enum store_script_id id, int nkeys,
+	    int nargs, const char *const *argv, const size_t *argvlen,
+	    store_cb *cb, void *arg);
+int	store_ready(const struct store *s);
+const struct store_stats *store_get_stats(const struct store *s);
+const char *store_prefix(const struct store *s);
+void	store_free(struct store *s);
+
+/* the embedded scripts (scripts.c, generated) */
+extern const char *const store_script_text[SCRIPT_COUNT];
+extern const char *const store_script_sha[SCRIPT_COUNT];
+
+#endif
