@@ -20,10 +20,14 @@ override CFLAGS += -std=c11 $(WARN) -D_GNU_SOURCE -DPOLICYD_VERSION=\"$(VERSION)
 LDLIBS   = -levent -lhiredis -lconfig
 BUILD   ?= build
 
-SRCS = action.c addr.c check_access.c check_greylist.c config.c conn.c \
-       listener.c log.c main.c maps.c proto.c rules.c store.c
+# every policyd/*.c is part of the daemon, except the command-line tool
+CTL_SRCS = policyctl.c
+SRCS = $(filter-out $(CTL_SRCS),$(notdir $(wildcard policyd/*.c)))
 OBJS = $(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/scripts.o
-LUA  = policyd/scripts/greylist.lua policyd/scripts/ratelimit.lua
+LUA  = $(sort $(wildcard policyd/scripts/*.lua))
+# objects of the daemon without main() and without hiredis/libevent I/O
+CORE_OBJS = $(filter-out $(BUILD)/main.o $(BUILD)/conn.o $(BUILD)/listener.o \
+	$(BUILD)/store.o,$(OBJS))
 
 # unit tests: name -> the modules they link
 UNIT_TESTS = proto_test addr_test maps_test action_test config_test
@@ -31,8 +35,7 @@ UNIT_proto_test  = proto.o
 UNIT_addr_test   = addr.o
 UNIT_maps_test   = maps.o addr.o
 UNIT_action_test = action.o
-UNIT_config_test = action.o addr.o check_access.o check_greylist.o config.o \
-                   log.o maps.o proto.o rules.o scripts.o store_stub.o
+UNIT_config_test = $(notdir $(CORE_OBJS)) store_stub.o
 
 DEB_BUILD = gcc make pkg-config libevent-dev libhiredis-dev libconfig-dev
 DEB_TEST  = redis-server redis-tools python3 postfix sasl2-bin libsasl2-modules \
@@ -58,12 +61,14 @@ $(BUILD)/scripts.o: $(BUILD)/scripts.c
 $(BUILD)/store_stub.o: tests/unit/store_stub.c policyd/*.h | $(BUILD)
 	$(CC) $(CFLAGS) -Ipolicyd -c -o $@ $<
 
-$(BUILD)/%_test: tests/unit/%_test.c tests/unit/tap.h policyd/*.h \
-		$(foreach o,$(UNIT_$*),$(BUILD)/$(o)) | $(BUILD)
-	$(CC) $(CFLAGS) -Ipolicyd -Itests/unit -o $@ $< \
-		$(foreach o,$(UNIT_$*),$(BUILD)/$(o)) $(LDLIBS)
+define UNIT_RULE
+$$(BUILD)/$(1): tests/unit/$(1).c tests/unit/tap.h $$(wildcard policyd/*.h) \
+		$$(addprefix $$(BUILD)/,$$(UNIT_$(1))) | $$(BUILD)
+	$$(CC) $$(CFLAGS) $$(LDFLAGS) -Ipolicyd -Itests/unit -o $$@ $$< \
+		$$(addprefix $$(BUILD)/,$$(UNIT_$(1))) $$(LDLIBS)
+endef
+$(foreach t,$(UNIT_TESTS),$(eval $(call UNIT_RULE,$(t))))
 
-.SECONDEXPANSION:
 unit: $(UNIT_TESTS:%=$(BUILD)/%)
 
 $(BUILD):

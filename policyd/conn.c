@@ -36,8 +36,9 @@ struct slot {
 	double	start_ms;
 	struct policy_req req;
 	struct eval ev;
-	int	replylen;
-	char	reply[EVAL_TEXT + 16];
+	size_t	replylen;
+	char	*reply;			/* inline, or malloc'ed for a trace */
+	char	inline_reply[EVAL_TEXT + 16];
 };
 
 TAILQ_HEAD(slot_list, slot);
@@ -186,6 +187,8 @@ conn_flush(struct conn *c)
 			evbuffer_add(bufferevent_get_output(c->bev), s->reply,
 			    s->replylen);
 		srv.stats.replies++;
+		if (s->reply != s->inline_reply)
+			free(s->reply);
 		config_unref(s->ev.cfg);
 		rules_eval_free(&s->ev);
 		proto_req_free(&s->req);
@@ -210,11 +213,21 @@ conn_eval_done(struct eval *ev)
 {
 	struct slot *s = ev->done_arg;
 	double	ms = mono_ms() - s->start_ms;
+	int	n;
 
-	s->replylen = proto_format_reply(s->reply, sizeof(s->reply), ev->action);
-	if (s->replylen < 0)
-		s->replylen = proto_format_reply(s->reply, sizeof(s->reply),
-		    "DUNNO");
+	s->reply = NULL;
+	if (ev->want_trace)
+		s->reply = proto_format_trace(ev->trace, ev->action,
+		    &s->replylen);
+	if (s->reply == NULL) {
+		s->reply = s->inline_reply;
+		n = proto_format_reply(s->reply, sizeof(s->inline_reply),
+		    ev->action);
+		if (n < 0)
+			n = proto_format_reply(s->reply,
+			    sizeof(s->inline_reply), "DUNNO");
+		s->replylen = (size_t)n;
+	}
 	s->done = 1;
 	if (ev->tempfail)
 		srv.stats.tempfail++;
@@ -245,6 +258,8 @@ conn_start_request(struct conn *c, struct policy_req *req)
 	s->ev.now = time(NULL);
 	s->ev.done = conn_eval_done;
 	s->ev.done_arg = s;
+	s->ev.want_trace = s->req.len[A_POLICYD_EXPLAIN] > 0 &&
+	    strcmp(s->req.v[A_POLICYD_EXPLAIN], "no") != 0;
 	TAILQ_INSERT_TAIL(&c->slots, s, link);
 	c->nslots++;
 	if (strcmp(s->req.v[A_REQUEST], "smtpd_access_policy") != 0) {
@@ -456,6 +471,8 @@ conn_close_all(void)
 				break;		/* still owned by a callback */
 			TAILQ_REMOVE(&c->slots, s, link);
 			c->nslots--;
+			if (s->reply != s->inline_reply)
+				free(s->reply);
 			config_unref(s->ev.cfg);
 			rules_eval_free(&s->ev);
 			proto_req_free(&s->req);

@@ -40,6 +40,7 @@ static const char *const attr_names[A_COUNT] = {
 	[A_COMPATIBILITY_LEVEL] = "compatibility_level",
 	[A_MAIL_VERSION] = "mail_version",
 	[A_TLS_SNI] = "tls_sni",
+	[A_POLICYD_EXPLAIN] = "policyd_explain",
 };
 
 /* proto_attr_name - name of a known attribute */
@@ -213,4 +214,46 @@ proto_format_reply(char *buf, size_t len, const char *text)
 	buf[o++] = '\n';
 	buf[o] = '\0';
 	return (int)o;
+}
+
+/* proto_format_trace - the trace lines and the action, one reply */
+char *
+proto_format_trace(const char *trace, const char *action, size_t *len)
+{
+	size_t	tl = trace ? strlen(trace) : 0, al = strlen(action), o = 0;
+	size_t	lines = 1;
+	char	*buf;
+
+	for (size_t i = 0; i < tl; i++)
+		lines += trace[i] == '\n';
+	buf = malloc(tl + lines * 8 + al + 16);
+	if (buf == NULL)
+		return NULL;
+	for (size_t i = 0; i < tl;) {
+		size_t	j = i;
+
+		while (j < tl && trace[j] != '\n')
+			j++;
+		memcpy(buf + o, "trace=", 6);
+		o += 6;
+		for (size_t k = i; k < j; k++) {
+			unsigned char c = (unsigned char)trace[k];
+
+			buf[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+		}
+		buf[o++] = '\n';
+		i = j + 1;
+	}
+	memcpy(buf + o, "action=", 7);
+	o += 7;
+	for (size_t k = 0; k < al; k++) {
+		unsigned char c = (unsigned char)action[k];
+
+		buf[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+	}
+	buf[o++] = '\n';
+	buf[o++] = '\n';
+	buf[o] = '\0';
+	*len = o;
+	return buf;
 }

@@ -46,7 +46,9 @@ enum attr_id {
 	A_ENCRYPTION_PROTOCOL, A_ENCRYPTION_CIPHER, A_ENCRYPTION_KEYSIZE,
 	A_ETRN_DOMAIN, A_STRESS, A_CLIENT_PORT, A_POLICY_CONTEXT,
 	A_SERVER_ADDRESS, A_SERVER_PORT, A_COMPATIBILITY_LEVEL,
-	A_MAIL_VERSION, A_TLS_SNI, A_COUNT
+	A_MAIL_VERSION, A_TLS_SNI,
+	A_POLICYD_EXPLAIN,		/* ours: "yes" asks for the trace */
+	A_COUNT
 };
 
 #define PROTO_OK	0
@@ -95,5 +97,13 @@ const char *proto_attr_name(enum attr_id id);
  * length, or -1 when it does not fit.
  */
 int	proto_format_reply(char *buf, size_t len, const char *text);
+
+/*
+ * proto_format_trace - "trace=LINE\n" for each line of text (control
+ * characters become '?'), then "action=ACTION\n\n": the reply to a
+ * request with policyd_explain=yes. Returns a malloc'ed string (caller
+ * frees) and its length in *len, or NULL.
+ */
+char	*proto_format_trace(const char *trace, const char *action, size_t *len);
 
 #endif
