@@ -41,7 +41,16 @@ DEB_BUILD = gcc make pkg-config libevent-dev libhiredis-dev libconfig-dev
 DEB_TEST  = redis-server redis-tools python3 postfix sasl2-bin libsasl2-modules \
             libsasl2-modules-db swaks iproute2 procps netcat-openbsd
 
-all: policyd/policyd
+all: policyd/policyd $(if $(wildcard policyd/policyctl.c),policyd/policyctl)
+
+# policyctl: its own main, the pure codec, and whatever else CTL_OBJS lists
+CTL_OBJS = $(BUILD)/policyctl.o $(BUILD)/proto.o $(BUILD)/log.o $(BUILD)/addr.o
+
+policyd/policyctl: $(BUILD)/policyctl
+	cp $< $@
+
+$(BUILD)/policyctl: $(CTL_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CTL_OBJS) $(LDLIBS)
 
 policyd/policyd: $(BUILD)/policyd
 	cp $< $@
