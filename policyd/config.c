@@ -30,6 +30,7 @@
 #define DEF_REDIS_CONNECT_MS	1000
 #define DEF_USER		"policyd"
 #define DEF_PIDFILE		""
+#define DEF_METRICS_ADDRESS	"127.0.0.1:9110"
 
 struct int_setting {
 	const char *path;		/* libconfig path */
@@ -63,7 +64,7 @@ static const struct size_setting size_settings[] = {
 
 static const char *const top_keys[] = {
 	"listen", "limits", "redis", "log", "user", "group", "pidfile",
-	"run_as_root", "hostname", "rules", NULL
+	"run_as_root", "hostname", "rules", "metrics", NULL
 };
 static const char *const group_keys[][12] = {
 	{ "limits", "max_connections", "idle_timeout", "request_timeout",
@@ -71,6 +72,7 @@ static const char *const group_keys[][12] = {
 	{ "redis", "address", "username", "password", "database", "prefix",
 	  "timeout_ms", "connect_timeout_ms", NULL },
 	{ "log", "facility", "level", NULL },
+	{ "metrics", "address", NULL },
 };
 
 #define ERR(line, ...) do { \
@@ -308,6 +310,7 @@ config_free(struct config *c)
 	free(c->group);
 	free(c->pidfile);
 	free(c->hostname);
+	free(c->metrics_address);
 	free(c->path);
 	free(c->dir);
 	free(c);
@@ -357,6 +360,8 @@ config_load(const char *path, int *nerrors)
 	errors += dup_string(c, &cf, "redis.password", &c->redis.password, NULL);
 	errors += dup_string(c, &cf, "redis.prefix", &c->redis.prefix,
 	    DEF_REDIS_PREFIX);
+	errors += dup_string(c, &cf, "metrics.address", &c->metrics_address,
+	    DEF_METRICS_ADDRESS);
 	errors += dup_string(c, &cf, "user", &c->user, DEF_USER);
 	errors += dup_string(c, &cf, "group", &c->group, NULL);
 	errors += dup_string(c, &cf, "pidfile", &c->pidfile, DEF_PIDFILE);

@@ -47,6 +47,7 @@ struct config {
 	int	run_as_root;
 	int	log_facility, log_level;
 	char	*hostname;
+	char	*metrics_address;	/* "HOST:PORT", "" = off */
 	struct rule *rules;
 	int	nrules;
 };

@@ -24,6 +24,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "rules.h"
 #include "server.h"
 #include "store.h"
@@ -273,6 +274,7 @@ main(int argc, char **argv)
 		fatalx("refusing to run with privileges");
 	if ((srv.store = store_new(srv.base, &srv.cfg->redis)) == NULL)
 		fatalx("out of memory");
+	metrics_start(srv.cfg->metrics_address);
 	ev_hup = evsignal_new(srv.base, SIGHUP, reload, NULL);
 	ev_term = evsignal_new(srv.base, SIGTERM, terminate, NULL);
 	ev_int = evsignal_new(srv.base, SIGINT, terminate, NULL);
@@ -287,6 +289,7 @@ main(int argc, char **argv)
 	event_base_dispatch(srv.base);
 
 	listener_close_all();
+	metrics_stop();
 	store_free(srv.store);		/* fails any command still pending */
 	conn_close_all();
 	if (pidfile != NULL && unlink(pidfile) < 0 && errno != ENOENT)
@@ -299,6 +302,7 @@ main(int argc, char **argv)
 	event_free(ev_grace);
 	event_free(ev_drain);
 	config_unref(srv.cfg);
+	stats_free();
 	event_base_free(srv.base);
 	return 0;
 }
