@@ -39,7 +39,7 @@ UNIT_config_test = $(notdir $(CORE_OBJS)) store_stub.o
 
 DEB_BUILD = gcc make pkg-config libevent-dev libhiredis-dev libconfig-dev
 DEB_TEST  = redis-server redis-tools python3 postfix sasl2-bin libsasl2-modules \
-            libsasl2-modules-db swaks iproute2 procps netcat-openbsd
+            libsasl2-modules-db swaks iproute2 procps netcat-openbsd man-db
 
 all: policyd/policyd $(if $(wildcard policyd/policyctl.c),policyd/policyctl)
 
@@ -97,16 +97,23 @@ run: deps
 test: deps-test
 	sh tests/run-tests.sh
 
+# Installs binaries, man pages and the sample configuration; an existing
+# configuration or map file is never overwritten.
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
-		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/policyd
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/policyd \
+		$(DESTDIR)$(PREFIX)/share/policyd
 	install -m 0755 policyd/policyd $(DESTDIR)$(SBINDIR)/policyd
-	install -m 0644 man/policyd.8 $(DESTDIR)$(MANDIR)/man8/policyd.8
-	install -m 0644 man/policyd.conf.5 $(DESTDIR)$(MANDIR)/man5/policyd.conf.5
+	[ ! -f policyd/policyctl ] || install -m 0755 policyd/policyctl $(DESTDIR)$(SBINDIR)/policyctl
+	for m in man/*.8; do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man8/; done
+	for m in man/*.5; do install -m 0644 $$m $(DESTDIR)$(MANDIR)/man5/; done
 	for f in rules/*; do \
 		t=$(DESTDIR)$(SYSCONFDIR)/policyd/$$(basename $$f); \
 		[ -e $$t ] || install -m 0644 $$f $$t; \
 	done
+	cp -r contrib/* $(DESTDIR)$(PREFIX)/share/policyd/
+	sed -i -e 's|/usr/local/sbin|$(SBINDIR)|g' -e 's|/usr/local/etc|$(SYSCONFDIR)|g' \
+		$(DESTDIR)$(PREFIX)/share/policyd/policyd.service
 
 clean:
 	rm -rf build build-asan policyd/policyd

@@ -21,8 +21,10 @@ until redis-cli -p "$port" ping >/dev/null 2>&1; do
 	sleep 0.1
 done
 # the sample configuration, pointed at the private Redis
-sed -e "s/127.0.0.1:6379/127.0.0.1:$port/" "$top/rules/policyd.conf" > "$top/rules/.run.conf"
-[ "$(id -u)" = 0 ] || sed -i 's/^user = .*/run_as_root = false;/' "$top/rules/.run.conf"
+sed -e "s/127.0.0.1:6379/127.0.0.1:$port/" -e "s/^# *metrics = .*//" \
+	"$top/rules/policyd.conf" > "$top/rules/.run.conf"
+# the demo runs as "nobody" (the packaged default is a dedicated "policyd" user)
+sed -i 's/^user = .*/user = "nobody";/' "$top/rules/.run.conf"
 echo "policyd: redis-server on 127.0.0.1:$port (state in $state); policyd on 127.0.0.1:10040"
 echo "try:  printf 'request=smtpd_access_policy\\nprotocol_state=RCPT\\nclient_address=192.0.2.1\\nclient_name=mx.example.com\\nsender=a@example.com\\nrecipient=b@example.net\\n\\n' | nc -q1 127.0.0.1 10040"
 "$top/policyd/policyd" -f -c "$top/rules/.run.conf" &
