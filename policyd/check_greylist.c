@@ -84,7 +84,7 @@ gl_files(const config_setting_t *rs, const char *name, const struct config *c,
 		const config_setting_t *e = config_setting_type(s) ==
 		    CONFIG_TYPE_STRING ? s : config_setting_get_elem(s, i);
 		const char *f = config_setting_get_string(e);
-		char	path[4096];
+		char	path[4096], why[512];
 		int	rc;
 
 		if (f == NULL) {
@@ -93,10 +93,15 @@ gl_files(const config_setting_t *rs, const char *name, const struct config *c,
 			return -1;
 		}
 		config_path(c, f, path, sizeof(path));
-		rc = clients ? clientlist_load_file(g->wl_clients, path, err,
-		    errlen) : rcptlist_load_file(g->wl_rcpts, path, err, errlen);
-		if (rc < 0)
+		rc = clients ? clientlist_load_file(g->wl_clients, path, why,
+		    sizeof(why)) : rcptlist_load_file(g->wl_rcpts, path, why,
+		    sizeof(why));
+		if (rc < 0) {
+			/* "file:line: message" of the setting, then the cause */
+			snprintf(err, errlen, "%s:%d: %s: %s", c->path,
+			    config_setting_source_line(e), name, why);
 			return -1;
+		}
 	}
 	return 0;
 }
@@ -149,8 +154,15 @@ greylist_compile(const config_setting_t *rs, const struct config *c,
 		greylist_free(g);
 		return -1;
 	}
-	if ((s = config_setting_get_member(rs, "header")) != NULL)
+	if ((s = config_setting_get_member(rs, "header")) != NULL) {
+		if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+			snprintf(err, errlen, "%s:%d: header: expected true or "
+			    "false", c->path, config_setting_source_line(s));
+			greylist_free(g);
+			return -1;
+		}
 		g->header = config_setting_get_bool(s);
+	}
 	*priv = g;
 	return 0;
 }

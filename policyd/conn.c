@@ -151,11 +151,12 @@ log_decision(const struct slot *s, double ms)
 	log_escape(act, sizeof(act), ev->action, strlen(ev->action));
 	log_escape(det, sizeof(det), ev->detail, strlen(ev->detail));
 	log_info("%s: rule=%s action=%s client=%s[%s] sasl=%s sender=<%s> "
-	    "recipient=<%s> state=%.20s%s%s%s delay=%.1fms", qid,
+	    "recipient=<%s> state=%.20s%s%s%s%s delay=%.1fms", qid,
 	    ev->rule ? ev->rule->name : "-", act, cname[0] ? cname : "unknown",
 	    caddr, sasl[0] ? sasl : "-", snd, rcpt,
 	    q->v[A_PROTOCOL_STATE][0] ? q->v[A_PROTOCOL_STATE] : "-",
-	    det[0] ? " detail=\"" : "", det, det[0] ? "\"" : "", ms);
+	    det[0] ? " detail=\"" : "", det, det[0] ? "\"" : "",
+	    ev->tempfail ? " on_error=yes" : "", ms);
 }
 
 /* count_action - per-kind counters */
@@ -232,6 +233,9 @@ conn_eval_done(struct eval *ev)
 	if (ev->tempfail)
 		srv.stats.tempfail++;
 	count_action(ev->action);
+	stats_latency(&srv.stats, ms);
+	stats_state(&srv.stats, s->req.v[A_PROTOCOL_STATE]);
+	stats_decision(ev->rule ? ev->rule->name : "-", ev->action);
 	log_decision(s, ms);
 	conn_flush(s->c);
 }
@@ -308,6 +312,7 @@ conn_process(struct conn *c)
 {
 	struct bufferevent *bev = c->bev;
 	struct evbuffer *in;
+	int	completed = 0, partial = 0;
 
 	if (bev == NULL || c->closing)
 		return 0;
@@ -328,8 +333,10 @@ conn_process(struct conn *c)
 		}
 		buf = (const char *)evbuffer_pullup(in, -1);
 		rc = proto_parse(&c->proto, buf, len, &req, &used);
-		if (rc == PROTO_NEED_MORE)
+		if (rc == PROTO_NEED_MORE) {
+			partial = 1;
 			break;
+		}
 		if (rc == PROTO_ERR) {
 			log_warnx("%s: malformed request (%s): closing without "
 			    "reply", c->peer, c->proto.err);
@@ -338,13 +345,21 @@ conn_process(struct conn *c)
 			return -1;
 		}
 		evbuffer_drain(in, used);
+		completed = 1;
 		if (conn_start_request(c, &req) < 0)
 			return -1;
 	}
 	if (c->bev == NULL || c->closing)
 		return 0;
-	/* a partial request must complete within request_timeout */
-	if (evbuffer_get_length(in) > 0) {
+	/*
+	 * A partial request must complete within request_timeout, counted
+	 * from its own start: a request completed here restarts the clock
+	 * for the next one. Complete requests waiting while the connection
+	 * is paused (our side is busy) are not the client's delay.
+	 */
+	if (partial) {
+		if (completed)
+			evtimer_del(c->req_timer);
 		if (!evtimer_pending(c->req_timer, NULL)) {
 			struct timeval tv = { srv.cfg->request_timeout, 0 };
 

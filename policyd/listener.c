@@ -23,6 +23,44 @@
 #include "log.h"
 #include "server.h"
 
+/*
+ * Out of descriptors (EMFILE and the like): the pending connection stays
+ * in the backlog and the listening socket stays readable, so accepting
+ * again at once would spin and log without end. Accepting stops for
+ * FD_PAUSE_MS (one log line per episode); a later successful accept ends
+ * the episode.
+ */
+#define FD_PAUSE_MS	100
+
+static struct event *fd_pause_timer;
+static int fd_episode;			/* in an out-of-descriptors episode */
+static unsigned long long fd_failures;
+
+/* listener_enable_all - enable or disable every listener (no bookkeeping) */
+static void
+listener_enable_all(int on)
+{
+	for (int i = 0; i < srv.nlisteners; i++) {
+		if (srv.listeners[i].lev == NULL)
+			continue;
+		if (on)
+			evconnlistener_enable(srv.listeners[i].lev);
+		else
+			evconnlistener_disable(srv.listeners[i].lev);
+	}
+}
+
+/* listener_fd_resume - the pause after EMFILE is over: try again */
+static void
+listener_fd_resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (!srv.stopping && !srv.accepting_paused)
+		listener_enable_all(1);
+}
+
 /* listener_accept - a new client */
 static void
 listener_accept(struct evconnlistener *lev, evutil_socket_t fd,
@@ -36,6 +74,12 @@ listener_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	if (srv.stopping) {
 		close(fd);
 		return;
+	}
+	if (fd_episode) {
+		log_info("accepting connections again after %llu failed "
+		    "accepts (out of file descriptors)", fd_failures);
+		fd_episode = 0;
+		fd_failures = 0;
 	}
 	if (sa->sa_family == AF_INET) {
 		struct sockaddr_in *in = (struct sockaddr_in *)sa;
@@ -65,6 +109,23 @@ listener_error(struct evconnlistener *lev, void *arg)
 	int	err = EVUTIL_SOCKET_ERROR();
 
 	(void)lev;
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		struct timeval tv = { 0, FD_PAUSE_MS * 1000 };
+
+		if (!fd_episode)
+			log_warnx("%s: accept: %s (%d connections open): pausing "
+			    "accept, clients wait in the backlog", l->address,
+			    strerror(err), srv.nconns);
+		fd_episode = 1;
+		fd_failures++;
+		listener_enable_all(0);
+		if (fd_pause_timer == NULL)
+			fd_pause_timer = evtimer_new(srv.base, listener_fd_resume,
+			    NULL);
+		if (fd_pause_timer != NULL)
+			evtimer_add(fd_pause_timer, &tv);
+		return;
+	}
 	log_warnx("%s: accept: %s", l->address, strerror(err));
 }
 
@@ -247,6 +308,10 @@ listener_pause(int pause)
 void
 listener_close_all(void)
 {
+	if (fd_pause_timer != NULL) {
+		event_free(fd_pause_timer);
+		fd_pause_timer = NULL;
+	}
 	for (int i = 0; i < srv.nlisteners; i++) {
 		struct listener *l = &srv.listeners[i];
 

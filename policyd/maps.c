@@ -894,6 +894,39 @@ is_regex_entry(const char *entry)
 	return n >= 3 && entry[0] == '/' && entry[n - 1] == '/';
 }
 
+
+/*
+ * perl_to_posix - postgrey's whitelists are Perl regexes: rewrite the
+ * classes POSIX ERE lacks (\d, \D; glibc knows \w, \s) so that entries
+ * like /^mail\d+\.example\.com$/ match as intended. Caller frees.
+ */
+static char *
+perl_to_posix(const char *re, size_t len)
+{
+	char	*out = malloc(len * 5 + 1), *o = out;
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		if (re[i] == '\\' && i + 1 < len) {
+			if (re[i + 1] == 'd' || re[i + 1] == 'D') {
+				const char *cls = re[i + 1] == 'd' ? "[0-9]" : "[^0-9]";
+
+				memcpy(o, cls, strlen(cls));
+				o += strlen(cls);
+			} else {
+				*o++ = re[i];
+				*o++ = re[i + 1];
+			}
+			i++;
+			continue;
+		}
+		*o++ = re[i];
+	}
+	*o = '\0';
+	return out;
+}
+
 /* relist_add - compile "/re/" (extended, case-insensitive) */
 static int
 relist_add(struct relist *l, const char *entry, char *err, size_t errlen)
@@ -913,7 +946,7 @@ relist_add(struct relist *l, const char *entry, char *err, size_t errlen)
 		l->re = re;
 		l->cap = cap;
 	}
-	if ((pat = xstrndup(entry + 1, strlen(entry) - 2)) == NULL) {
+	if ((pat = perl_to_posix(entry + 1, strlen(entry) - 2)) == NULL) {
 		set_err(err, errlen, "out of memory");
 		return -1;
 	}

@@ -55,7 +55,10 @@ struct store {
 	struct event *conn_timer;	/* connect deadline */
 	int	backoff_ms;
 	int	was_ready;		/* for "up"/"down" log lines */
+	int	setup_left;		/* AUTH/SELECT replies still to come */
+	const char *setup_err;		/* why the last setup failed */
 	unsigned long long down_logged;
+	unsigned long long setup_fail_logged;
 	struct store_stats stats;
 	size_t	prefixlen;
 };
@@ -253,20 +256,48 @@ store_on_reply(redisAsyncContext *ac, void *rep, void *privdata)
 	free(p);
 }
 
-/* store_on_setup_reply - AUTH / SELECT answers */
+/* store_ready_now - the connection is usable: AUTH and SELECT done */
+static void
+store_ready_now(struct store *s)
+{
+	evtimer_del(s->conn_timer);
+	s->state = ST_READY;
+	s->backoff_ms = BACKOFF_MIN_MS;
+	s->setup_fail_logged = 0;
+	if (!s->was_ready)
+		log_info("redis: connected to %s (db %d)", s->cfg.address,
+		    s->cfg.database);
+	s->was_ready = 1;
+}
+
+/*
+ * store_on_setup_reply - AUTH / SELECT answers. The connection counts as
+ * up (backoff reset, "connected" logged) only when the last of them
+ * succeeded: a wrong password must not become a reconnect-and-log loop
+ * at the minimum backoff.
+ */
 static void
 store_on_setup_reply(redisAsyncContext *ac, void *rep, void *privdata)
 {
 	redisReply *reply = rep;
 	struct store *s = ac->data;
 
-	if (reply != NULL && reply->type == REDIS_REPLY_ERROR && s != NULL &&
-	    s->ac == ac) {
-		log_errx("redis: %s failed: %.200s", (const char *)privdata,
-		    reply->str);
+	if (reply == NULL || s == NULL || s->ac != ac)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		if (s->setup_fail_logged++ % 64 == 0)
+			log_errx("redis: %s failed: %.200s (retrying)",
+			    (const char *)privdata, reply->str);
+		s->setup_err = strcmp(privdata, "AUTH") == 0 ?
+		    "AUTH failed" : "SELECT failed";
+		s->setup_left = -1;	/* never ready on this connection */
 		/* cannot free from inside a callback: disconnect instead */
 		redisAsyncDisconnect(ac);
+		return;
 	}
+	if (s->setup_left > 0 && --s->setup_left == 0 &&
+	    s->state == ST_CONNECTING)
+		store_ready_now(s);
 }
 
 /* store_on_connect - TCP (or unix) connect finished */
@@ -285,13 +316,10 @@ store_on_connect(const redisAsyncContext *cac, int status)
 		store_schedule_reconnect(s);
 		return;
 	}
-	evtimer_del(s->conn_timer);
-	s->state = ST_READY;
-	s->backoff_ms = BACKOFF_MIN_MS;
-	if (!s->was_ready)
-		log_info("redis: connected to %s (db %d)", s->cfg.address,
-		    s->cfg.database);
-	s->was_ready = 1;
+	/* with AUTH or SELECT to do, their replies decide (and the connect
+	 * deadline keeps running until then) */
+	if (s->setup_left == 0)
+		store_ready_now(s);
 }
 
 /* store_on_disconnect - the connection went away */
@@ -304,7 +332,14 @@ store_on_disconnect(const redisAsyncContext *cac, int status)
 	if (s == NULL || s->ac != cac)
 		return;			/* we dropped it ourselves */
 	s->ac = NULL;
-	store_went_down(s, cac->errstr[0] ? cac->errstr : "server closed");
+	if (s->setup_err != NULL && !s->was_ready) {
+		/* logged (rate-limited) by store_on_setup_reply */
+		s->setup_err = NULL;
+	} else {
+		store_went_down(s, s->setup_err ? s->setup_err :
+		    cac->errstr[0] ? cac->errstr : "server closed");
+		s->setup_err = NULL;
+	}
 	store_schedule_reconnect(s);
 }
 
@@ -374,6 +409,8 @@ store_connect(struct store *s)
 	ac->data = s;
 	s->ac = ac;
 	s->state = ST_CONNECTING;
+	s->setup_left = 0;
+	s->setup_err = NULL;
 	{
 		struct timeval tv = { s->cfg.connect_timeout_ms / 1000,
 		    (s->cfg.connect_timeout_ms % 1000) * 1000 };
@@ -384,16 +421,24 @@ store_connect(struct store *s)
 	redisAsyncSetConnectCallback(ac, store_on_connect);
 	redisAsyncSetDisconnectCallback(ac, store_on_disconnect);
 	if (s->cfg.password != NULL) {
-		if (s->cfg.username != NULL)
-			redisAsyncCommand(ac, store_on_setup_reply, "AUTH",
-			    "AUTH %s %s", s->cfg.username, s->cfg.password);
-		else
-			redisAsyncCommand(ac, store_on_setup_reply, "AUTH",
-			    "AUTH %s", s->cfg.password);
+		const char *av[3] = { "AUTH", s->cfg.username,
+		    s->cfg.password };
+		size_t	al[3] = { 4, s->cfg.username ?
+		    strlen(s->cfg.username) : 0, strlen(s->cfg.password) };
+
+		/* argv form: a password with spaces stays one argument */
+		if (s->cfg.username == NULL) {
+			av[1] = av[2];
+			al[1] = al[2];
+		}
+		if (redisAsyncCommandArgv(ac, store_on_setup_reply, "AUTH",
+		    s->cfg.username ? 3 : 2, av, al) == REDIS_OK)
+			s->setup_left++;
 	}
-	if (s->cfg.database != 0)
-		redisAsyncCommand(ac, store_on_setup_reply, "SELECT",
-		    "SELECT %d", s->cfg.database);
+	if (s->cfg.database != 0 &&
+	    redisAsyncCommand(ac, store_on_setup_reply, "SELECT",
+	    "SELECT %d", s->cfg.database) == REDIS_OK)
+		s->setup_left++;
 }
 
 /* store_new - create the state layer and start connecting */

@@ -105,18 +105,41 @@ class Redis:
         except OSError:
             return ""
 
-    def cmd(self, *args, timeout=5):
-        """One command over a fresh connection; returns the decoded reply."""
+    def cmd(self, *args, timeout=5, db=None):
+        """One command over a fresh connection; returns the decoded reply.
+        db: SELECT that database first."""
         s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
         try:
             f = s.makefile("rb")
             if self.password:
                 s.sendall(resp_encode(["AUTH", self.password]))
                 resp_read(f)
+            if db is not None:
+                s.sendall(resp_encode(["SELECT", db]))
+                resp_read(f)
             s.sendall(resp_encode(args))
             return resp_read(f)
         finally:
             s.close()
+
+    def keys(self, pattern="*", db=None):
+        """Every key matching pattern (SCAN), as bytes."""
+        out, cursor = [], "0"
+        for _ in range(100000):
+            cursor, batch = self.cmd("SCAN", cursor, "MATCH", pattern,
+                                     "COUNT", 1000, db=db)
+            out += [k if isinstance(k, bytes) else k.encode() for k in batch]
+            if cursor in ("0", b"0"):
+                break
+        return out
+
+    def ttl(self, key, db=None):
+        return self.cmd("TTL", key, db=db)
+
+    def used_memory(self):
+        info = self.cmd("INFO", "memory")
+        m = re.search(r"used_memory:(\d+)", info)
+        return int(m.group(1))
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -237,10 +260,12 @@ class Policyd:
     def write_config(self, rules, extra="", redis_block=None):
         if redis_block is not None:
             self.redis_block = redis_block
-        listen = ", ".join('"%s"' % a for a in self.listen)
-        text = ('listen = [ %s ];\nrun_as_root = true;\nhostname = "mx.test";\n'
+        # an entry starting with "{" is a raw group (unix socket with mode)
+        listen = ", ".join(a if a.startswith("{") else '"%s"' % a for a in self.listen)
+        brackets = "()" if any(a.startswith("{") for a in self.listen) else "[]"
+        text = ('listen = %s %s %s;\nrun_as_root = true;\nhostname = "mx.test";\n'
                 'log = { level = "info"; };\n%s\n%s\n%s\n'
-                % (listen, self.redis_block, extra, rules))
+                % (brackets[0], listen, brackets[1], self.redis_block, extra, rules))
         with open(self.conf, "w") as f:
             f.write(text)
         return text
@@ -275,6 +300,19 @@ class Policyd:
 
     def client(self, timeout=5):
         return PolicyClient(("127.0.0.1", self.port), timeout)
+
+    def connect(self, addr, timeout=5):
+        """A client on another listener: ("::1", port) or "/unix/path"."""
+        return PolicyClient(addr, timeout)
+
+    def reload(self, rules, extra="", redis_block=None, timeout=5):
+        """Rewrite the configuration, SIGHUP, wait for the outcome; returns
+        the log text written since (contains "reloaded" or "reload failed")."""
+        start = len(self.log())
+        self.write_config(rules, extra, redis_block)
+        self.signal(signal.SIGHUP)
+        self.wait_log(r"reloaded: generation|reload failed", timeout, start)
+        return self.log()[start:]
 
     def signal(self, sig):
         self.proc.send_signal(sig)
@@ -352,7 +390,12 @@ def encode(attrs):
 
 class PolicyClient:
     def __init__(self, addr, timeout=5):
-        self.s = socket.create_connection(addr, timeout=timeout)
+        if isinstance(addr, str):       # a unix socket path
+            self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.s.settimeout(timeout)
+            self.s.connect(addr)
+        else:
+            self.s = socket.create_connection(addr, timeout=timeout)
         self.buf = b""
 
     def send(self, attrs):

@@ -1,0 +1,258 @@
+"""Greylisting: the triplet life cycle, auto-whitelist, whitelist files,
+IPv6 /64 grouping, sender normalisation, TTLs, the header, SASL bypass."""
+import os, re, sys, time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import Redis, Policyd, req, greylist_rules, check, eq
+
+DEFER_RE = re.compile(r"^DEFER_IF_PERMIT 4\.7\.1 Greylisted, please try again in (\d+) seconds$")
+PREPEND_RE = re.compile(r"^PREPEND X-Greylist: delayed (\d+) seconds by policyd at mx\.test; "
+                        r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug"
+                        r"|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d UTC$")
+
+
+def greylist_rule(delay=1, window=6, awl=0, extra=""):
+    return ('rules = ( { name = "greylist"; check = "greylist"; delay = %d; '
+            'retry_window = %d; auto_whitelist = %d; %s } );' % (delay, window, awl, extra))
+
+
+def deferred(a):
+    m = DEFER_RE.match(a)
+    check(m, "expected a greylist defer, got %r" % a)
+    return int(m.group(1))
+
+
+def triplet_keys(r):
+    return r.keys("t:g*")
+
+
+def test_new_triplet_deferred_exact_text():
+    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=2, window=6)) as p:
+        with p.client() as c:
+            eq(c.ask(req()), "DEFER_IF_PERMIT 4.7.1 Greylisted, please try again in 2 seconds")
+        eq(len(triplet_keys(r)), 1, "one triplet key")
+
+
+def test_early_retry_counts_down():
+    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=3, window=8)) as p:
+        with p.client() as c:
+            eq(deferred(c.ask(req())), 3)
+            time.sleep(1.1)
+            n = deferred(c.ask(req()))
+            check(1 <= n < 3, "early retry should have fewer seconds left, got %d" % n)
+        check(re.search(r"early retry, \d s left", p.log()), "log detail of the early retry")
+
+
+def test_pass_after_delay_with_header_then_dunno():
+    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=1, window=6)) as p:
+        with p.client() as c:
+            deferred(c.ask(req()))
+            time.sleep(1.2)
+            a = c.ask(req())
+            m = PREPEND_RE.match(a)
+            check(m, "expected the X-Greylist header, got %r" % a)
+            check(int(m.group(1)) >= 1, a)
+            eq(c.ask(req()), "DUNNO", "known triplet")
+            eq(c.ask(req()), "DUNNO", "known triplet again")
+
+
+def test_retry_after_window_is_greylisted_again():
+    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=1, window=2)) as p:
+        with p.client() as c:
+            deferred(c.ask(req()))
+            time.sleep(2.6)
+            eq(deferred(c.ask(req())), 1, "a retry after the window starts over")
+
+
+def test_retry_after_window_while_key_exists():
+    """The script itself must treat age >= retry_window as a new triplet even
+    when the key is still there (max_age TTL kept by another version)."""
+    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=1, window=2)) as p:
+        with p.client() as c:
+            deferred(c.ask(req()))
+            keys = triplet_keys(r)
+            eq(len(keys), 1)
+            r.cmd("PERSIST", keys[0])
+            time.sleep(2.2)
+            eq(deferred(c.ask(req())), 1, "stale pending entry starts over")
+
+
+def test_auto_whitelist_client_network():
+    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=1, window=6, awl=2)) as p:
+        with p.client() as c:
+            rcpts = ["r1@example.net", "r2@example.net"]
+            for rc in rcpts:
+                deferred(c.ask(req(client_address="192.0.2.10", recipient=rc)))
+            time.sleep(1.2)
+            for rc in rcpts:
+                check(c.ask(req(client_address="192.0.2.10", recipient=rc)).startswith("PREPEND"))
+            # a new triplet from the same /24 passes at once
+            eq(c.ask(req(client_address="192.0.2.77", sender="new@other.test",
+                         recipient="r3@example.net", policyd_explain="yes")), "DUNNO",
+               "auto-whitelisted /24")
+            check(any("auto-whitelisted" in l for l in c.last_lines), c.last_lines)
+            # but not from another /24
+            deferred(c.ask(req(client_address="192.0.3.10", recipient="r3@example.net")))
+        check(r.keys("t:a{c00002}"), "awl counter key of 192.0.2.0/24: %r" % r.keys("t:*"))
+
+
+def test_whitelist_clients_file():
+    wl = ("# postgrey whitelist_clients\n"
+          "trusted.test\n"
+          "198.51.100.7\n"
+          "203.0.113\n"
+          "10.1.0.0/16\n"
+          "/^mail[0-9]+\\.regex\\.test$/\n")
+    rules = greylist_rule(delay=5, window=10, extra='whitelist_clients = [ "wl_clients" ];')
+    with Redis() as r, Policyd(redis=r, rules=rules, files={"wl_clients": wl}) as p:
+        with p.client() as c:
+            def ask(addr, name):
+                return c.ask(req(client_address=addr, client_name=name,
+                                 reverse_client_name=name))
+            eq(ask("192.0.2.1", "trusted.test"), "DUNNO", "name")
+            eq(ask("192.0.2.1", "mx1.trusted.test"), "DUNNO", "subdomain")
+            eq(ask("198.51.100.7", "unknown"), "DUNNO", "IP")
+            eq(ask("203.0.113.200", "unknown"), "DUNNO", "partial IP")
+            eq(ask("10.1.200.3", "unknown"), "DUNNO", "CIDR")
+            eq(ask("192.0.2.1", "mail42.regex.test"), "DUNNO", "regex")
+            deferred(ask("192.0.2.1", "nottrusted.test"))
+            deferred(ask("198.51.100.8", "unknown"))
+            deferred(ask("203.0.114.1", "unknown"))
+            deferred(ask("10.2.0.1", "unknown"))
+            deferred(ask("192.0.2.1", "mailx.regex.test"))
+            eq(c.ask(req(client_address="10.1.2.3", policyd_explain="yes")), "DUNNO")
+            check(any("whitelist_clients" in l for l in c.last_lines), c.last_lines)
+
+
+def test_whitelist_clients_perl_regex_digits():
+    """postgrey's own whitelist_clients is full of Perl regexes such as
+    /^mail\\d+\\.telekom\\.de$/: \\d must mean a digit."""
+    wl = "/^mail\\d+\\.telekom\\.de$/\n/^smtp\\d+\\.orange\\.fr$/\n"
+    rules = greylist_rule(delay=5, window=10, extra='whitelist_clients = [ "wl_clients" ];')
+    with Redis() as r, Policyd(redis=r, rules=rules, files={"wl_clients": wl}) as p:
+        with p.client() as c:
+            eq(c.ask(req(client_name="mail42.telekom.de")), "DUNNO", "\\d+ matches digits")
+            deferred(c.ask(req(client_name="maild.telekom.de")))
+
+
+def test_whitelist_recipients_file():
+    wl = ("# postgrey whitelist_recipients\n"
+          "postmaster@\n"
+          "abuse@example.net\n"
+          "wl.example\n"
+          "/^list-.*@lists\\.example$/\n")
+    rules = greylist_rule(delay=5, window=10, extra='whitelist_recipients = "wl_rcpts";')
+    with Redis() as r, Policyd(redis=r, rules=rules, files={"wl_rcpts": wl}) as p:
+        with p.client() as c:
+            for rc in ("postmaster@anything.test", "Postmaster@Other.test", "abuse@example.net",
+                       "x@wl.example", "y@sub.wl.example", "list-dev@lists.example"):
+                eq(c.ask(req(recipient=rc)), "DUNNO", rc)
+            for rc in ("abuse@example.org", "x@notwl.example", "dev@lists.example"):
+                deferred(c.ask(req(recipient=rc)))
+        eq(len(triplet_keys(r)), 3, "whitelisted recipients cost no key")
+
+
+def test_ipv6_clients_grouped_by_64():
+    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=1, window=6)) as p:
+        with p.client() as c:
+            deferred(c.ask(req(client_address="2001:db8:1:2::5")))
+            time.sleep(1.2)
+            check(c.ask(req(client_address="2001:db8:1:2::99")).startswith("PREPEND"),
+                  "same /64 shares the triplet")
+            deferred(c.ask(req(client_address="2001:db8:1:3::5")))
+        keys = triplet_keys(r)
+        eq(len(keys), 2)
+        check(any(k.startswith(b"t:g{620010db800010002}") for k in keys), keys)
+
+
+def test_sender_extension_same_triplet():
+    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=1, window=6)) as p:
+        with p.client() as c:
+            deferred(c.ask(req(sender="a+tag@x.test")))
+            time.sleep(1.2)
+            check(c.ask(req(sender="A@X.test")).startswith("PREPEND"), "a+tag@x == a@x")
+            eq(c.ask(req(sender="a+other@x.test")), "DUNNO")
+            deferred(c.ask(req(sender="b@x.test")))
+
+
+def test_sender_srs_prvs_and_digits_same_triplet():
+    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=1, window=6)) as p:
+        with p.client() as c:
+            deferred(c.ask(req(sender="user@orig.test")))
+            deferred(c.ask(req(sender="bounce-123@lists.test")))
+            time.sleep(1.2)
+            check(c.ask(req(sender="prvs=1234abcd=user@orig.test")).startswith("PREPEND"),
+                  "BATV prvs unwrapped")
+            eq(c.ask(req(sender="SRS0=HHH=TT=orig.test=user@forwarder.test")), "DUNNO",
+               "SRS0 unwrapped")
+            check(c.ask(req(sender="bounce-98765@lists.test")).startswith("PREPEND"),
+                  "digit runs collapsed")
+        eq(len(triplet_keys(r)), 2)
+
+
+def test_entries_carry_ttls():
+    rules = greylist_rule(delay=1, window=5, awl=3, extra="max_age = 1000;")
+    with Redis() as r, Policyd(redis=r, rules=rules) as p:
+        with p.client() as c:
+            deferred(c.ask(req(recipient="pending@example.net")))
+            deferred(c.ask(req(recipient="passed@example.net")))
+            time.sleep(1.2)
+            check(c.ask(req(recipient="passed@example.net")).startswith("PREPEND"))
+        ttls = sorted(r.ttl(k) for k in triplet_keys(r))
+        eq(len(ttls), 2)
+        check(0 < ttls[0] <= 5, "pending entry TTL <= retry_window: %r" % ttls)
+        check(990 <= ttls[1] <= 1000, "passed entry TTL ~ max_age: %r" % ttls)
+        awl = r.keys("t:a{*")
+        eq(len(awl), 1, "awl counter")
+        check(990 <= r.ttl(awl[0]) <= 1000, "awl counter TTL ~ max_age")
+        check(all(r.ttl(k) > 0 for k in r.keys("t:*")), "no key without a TTL")
+
+
+def test_header_off_gives_dunno_on_pass():
+    rules = greylist_rule(delay=1, window=6, extra="header = false;")
+    with Redis() as r, Policyd(redis=r, rules=rules) as p:
+        with p.client() as c:
+            deferred(c.ask(req()))
+            time.sleep(1.2)
+            eq(c.ask(req()), "DUNNO", "pass without header")
+            eq(c.ask(req()), "DUNNO")
+
+
+def test_authenticated_clients_skip_greylist():
+    rules = """
+rules = (
+  { name = "client-access"; check = "access"; key = "client_address"; map = "client_access"; },
+  { name = "authenticated"; match = { authenticated = true; }; action = "DUNNO"; },
+  { name = "greylist"; match = { authenticated = false; }; check = "greylist";
+    delay = 2; retry_window = 6; auto_whitelist = 5; }
+);
+"""
+    files = {"client_access": "198.51.100.66  REJECT 5.7.1 Client blocked by local policy\n"}
+    with Redis() as r, Policyd(redis=r, rules=rules, files=files) as p:
+        with p.client() as c:
+            eq(c.ask(req(sasl_method="PLAIN", sasl_username="alice")), "DUNNO", "authenticated")
+            eq(len(triplet_keys(r)), 0, "no greylist entry for authenticated mail")
+            deferred(c.ask(req()))
+            eq(c.ask(req(client_address="198.51.100.66", sasl_username="alice")),
+               "REJECT 5.7.1 Client blocked by local policy")
+
+
+def test_non_rcpt_state_not_greylisted():
+    rules = greylist_rule(delay=2, window=6)
+    with Redis() as r, Policyd(redis=r, rules=rules) as p:
+        with p.client() as c:
+            eq(c.ask(req(protocol_state="DATA")), "DUNNO")
+            eq(c.ask(req(protocol_state="END-OF-MESSAGE", queue_id="4ABC")), "DUNNO")
+        eq(len(triplet_keys(r)), 0)
+
+
+def test_greylist_memory_small_sample():
+    """A small run of the memory measurement (tests/tools/greylist-memory.py
+    does 100,000): per-entry memory stays well under 200 bytes."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools",
+                        "greylist-memory.py")
+    spec = importlib.util.spec_from_file_location("greylist_memory", path)
+    gm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gm)
+    per = gm.measure(3000, conns=4, quiet=True)
+    check(0 < per < 200, "bytes per greylist entry: %.1f" % per)
