@@ -26,7 +26,7 @@ SRCS = $(filter-out $(CTL_SRCS),$(notdir $(wildcard policyd/*.c)))
 OBJS = $(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/scripts.o
 LUA  = $(sort $(wildcard policyd/scripts/*.lua))
 # objects of the daemon without main() and without hiredis/libevent I/O
-CORE_OBJS = $(filter-out $(BUILD)/main.o $(BUILD)/conn.o $(BUILD)/listener.o \
+CORE_OBJS = $(filter-out $(BUILD)/main.o $(BUILD)/conn.o $(BUILD)/listener.o $(BUILD)/metrics.o \
 	$(BUILD)/store.o,$(OBJS))
 
 # unit tests: name -> the modules they link
@@ -36,6 +36,11 @@ UNIT_addr_test   = addr.o
 UNIT_maps_test   = maps.o addr.o
 UNIT_action_test = action.o
 UNIT_config_test = $(notdir $(CORE_OBJS)) store_stub.o
+UNIT_TESTS += sender_test relocated_test
+UNIT_TESTS += ratelimit_test
+UNIT_ratelimit_test = $(notdir $(CORE_OBJS)) store_stub.o
+UNIT_sender_test    = $(notdir $(CORE_OBJS)) store_stub.o
+UNIT_relocated_test = $(notdir $(CORE_OBJS)) store_stub.o
 
 DEB_BUILD = gcc make pkg-config libevent-dev libhiredis-dev libconfig-dev
 DEB_TEST  = redis-server redis-tools python3 postfix sasl2-bin libsasl2-modules \
@@ -97,6 +102,21 @@ run: deps
 test: deps-test
 	sh tests/run-tests.sh
 
+# Benchmarks (not part of make test): policyd against postgrey, postfwd and
+# the one-Redis-round-trip reference server, see tests/bench/README.md.
+bench: deps
+	@$(MAKE) --no-print-directory all
+	bash tests/bench/bench.sh
+
+# libFuzzer targets (clang): FUZZ_SECONDS per target (default 60).
+fuzz: deps
+	sh tests/fuzz/fuzz.sh
+
+# A long mixed load with Redis restarts, outside make test.
+soak: deps
+	@$(MAKE) --no-print-directory all
+	sh tests/soak/soak.sh
+
 # Installs binaries, man pages and the sample configuration; an existing
 # configuration or map file is never overwritten.
 install: all
@@ -116,6 +136,6 @@ install: all
 		$(DESTDIR)$(PREFIX)/share/policyd/policyd.service
 
 clean:
-	rm -rf build build-asan policyd/policyd
+	rm -rf build build-asan policyd/policyd policyd/policyctl
 
-.PHONY: all unit deps deps-test run test install clean
+.PHONY: all unit deps deps-test run test bench fuzz soak install clean

@@ -19,6 +19,13 @@
  *	seen 12 s ago, delay 300 s") for the trace and the log; may be NULL.
  *	states is the mask of protocol states where the check makes sense;
  *	a rule that could run it elsewhere is an error at load time.
+ *
+ *	undo (optional) takes back what run() accounted: a check that
+ *	charged something (a rate limit) calls eval_check_charged() before
+ *	eval_check_done(); when the final answer of the same evaluation is
+ *	a refusal (REJECT, DEFER, DEFER_IF_PERMIT, 4NN, 5NN, DISCARD), the
+ *	engine calls undo() once for it before answering. undo() recomputes
+ *	what to refund from the request and sends it fire-and-forget.
  *--*/
 #ifndef POLICYD_CHECK_H
 #define POLICYD_CHECK_H
@@ -39,14 +46,53 @@ struct check_ops {
 		    void **priv, char *err, size_t errlen);
 	void	(*run)(void *priv, struct eval *ev);
 	void	(*free)(void *priv);
+	void	(*undo)(void *priv, struct eval *ev);	/* optional */
 };
 
 void	eval_check_done(struct eval *ev, enum check_status status,
 	    const char *action, const char *detail);
+void	eval_check_charged(struct eval *ev);
 
 const struct check_ops *check_find(const char *name);
 
 extern const struct check_ops check_greylist_ops;
 extern const struct check_ops check_access_ops;
+extern const struct check_ops check_ratelimit_ops;
+extern const struct check_ops check_sender_login_ops;
+extern const struct check_ops check_relocated_ops;
+
+/*
+ * check_expand - expand a reply template into buf: "%X" with X in codes
+ * becomes vals[index of X in codes] (cut at 400 bytes), "%%" becomes
+ * "%", any other '%' stays; control characters become '?'. Always
+ * NUL-terminates (len > 0); returns the length written.
+ */
+size_t	check_expand(char *buf, size_t len, const char *tmpl,
+	    const char *codes, const char *const *vals);
+
+/* sender_login (check_sender.c): the pure ownership decision */
+#define SENDER_BUILTIN		(1u << 0)	/* login == sender (case, +ext) */
+#define SENDER_SAME_DOMAIN	(1u << 1)	/* x@dom owns any sender @dom */
+#define SENDER_NULL_OK		(1u << 2)	/* the null sender is allowed */
+
+enum sender_result { SENDER_NOT_OWNED, SENDER_OWNED };
+
+struct map;
+enum sender_result sender_owned(const char *login, const char *sender,
+	    const struct map *map, unsigned flags, char *why, size_t whylen);
+
+/*
+ * relocated (check_relocated.c): the pure lookup. The map value is
+ * "NEW [YYYY-MM-DD]" (see relocated_parse). On RELOC_MOVED and
+ * RELOC_EXPIRED newaddr receives the new address.
+ */
+enum reloc_result { RELOC_NONE, RELOC_MOVED, RELOC_EXPIRED, RELOC_BAD };
+
+enum reloc_result relocated_lookup(const struct map *map, const char *rcpt,
+	    long long now, char *newaddr, size_t newlen, char *why,
+	    size_t whylen);
+/* relocated_parse - split a map value; 0, or -1 with a reason in err */
+int	relocated_parse(const char *value, char *newaddr, size_t newlen,
+	    long long *end, char *err, size_t errlen);
 
 #endif

@@ -9,6 +9,9 @@
 static const struct check_ops *const all_checks[] = {
 	&check_greylist_ops,
 	&check_access_ops,
+	&check_ratelimit_ops,
+	&check_sender_login_ops,
+	&check_relocated_ops,
 };
 
 /* check_find - a check by name */

@@ -495,6 +495,7 @@ rules_eval_init(struct eval *ev)
 	ev->rule = ev->nf_rule = NULL;
 	ev->action[0] = ev->nf_action[0] = ev->detail[0] = '\0';
 	ev->tempfail = 0;
+	ev->ccharged = ev->ncharged = 0;
 }
 
 /* rules_result - apply one rule's result; 1 when it decides */
@@ -548,6 +549,10 @@ rules_result(struct eval *ev, const struct rule *r, const char *action,
 static int
 rules_check_result(struct eval *ev, const struct rule *r)
 {
+	if (ev->ccharged && r->check->undo != NULL &&
+	    ev->ncharged < EVAL_MAX_CHARGED)
+		ev->charged[ev->ncharged++] = (int)(r - ev->cfg->rules);
+	ev->ccharged = 0;
 	if (ev->cdetail[0])
 		eval_trace(ev, "  check %s: %s", r->check->name, ev->cdetail);
 	switch (ev->cstatus) {
@@ -563,6 +568,37 @@ rules_check_result(struct eval *ev, const struct rule *r)
 	}
 }
 
+/* is_refusal - does this final answer refuse the mail? */
+static int
+is_refusal(const char *action)
+{
+	char	err[64];
+
+	switch (action_parse(action, err, sizeof(err))) {
+	case ACT_REJECT:
+	case ACT_DEFER:
+	case ACT_DEFER_IF_PERMIT:
+	case ACT_CODE:
+	case ACT_DISCARD:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* rules_undo - a refusal: checks that charged take it back (check.h) */
+static void
+rules_undo(struct eval *ev)
+{
+	for (int i = 0; i < ev->ncharged; i++) {
+		const struct rule *r = &ev->cfg->rules[ev->charged[i]];
+
+		eval_trace(ev, "undo: rule %s takes back its charge", r->name);
+		r->check->undo(r->check_priv, ev);
+	}
+	ev->ncharged = 0;
+}
+
 /* rules_finish - settle the answer and report */
 static void
 rules_finish(struct eval *ev)
@@ -575,6 +611,8 @@ rules_finish(struct eval *ev)
 			strcpy(ev->action, "DUNNO");
 		}
 	}
+	if (ev->ncharged > 0 && is_refusal(ev->action))
+		rules_undo(ev);
 	eval_trace(ev, "answer: %s%s%s", ev->action,
 	    ev->rule ? " from rule " : "", ev->rule ? ev->rule->name : "");
 	ev->done(ev);
@@ -604,6 +642,7 @@ rules_step(struct eval *ev)
 		}
 		ev->waiting = 1;
 		ev->check_returned = 0;
+		ev->ccharged = 0;
 		ev->cdetail[0] = '\0';
 		r->check->run(r->check_priv, ev);
 		if (!ev->check_returned) {
@@ -635,6 +674,13 @@ eval_check_done(struct eval *ev, enum check_status status, const char *action,
 		rules_finish(ev);
 	else
 		rules_step(ev);
+}
+
+/* eval_check_charged - the running check accounted something (check.h) */
+void
+eval_check_charged(struct eval *ev)
+{
+	ev->ccharged = 1;
 }
 
 /* rules_eval - start the evaluation */

@@ -68,6 +68,7 @@ struct rule {
 };
 
 #define EVAL_TEXT	1024
+#define EVAL_MAX_CHARGED 8
 
 struct store;
 struct eval;
@@ -99,6 +100,10 @@ struct eval {
 	char	nf_action[EVAL_TEXT];
 	char	detail[256];		/* of the deciding (or kept) result */
 	int	tempfail;		/* a check answered on_error */
+	/* checks that charged (see check.h undo) */
+	int	ccharged;		/* set by eval_check_charged() */
+	int	ncharged;
+	int	charged[EVAL_MAX_CHARGED];	/* rule indexes */
 	/* explanation */
 	int	want_trace;
 	char	*trace;

@@ -1,0 +1,1200 @@
+/*++
+ * NAME
+ *	check_ratelimit.c - named rate limits, exact across instances
+ * DESCRIPTION
+ *	A rule names a key (one or more of sasl_username, sender,
+ *	sender_domain, client_address, client_network, recipient,
+ *	recipient_domain), what to count (recipients at RCPT; messages or
+ *	bytes at END-OF-MESSAGE) and up to RL_MAX_WIN windows "LIMIT per
+ *	SECONDS". Every decision is one EVALSHA of ratelimit.lua, which
+ *	checks every window and charges all of them only when all allow
+ *	(GCRA: see the script), so limits hold exactly with any number of
+ *	policyd instances on one Redis. A refused request charges nothing.
+ *	Keys, both with the same Redis Cluster hash tag:
+ *
+ *		PREFIX r{TAG}	hash: per window its TAT, and the notify mark
+ *		PREFIX n{TAG}	set of client networks (max_networks only)
+ *
+ *	TAG is 16 hex digits of addr_hash64(rule name NUL key text): keys
+ *	have a fixed small size whatever the addresses.
+ *
+ *	Overrides: a file of "KEY  LIMIT/SECONDS[, LIMIT/SECONDS...]",
+ *	"KEY  N" (N replaces the limit of every window of the rule) or
+ *	"KEY  unlimited". SECONDS may end in s, m, h or d. A login without
+ *	an entry of its own inherits the entry of "@its.domain", then the
+ *	rule's windows (login > domain > global).
+ *
+ *	When the final answer of the evaluation is a refusal by a later
+ *	rule, undo() refunds what run() charged (check.h).
+ *--*/
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "rules.h"
+#include "store.h"
+
+#define RL_SEED		0x7064726174656c6dULL	/* "pdratelm" */
+#define RL_MAX_WIN	8
+#define RL_MAX_PARTS	7
+#define RL_PART_MAX	256		/* longer values are hashed */
+#define RL_KEY_MAX	(RL_MAX_PARTS * (RL_PART_MAX + 1) + 1)
+#define RL_MAX_CHILDREN	16
+
+enum rl_part {
+	RLP_SASL, RLP_SENDER, RLP_SENDER_DOMAIN, RLP_CLIENT_ADDRESS,
+	RLP_CLIENT_NETWORK, RLP_RECIPIENT, RLP_RECIPIENT_DOMAIN
+};
+
+static const char *const part_names[] = {
+	"sasl_username", "sender", "sender_domain", "client_address",
+	"client_network", "recipient", "recipient_domain", NULL
+};
+
+enum rl_count { RLC_RECIPIENTS, RLC_MESSAGES, RLC_BYTES };
+
+static const char *const count_names[] = {
+	"recipients", "messages", "bytes", NULL
+};
+
+struct rl_window {
+	long long limit;
+	long long seconds;
+};
+
+struct ratelimit {
+	char	*rule;			/* rule name: part of the key */
+	int	parts[RL_MAX_PARTS];
+	int	nparts;
+	int	count;
+	struct rl_window win[RL_MAX_WIN];
+	int	nwin;
+	struct map *overrides;		/* key -> window text (validated) */
+	char	*word;			/* "DEFER_IF_PERMIT 4.7.1", "HOLD" */
+	char	*reply;			/* template: %k %l %u %w %r */
+	int	max_networks, networks_window;
+	char	*networks_action;	/* template: %k %c %w */
+	int	v4prefix, v6prefix;
+	char	**notify;		/* argv, NULL-ended, or NULL */
+};
+
+static const char *const ratelimit_keys[] = {
+	"key", "count", "windows", "overrides", "exceeded_action", "reply",
+	"max_networks", "networks_window", "networks_action", "ipv4_prefix",
+	"ipv6_prefix", "notify_command", NULL
+};
+
+#define DEF_REPLY	"Rate limit exceeded for %k: %l %u per %w; " \
+			"try again in %r seconds"
+#define DEF_NETWORKS	"HOLD Compromised account suspected: %k seen from " \
+			"%c client networks in %w"
+
+/* Pure helpers, exported for tests/unit/ratelimit_test.c. */
+int	ratelimit_parse_windows(const char *s, const struct rl_window *def,
+	    int ndef, struct rl_window *out, int *nout, char *err,
+	    size_t errlen);
+int	ratelimit_window_text(long long seconds, char *buf, size_t len);
+int	ratelimit_key_text(const int *parts, int nparts, int v4prefix,
+	    int v6prefix, const struct policy_req *q, char *buf, size_t len,
+	    char *why, size_t whylen);
+uint64_t ratelimit_tag(const char *rule, const char *key);
+
+/* name_index - position of name in a NULL-ended list, or -1 */
+static int
+name_index(const char *const *names, const char *name)
+{
+	for (int i = 0; names[i] != NULL; i++)
+		if (strcmp(names[i], name) == 0)
+			return i;
+	return -1;
+}
+
+/* parse_seconds - "3600", "60s", "5m", "1h", "1d"; -1 when invalid */
+static long long
+parse_seconds(const char *s, const char **end)
+{
+	long long v = 0;
+	const char *p = s;
+
+	if (!isdigit((unsigned char)*p))
+		return -1;
+	while (isdigit((unsigned char)*p)) {
+		if (v > 100000000)
+			return -1;
+		v = v * 10 + (*p++ - '0');
+	}
+	switch (*p) {
+	case 's': p++; break;
+	case 'm': v *= 60; p++; break;
+	case 'h': v *= 3600; p++; break;
+	case 'd': v *= 86400; p++; break;
+	default: break;
+	}
+	*end = p;
+	return v;
+}
+
+/* parse_limit - a non-negative count up to 2^50; -1 when invalid */
+static long long
+parse_limit(const char *s, const char **end)
+{
+	long long v = 0;
+	const char *p = s;
+
+	if (!isdigit((unsigned char)*p))
+		return -1;
+	while (isdigit((unsigned char)*p)) {
+		if (v > (1LL << 50) / 10)
+			return -1;
+		v = v * 10 + (*p++ - '0');
+	}
+	*end = p;
+	return v;
+}
+
+/*
+ * ratelimit_parse_windows - an override value: "unlimited" (returns 1),
+ * "N" (every window of def with limit N), or "L/S[, L/S...]". Returns
+ * 0, 1, or -1 with a reason in err.
+ */
+int
+ratelimit_parse_windows(const char *s, const struct rl_window *def, int ndef,
+    struct rl_window *out, int *nout, char *err, size_t errlen)
+{
+	const char *p = s, *e;
+	long long l, sec;
+
+	*nout = 0;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (strncasecmp(p, "unlimited", 9) == 0 && p[9 + strspn(p + 9,
+	    " \t")] == '\0')
+		return 1;
+	for (;;) {
+		if ((l = parse_limit(p, &e)) < 0) {
+			snprintf(err, errlen, "expected LIMIT/SECONDS, a number "
+			    "or \"unlimited\", got \"%.40s\"", p);
+			return -1;
+		}
+		p = e;
+		if (*p != '/') {
+			/* a plain number: the rule's windows with this limit */
+			while (*p == ' ' || *p == '\t')
+				p++;
+			if (*nout > 0 || *p != '\0') {
+				snprintf(err, errlen, "expected LIMIT/SECONDS "
+				    "after \"%lld\"", l);
+				return -1;
+			}
+			for (int i = 0; i < ndef; i++) {
+				out[i].limit = l;
+				out[i].seconds = def[i].seconds;
+			}
+			*nout = ndef;
+			return 0;
+		}
+		if ((sec = parse_seconds(p + 1, &e)) <= 0) {
+			snprintf(err, errlen, "bad window length after \"%lld/\" "
+			    "(seconds, or a number with s, m, h, d)", l);
+			return -1;
+		}
+		if (*nout >= RL_MAX_WIN) {
+			snprintf(err, errlen, "more than %d windows", RL_MAX_WIN);
+			return -1;
+		}
+		out[*nout].limit = l;
+		out[*nout].seconds = sec;
+		(*nout)++;
+		p = e;
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (*p == '\0')
+			return 0;
+	}
+}
+
+/* ratelimit_window_text - 60 "minute", 7200 "2 hours", 45 "45 seconds" */
+int
+ratelimit_window_text(long long seconds, char *buf, size_t len)
+{
+	static const struct {
+		long long n;
+		const char *one;
+	} units[] = { { 86400, "day" }, { 3600, "hour" }, { 60, "minute" } };
+
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (seconds % units[i].n != 0)
+			continue;
+		if (seconds == units[i].n)
+			return snprintf(buf, len, "%s", units[i].one);
+		return snprintf(buf, len, "%lld %ss", seconds / units[i].n,
+		    units[i].one);
+	}
+	return snprintf(buf, len, "%lld second%s", seconds,
+	    seconds == 1 ? "" : "s");
+}
+
+/* ratelimit_tag - the hash tag of a rule's key */
+uint64_t
+ratelimit_tag(const char *rule, const char *key)
+{
+	size_t	rl = strlen(rule), kl = strlen(key);
+	char	buf[RL_KEY_MAX + 256];
+
+	if (rl > 255)
+		rl = 255;
+	memcpy(buf, rule, rl);
+	buf[rl] = '\0';
+	memcpy(buf + rl + 1, key, kl);
+	return addr_hash64(buf, rl + 1 + kl, RL_SEED);
+}
+
+/* put_part - append one part (hashed when too long) */
+static int
+put_part(char *buf, size_t len, size_t *o, const char *v, size_t vl)
+{
+	char	tmp[24];
+
+	if (vl > RL_PART_MAX) {
+		vl = (size_t)snprintf(tmp, sizeof(tmp), "#%016" PRIx64,
+		    addr_hash64(v, vl, RL_SEED));
+		v = tmp;
+	}
+	if (*o + vl + 2 > len)
+		return -1;
+	if (*o > 0)
+		buf[(*o)++] = '|';
+	memcpy(buf + *o, v, vl);
+	*o += vl;
+	buf[*o] = '\0';
+	return 0;
+}
+
+/* canon_addr - lowercase, +extension removed; raw lowercase if too long */
+static int
+canon_addr(const char *v, size_t vl, char *buf, size_t len)
+{
+	int	n = vl < len ? addr_canon(v, '+', buf, len) : -1;
+
+	if (n < 0) {
+		n = (int)(vl < len - 1 ? vl : len - 1);
+		memcpy(buf, v, n);
+		buf[n] = '\0';
+		addr_lower(buf);
+	}
+	return n;
+}
+
+/*
+ * ratelimit_key_text - the key of a request: parts joined with '|'.
+ * Returns the length, or -1 (with why) when a part is missing.
+ */
+int
+ratelimit_key_text(const int *parts, int nparts, int v4prefix, int v6prefix,
+    const struct policy_req *q, char *buf, size_t len, char *why,
+    size_t whylen)
+{
+	char	v[1100];
+	const char *d;
+	size_t	o = 0;
+	struct ipaddr ip;
+	int	n, ipok;
+
+	buf[0] = '\0';
+	ipok = q->len[A_CLIENT_ADDRESS] < 64 &&
+	    addr_ip_parse(q->v[A_CLIENT_ADDRESS], &ip) == 0;
+	for (int i = 0; i < nparts; i++) {
+		const char *val = v;
+
+		switch (parts[i]) {
+		case RLP_SASL:
+			if (q->len[A_SASL_USERNAME] == 0) {
+				snprintf(why, whylen, "no sasl_username");
+				return -1;
+			}
+			/* a login keeps its +extension: it is a name */
+			n = (int)(q->len[A_SASL_USERNAME] < sizeof(v) ?
+			    q->len[A_SASL_USERNAME] : sizeof(v) - 1);
+			memcpy(v, q->v[A_SASL_USERNAME], n);
+			v[n] = '\0';
+			addr_lower(v);
+			break;
+		case RLP_SENDER:
+		case RLP_SENDER_DOMAIN:
+			if (q->len[A_SENDER] == 0) {
+				n = snprintf(v, sizeof(v), "<>");
+				break;
+			}
+			n = canon_addr(q->v[A_SENDER], q->len[A_SENDER], v,
+			    sizeof(v));
+			if (parts[i] == RLP_SENDER_DOMAIN) {
+				d = addr_domain(v);
+				val = d ? d : "<>";
+				n = (int)strlen(val);
+			}
+			break;
+		case RLP_RECIPIENT:
+		case RLP_RECIPIENT_DOMAIN:
+			if (q->len[A_RECIPIENT] == 0) {
+				snprintf(why, whylen, "no recipient");
+				return -1;
+			}
+			n = canon_addr(q->v[A_RECIPIENT], q->len[A_RECIPIENT],
+			    v, sizeof(v));
+			if (parts[i] == RLP_RECIPIENT_DOMAIN) {
+				d = addr_domain(v);
+				val = d ? d : v;
+				n = (int)strlen(val);
+			}
+			break;
+		case RLP_CLIENT_ADDRESS:
+		case RLP_CLIENT_NETWORK:
+			if (q->len[A_CLIENT_ADDRESS] == 0) {
+				snprintf(why, whylen, "no client_address");
+				return -1;
+			}
+			if (!ipok) {
+				/* not an address: its raw value, bounded */
+				val = q->v[A_CLIENT_ADDRESS];
+				n = (int)q->len[A_CLIENT_ADDRESS];
+				break;
+			}
+			if (parts[i] == RLP_CLIENT_NETWORK) {
+				struct ipaddr m = ip;
+				int	pl = ip.family == AF_INET ? v4prefix :
+				    v6prefix;
+				char	a[64];
+
+				addr_ip_mask(&m, pl);
+				addr_ip_format(&m, a, sizeof(a));
+				n = snprintf(v, sizeof(v), "%s/%d", a, pl);
+			} else {
+				n = addr_ip_format(&ip, v, sizeof(v));
+			}
+			break;
+		default:
+			snprintf(why, whylen, "unknown key part");
+			return -1;
+		}
+		if (n < 0 || put_part(buf, len, &o, val, (size_t)n) < 0) {
+			snprintf(why, whylen, "key too long");
+			return -1;
+		}
+	}
+	return (int)o;
+}
+
+/* ------------------------------------------------------ configuration */
+
+#define RLERR(set, ...) do { \
+	int n_ = snprintf(err, errlen, "%s:%d: ", c->path, \
+	    config_setting_source_line(set)); \
+	snprintf(err + n_, errlen - n_, __VA_ARGS__); \
+} while (0)
+
+/* rl_int - an optional integer option with bounds */
+static int
+rl_int(const config_setting_t *rs, const char *name, int def, int min, int max,
+    int *out, const struct config *c, char *err, size_t errlen)
+{
+	const config_setting_t *s = config_setting_get_member(rs, name);
+
+	*out = def;
+	if (s == NULL)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_INT) {
+		RLERR(s, "%s: expected an integer", name);
+		return -1;
+	}
+	*out = config_setting_get_int(s);
+	if (*out < min || *out > max) {
+		RLERR(s, "%s: %d is out of range %d..%d", name, *out, min, max);
+		return -1;
+	}
+	return 0;
+}
+
+/* rl_string - an optional string option */
+static int
+rl_string(const config_setting_t *rs, const char *name, const char *def,
+    char **out, const struct config *c, char *err, size_t errlen)
+{
+	const config_setting_t *s = config_setting_get_member(rs, name);
+
+	*out = NULL;
+	if (s == NULL) {
+		if (def != NULL && (*out = strdup(def)) == NULL)
+			fatalx("out of memory");
+		return 0;
+	}
+	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+		RLERR(s, "%s: expected a string", name);
+		return -1;
+	}
+	if ((*out = strdup(config_setting_get_string(s))) == NULL)
+		fatalx("out of memory");
+	return 0;
+}
+
+/* rl_key - "key": a part name or a list of them */
+static int
+rl_key(struct ratelimit *rl, const config_setting_t *rs,
+    const struct config *c, char *err, size_t errlen)
+{
+	const config_setting_t *s = config_setting_get_member(rs, "key");
+	int	n;
+
+	if (s == NULL) {
+		RLERR(rs, "ratelimit: key is required (one or a list of: "
+		    "sasl_username, sender, sender_domain, client_address, "
+		    "client_network, recipient, recipient_domain)");
+		return -1;
+	}
+	n = config_setting_type(s) == CONFIG_TYPE_STRING ? 1 :
+	    config_setting_length(s);
+	if (n < 1 || n > RL_MAX_PARTS) {
+		RLERR(s, "key: expected 1 to %d parts", RL_MAX_PARTS);
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_type(s) ==
+		    CONFIG_TYPE_STRING ? s : config_setting_get_elem(s, i);
+		const char *v = config_setting_get_string(e);
+		int	p = v ? name_index(part_names, v) : -1;
+
+		if (p < 0) {
+			RLERR(e, "key: unknown part \"%s\" (sasl_username, "
+			    "sender, sender_domain, client_address, "
+			    "client_network, recipient, recipient_domain)",
+			    v ? v : "?");
+			return -1;
+		}
+		for (int j = 0; j < rl->nparts; j++)
+			if (rl->parts[j] == p) {
+				RLERR(e, "key: \"%s\" given twice", v);
+				return -1;
+			}
+		rl->parts[rl->nparts++] = p;
+	}
+	return 0;
+}
+
+/* rl_windows - "windows": ( { limit = N; seconds = S; }, ... ) */
+static int
+rl_windows(struct ratelimit *rl, const config_setting_t *rs,
+    const struct config *c, char *err, size_t errlen)
+{
+	const config_setting_t *s = config_setting_get_member(rs, "windows");
+
+	if (s == NULL) {
+		RLERR(rs, "ratelimit: windows = ( { limit = N; seconds = S; }"
+		    " ) is required");
+		return -1;
+	}
+	if ((config_setting_type(s) != CONFIG_TYPE_LIST &&
+	    config_setting_type(s) != CONFIG_TYPE_GROUP) ||
+	    config_setting_length(s) < 1 ||
+	    config_setting_length(s) > RL_MAX_WIN) {
+		RLERR(s, "windows: expected a list of 1 to %d groups "
+		    "( { limit = N; seconds = S; }, ... )", RL_MAX_WIN);
+		return -1;
+	}
+	for (int i = 0; i < config_setting_length(s); i++) {
+		const config_setting_t *w = config_setting_type(s) ==
+		    CONFIG_TYPE_GROUP ? s : config_setting_get_elem(s, i);
+		long long l, sec;
+
+		if (config_setting_type(w) != CONFIG_TYPE_GROUP ||
+		    !config_setting_lookup_int64(w, "limit", &l) ||
+		    !config_setting_lookup_int64(w, "seconds", &sec)) {
+			RLERR(w, "windows: each window is { limit = N; "
+			    "seconds = S; }");
+			return -1;
+		}
+		if (config_setting_length(w) != 2) {
+			RLERR(w, "windows: a window has only limit and seconds");
+			return -1;
+		}
+		if (l < 0 || l > (1LL << 50) || sec < 1 || sec > 86400 * 366) {
+			RLERR(w, "windows: limit 0..2^50 and seconds 1..31622400 "
+			    "(got %lld per %lld)", l, sec);
+			return -1;
+		}
+		for (int j = 0; j < rl->nwin; j++)
+			if (rl->win[j].seconds == sec) {
+				RLERR(w, "windows: two windows of %lld seconds",
+				    sec);
+				return -1;
+			}
+		rl->win[rl->nwin].limit = l;
+		rl->win[rl->nwin].seconds = sec;
+		rl->nwin++;
+		if (config_setting_type(s) == CONFIG_TYPE_GROUP)
+			break;
+	}
+	return 0;
+}
+
+/* rl_overrides - load and validate the overrides file */
+static int
+rl_overrides(struct ratelimit *rl, const char *file, const struct config *c,
+    char *err, size_t errlen)
+{
+	char	path[4096], line[4096], why[256];
+	struct rl_window w[RL_MAX_WIN];
+	FILE	*fp;
+	int	lineno = 0, nw, rc = 0;
+
+	config_path(c, file, path, sizeof(path));
+	if ((fp = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if ((rl->overrides = map_new()) == NULL)
+		fatalx("out of memory");
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		char   *k, *v, *end;
+
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(fp)) {
+			snprintf(err, errlen, "%s:%d: line too long", path,
+			    lineno);
+			rc = -1;
+			break;
+		}
+		line[strcspn(line, "\r\n")] = '\0';
+		k = line + strspn(line, " \t");
+		if (*k == '#' || *k == '\0')
+			continue;
+		v = k + strcspn(k, " \t");
+		if (*v != '\0')
+			*v++ = '\0';
+		v += strspn(v, " \t");
+		end = v + strlen(v);
+		while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (*v == '\0') {
+			snprintf(err, errlen, "%s:%d: \"%s\": no value (LIMIT/"
+			    "SECONDS, a number or \"unlimited\")", path, lineno,
+			    k);
+			rc = -1;
+			break;
+		}
+		if (ratelimit_parse_windows(v, rl->win, rl->nwin, w, &nw, why,
+		    sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+			rc = -1;
+			break;
+		}
+		for (int i = 0; i < nw; i++)
+			if (w[i].limit > (1LL << 50) || w[i].seconds >
+			    86400 * 366) {
+				snprintf(err, errlen, "%s:%d: window out of "
+				    "range", path, lineno);
+				rc = -1;
+			}
+		addr_lower(k);
+		if (rc == 0 && map_put(rl->overrides, k, v) < 0) {
+			snprintf(err, errlen, "%s:%d: bad entry", path, lineno);
+			rc = -1;
+		}
+		if (rc < 0)
+			break;
+	}
+	fclose(fp);
+	return rc;
+}
+
+/* rl_notify - "notify_command": a string (the program) or a list (argv) */
+static int
+rl_notify(struct ratelimit *rl, const config_setting_t *rs,
+    const struct config *c, char *err, size_t errlen)
+{
+	const config_setting_t *s = config_setting_get_member(rs,
+	    "notify_command");
+	int	n;
+
+	if (s == NULL)
+		return 0;
+	n = config_setting_type(s) == CONFIG_TYPE_STRING ? 1 :
+	    config_setting_length(s);
+	if (n < 1 || n > 16) {
+		RLERR(s, "notify_command: expected a program, or a list of "
+		    "1 to 16 strings (program and arguments)");
+		return -1;
+	}
+	if ((rl->notify = calloc(n + 1, sizeof(char *))) == NULL)
+		fatalx("out of memory");
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_type(s) ==
+		    CONFIG_TYPE_STRING ? s : config_setting_get_elem(s, i);
+		const char *v = config_setting_get_string(e);
+
+		if (v == NULL || (i == 0 && v[0] != '/')) {
+			RLERR(e, "notify_command: expected strings, the first "
+			    "an absolute path (no shell is used)");
+			return -1;
+		}
+		if ((rl->notify[i] = strdup(v)) == NULL)
+			fatalx("out of memory");
+	}
+	return 0;
+}
+
+/* rl_states - the rule's protocol_state bits (RCPT when not given) */
+static unsigned
+rl_states(const config_setting_t *rs)
+{
+	const config_setting_t *m = config_setting_get_member(rs, "match");
+	const config_setting_t *s;
+	unsigned bits = 0;
+
+	if (m == NULL || (s = config_setting_get_member(m, "protocol_state"))
+	    == NULL)
+		return STATE_RCPT;
+	if (config_setting_type(s) == CONFIG_TYPE_STRING)
+		return rules_state_bit(config_setting_get_string(s));
+	for (int i = 0; i < config_setting_length(s); i++) {
+		const char *v = config_setting_get_string(
+		    config_setting_get_elem(s, i));
+
+		if (v != NULL)
+			bits |= rules_state_bit(v);
+	}
+	return bits;
+}
+
+/* ratelimit_free - release the options */
+static void
+ratelimit_free(void *priv)
+{
+	struct ratelimit *rl = priv;
+
+	if (rl == NULL)
+		return;
+	free(rl->rule);
+	if (rl->overrides)
+		map_free(rl->overrides);
+	free(rl->word);
+	free(rl->reply);
+	free(rl->networks_action);
+	for (int i = 0; rl->notify && rl->notify[i]; i++)
+		free(rl->notify[i]);
+	free(rl->notify);
+	free(rl);
+}
+
+/* rl_word - exceeded_action: a verb with an optional status code */
+static int
+rl_word(struct ratelimit *rl, const config_setting_t *rs,
+    const struct config *c, char *err, size_t errlen)
+{
+	const config_setting_t *s = config_setting_get_member(rs,
+	    "exceeded_action");
+	const char *v = s ? config_setting_get_string(s) : "DEFER_IF_PERMIT";
+	char	buf[128], test[256], why[128];
+	enum action_kind k;
+
+	if (v == NULL || strlen(v) > 64) {
+		RLERR(s, "exceeded_action: expected DEFER_IF_PERMIT, DEFER, "
+		    "REJECT, HOLD, DISCARD or a 4NN/5NN code");
+		return -1;
+	}
+	snprintf(test, sizeof(test), "%s x", v);
+	k = action_parse(test, why, sizeof(why));
+	if (strchr(v, ' ') == NULL) {
+		/* a bare verb: add the enhanced status code */
+		if (k == ACT_DEFER || k == ACT_DEFER_IF_PERMIT)
+			snprintf(buf, sizeof(buf), "%s 4.7.1", v);
+		else if (k == ACT_REJECT)
+			snprintf(buf, sizeof(buf), "%s 5.7.1", v);
+		else if (k == ACT_CODE)
+			snprintf(buf, sizeof(buf), "%s %c.7.1", v, v[0]);
+		else
+			snprintf(buf, sizeof(buf), "%s", v);
+	} else {
+		snprintf(buf, sizeof(buf), "%s", v);
+	}
+	switch (k) {
+	case ACT_DEFER:
+	case ACT_DEFER_IF_PERMIT:
+	case ACT_REJECT:
+	case ACT_CODE:
+	case ACT_HOLD:
+	case ACT_DISCARD:
+		break;
+	default:
+		RLERR(s, "exceeded_action: \"%s\": expected DEFER_IF_PERMIT, "
+		    "DEFER, REJECT, HOLD, DISCARD or a 4NN/5NN code", v);
+		return -1;
+	}
+	if ((rl->word = strdup(buf)) == NULL)
+		fatalx("out of memory");
+	return 0;
+}
+
+/* ratelimit_compile - read the rule's options */
+static int
+ratelimit_compile(const config_setting_t *rs, const struct config *c,
+    void **priv, char *err, size_t errlen)
+{
+	struct ratelimit *rl = calloc(1, sizeof(*rl));
+	const config_setting_t *s;
+	const char *name, *ov = NULL;
+	unsigned states, need;
+
+	if (rl == NULL)
+		return -1;
+	if (!config_setting_lookup_string(rs, "name", &name))
+		name = "ratelimit";
+	if ((rl->rule = strdup(name)) == NULL)
+		fatalx("out of memory");
+	if ((s = config_setting_get_member(rs, "count")) != NULL) {
+		const char *v = config_setting_get_string(s);
+
+		if (v == NULL || (rl->count = name_index(count_names, v)) < 0) {
+			RLERR(s, "count: expected \"recipients\", \"messages\" "
+			    "or \"bytes\"");
+			goto bad;
+		}
+	}
+	states = rl_states(rs);
+	need = rl->count == RLC_RECIPIENTS ? STATE_RCPT : STATE_EOM;
+	if (states & ~need) {
+		RLERR(rs, "rule \"%s\": count = \"%s\" works only at %s "
+		    "(set match.protocol_state = \"%s\")%s", name,
+		    count_names[rl->count], need == STATE_RCPT ? "RCPT" :
+		    "END-OF-MESSAGE", need == STATE_RCPT ? "RCPT" :
+		    "END-OF-MESSAGE", need == STATE_EOM ? ": recipient_count "
+		    "and size are known only there" : "");
+		goto bad;
+	}
+	if (rl_key(rl, rs, c, err, errlen) < 0 ||
+	    rl_windows(rl, rs, c, err, errlen) < 0 ||
+	    rl_word(rl, rs, c, err, errlen) < 0 ||
+	    rl_string(rs, "reply", DEF_REPLY, &rl->reply, c, err, errlen) < 0 ||
+	    rl_string(rs, "networks_action", DEF_NETWORKS,
+	    &rl->networks_action, c, err, errlen) < 0 ||
+	    rl_int(rs, "max_networks", 0, 0, 10000, &rl->max_networks, c, err,
+	    errlen) < 0 ||
+	    rl_int(rs, "networks_window", 3600, 1, 86400 * 366,
+	    &rl->networks_window, c, err, errlen) < 0 ||
+	    rl_int(rs, "ipv4_prefix", 24, 8, 32, &rl->v4prefix, c, err,
+	    errlen) < 0 ||
+	    rl_int(rs, "ipv6_prefix", 64, 16, 128, &rl->v6prefix, c, err,
+	    errlen) < 0 ||
+	    rl_notify(rl, rs, c, err, errlen) < 0)
+		goto bad;
+	if (rl->max_networks > 0) {
+		char	test[EVAL_TEXT], why[128];
+		int	has_login = 0;
+
+		for (int i = 0; i < rl->nparts; i++)
+			has_login |= rl->parts[i] == RLP_SASL;
+		if (!has_login) {
+			RLERR(rs, "rule \"%s\": max_networks counts client "
+			    "networks per login: key must contain "
+			    "\"sasl_username\"", name);
+			goto bad;
+		}
+		snprintf(test, sizeof(test), "%s", rl->networks_action);
+		if (action_parse(test, why, sizeof(why)) == ACT_INVALID) {
+			RLERR(config_setting_get_member(rs, "networks_action"),
+			    "networks_action: %s", why);
+			goto bad;
+		}
+	}
+	if ((s = config_setting_get_member(rs, "overrides")) != NULL) {
+		if ((ov = config_setting_get_string(s)) == NULL) {
+			RLERR(s, "overrides: expected a file name");
+			goto bad;
+		}
+		if (rl_overrides(rl, ov, c, err, errlen) < 0)
+			goto bad;
+	}
+	*priv = rl;
+	return 0;
+bad:
+	ratelimit_free(rl);
+	return -1;
+}
+
+/* ------------------------------------------------------------ running */
+
+/* notify_reap - collect finished notify commands, never waiting */
+static pid_t children[RL_MAX_CHILDREN];
+
+static void
+notify_reap(void)
+{
+	for (int i = 0; i < RL_MAX_CHILDREN; i++)
+		if (children[i] > 0 && waitpid(children[i], NULL, WNOHANG) != 0)
+			children[i] = 0;
+}
+
+/* notify_run - fork/exec the notify command: argv + rule key limit window */
+static void
+notify_run(const struct ratelimit *rl, const char *key,
+    const struct rl_window *w)
+{
+	char	lim[32], sec[32], *argv[24];
+	int	n = 0, slot = -1;
+	pid_t	pid;
+
+	notify_reap();
+	for (int i = 0; i < RL_MAX_CHILDREN && slot < 0; i++)
+		if (children[i] == 0)
+			slot = i;
+	if (slot < 0) {
+		log_warnx("ratelimit: rule %s: %d notify commands still "
+		    "running; not starting another", rl->rule, RL_MAX_CHILDREN);
+		return;
+	}
+	snprintf(lim, sizeof(lim), "%lld", w->limit);
+	snprintf(sec, sizeof(sec), "%lld", w->seconds);
+	for (int i = 0; rl->notify[i] != NULL && n < 17; i++)
+		argv[n++] = rl->notify[i];
+	argv[n++] = rl->rule;
+	argv[n++] = (char *)key;
+	argv[n++] = lim;
+	argv[n++] = sec;
+	argv[n] = NULL;
+	if ((pid = fork()) < 0) {
+		log_warn("ratelimit: notify fork");
+		return;
+	}
+	if (pid == 0) {
+		sigset_t all;
+		int	fd;
+
+		sigemptyset(&all);
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		if ((fd = open("/dev/null", O_RDWR)) >= 0) {
+			dup2(fd, 0);
+			dup2(fd, 1);
+			if (fd > 2)
+				close(fd);
+		}
+		close_range(3, ~0U, 0);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	children[slot] = pid;
+}
+
+struct rl_call {
+	struct eval *ev;
+	const struct ratelimit *rl;
+	struct rl_window win[RL_MAX_WIN];
+	int	nwin;
+	long long cost;
+	char	key[RL_KEY_MAX];
+};
+
+/* rl_windows_for - the windows of a key: override, its domain's, the rule's */
+static int
+rl_windows_for(const struct ratelimit *rl, const char *key,
+    struct rl_window *w, int *nw, char *why, size_t whylen)
+{
+	const char *v = NULL, *d;
+	char	err[128], dom[RL_PART_MAX + 2];
+	int	rc;
+
+	if (rl->overrides != NULL) {
+		if ((v = map_get(rl->overrides, key)) != NULL)
+			snprintf(why, whylen, "override %s", key);
+		else if (rl->nparts == 1 && (rl->parts[0] == RLP_SASL ||
+		    rl->parts[0] == RLP_SENDER || rl->parts[0] ==
+		    RLP_RECIPIENT) && (d = addr_domain(key)) != NULL) {
+			snprintf(dom, sizeof(dom), "@%s", d);
+			if ((v = map_get(rl->overrides, dom)) != NULL)
+				snprintf(why, whylen, "override %s", dom);
+		}
+	}
+	if (v == NULL) {
+		memcpy(w, rl->win, sizeof(rl->win));
+		*nw = rl->nwin;
+		snprintf(why, whylen, "rule default");
+		return 0;
+	}
+	rc = ratelimit_parse_windows(v, rl->win, rl->nwin, w, nw, err,
+	    sizeof(err));
+	return rc < 0 ? 0 : rc;		/* validated at load: never < 0 */
+}
+
+/* rl_cost - what this request counts */
+static long long
+rl_cost(const struct ratelimit *rl, const struct policy_req *q)
+{
+	long long v = 0;
+
+	if (rl->count != RLC_BYTES)
+		return 1;
+	for (size_t i = 0; i < q->len[A_SIZE] && i < 16; i++) {
+		if (!isdigit((unsigned char)q->v[A_SIZE][i]))
+			return 0;
+		v = v * 10 + (q->v[A_SIZE][i] - '0');
+	}
+	if (q->len[A_SIZE] >= 16)
+		v = 1LL << 50;
+	return v;
+}
+
+/* rl_call_new - key, windows and cost of a request; NULL: not limited */
+static struct rl_call *
+rl_call_new(const struct ratelimit *rl, struct eval *ev, char *why,
+    size_t whylen)
+{
+	struct rl_call *k = calloc(1, sizeof(*k));
+
+	if (k == NULL)
+		fatalx("out of memory");
+	k->ev = ev;
+	k->rl = rl;
+	if (ratelimit_key_text(rl->parts, rl->nparts, rl->v4prefix,
+	    rl->v6prefix, ev->req, k->key, sizeof(k->key), why, whylen) < 0) {
+		free(k);
+		return NULL;
+	}
+	if (rl_windows_for(rl, k->key, k->win, &k->nwin, why, whylen) == 1) {
+		free(k);
+		return NULL;		/* unlimited */
+	}
+	k->cost = rl_cost(rl, ev->req);
+	return k;
+}
+
+/* rl_send - one script call for k in mode (1 charge, 2 refund) */
+static void
+rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
+{
+	const struct ratelimit *rl = k->rl;
+	char	rkey[24], nkey[24], modes[4], costs[24], nws[8];
+	char	nums[RL_MAX_WIN * 2][24], net[64], maxn[16], nwin[16];
+	const char *argv[32];
+	size_t	argvlen[32];
+	uint64_t tag = ratelimit_tag(rl->rule, k->key);
+	int	n = 0, nkeys = 1;
+
+	snprintf(rkey, sizeof(rkey), "r{%016" PRIx64 "}", tag);
+	snprintf(nkey, sizeof(nkey), "n{%016" PRIx64 "}", tag);
+	snprintf(modes, sizeof(modes), "%d", mode);
+	snprintf(costs, sizeof(costs), "%lld", k->cost);
+	snprintf(nws, sizeof(nws), "%d", k->nwin);
+	argv[n++] = rkey;
+	if (mode == 1 && rl->max_networks > 0 && ev->client_ip_ok) {
+		argv[n++] = nkey;
+		nkeys = 2;
+	}
+	argv[n++] = modes;
+	argv[n++] = costs;
+	argv[n++] = nws;
+	for (int i = 0; i < k->nwin; i++) {
+		snprintf(nums[2 * i], sizeof(nums[0]), "%lld", k->win[i].limit);
+		snprintf(nums[2 * i + 1], sizeof(nums[0]), "%lld",
+		    k->win[i].seconds);
+		argv[n++] = nums[2 * i];
+		argv[n++] = nums[2 * i + 1];
+	}
+	if (nkeys == 2) {
+		static const char hex[] = "0123456789abcdef";
+		struct ipaddr ip = ev->client_ip;
+		int	pl = ip.family == AF_INET ? rl->v4prefix : rl->v6prefix;
+		int	o = 0;
+
+		addr_ip_mask(&ip, pl);
+		if (ip.family == AF_INET6)
+			net[o++] = '6';
+		for (int i = 0; i < (pl + 7) / 8; i++) {
+			net[o++] = hex[ip.a[i] >> 4];
+			net[o++] = hex[ip.a[i] & 15];
+		}
+		net[o] = '\0';
+		snprintf(maxn, sizeof(maxn), "%d", rl->max_networks);
+		snprintf(nwin, sizeof(nwin), "%d", rl->networks_window);
+		argv[n++] = net;
+		argv[n++] = maxn;
+		argv[n++] = nwin;
+	}
+	for (int i = 0; i < n; i++)
+		argvlen[i] = strlen(argv[i]);
+	store_script(ev->store, SCRIPT_RATELIMIT, nkeys, n, argv, argvlen, cb,
+	    arg);
+}
+
+/* safe_key - the key for a reply or log: printable, bounded */
+static void
+safe_key(const char *key, char *buf, size_t len)
+{
+	size_t	o = 0;
+
+	for (; *key && o + 4 < len; key++)
+		buf[o++] = (unsigned char)*key < 0x20 || *key == 0x7f ? '?' :
+		    *key;
+	if (*key)
+		memcpy(buf + o, "...", 3), o += 3;
+	buf[o] = '\0';
+}
+
+/* ratelimit_done - the script's answer */
+static void
+ratelimit_done(void *arg, const struct store_reply *r)
+{
+	struct rl_call *k = arg;
+	struct eval *ev = k->ev;
+	const struct ratelimit *rl = k->rl;
+	char	action[EVAL_TEXT], detail[256], wt[48], key[300], esc[400];
+	char	lim[32], ret[32], cnt[32];
+	const struct rl_window *w;
+
+	if (!r->ok || r->n < 5) {
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL,
+		    r->ok ? "short reply from ratelimit script" : r->err);
+		free(k);
+		return;
+	}
+	safe_key(k->key, key, sizeof(key));
+	switch (r->v[0]) {
+	case 0:
+		snprintf(detail, sizeof(detail), "key %s: %lld %s charged, "
+		    "within %d window%s", key, k->cost,
+		    count_names[rl->count], k->nwin, k->nwin == 1 ? "" : "s");
+		eval_check_charged(ev);
+		eval_check_done(ev, CHECK_NOMATCH, NULL, detail);
+		break;
+	case 1:
+		if (r->v[1] < 1 || r->v[1] > k->nwin) {
+			eval_check_done(ev, CHECK_TEMPFAIL, NULL,
+			    "bad window in ratelimit reply");
+			break;
+		}
+		w = &k->win[r->v[1] - 1];
+		ratelimit_window_text(w->seconds, wt, sizeof(wt));
+		snprintf(lim, sizeof(lim), "%lld", w->limit);
+		if (r->v[2] < 0) {
+			snprintf(action, sizeof(action), "%s Rate limit for %s "
+			    "is %lld %s per %s: this message alone exceeds it",
+			    rl->word, key, w->limit, count_names[rl->count],
+			    wt);
+			snprintf(detail, sizeof(detail), "key %s: cost %lld "
+			    "exceeds %lld per %s", key, k->cost, w->limit, wt);
+		} else {
+			const char *vals[5] = { key, lim,
+			    count_names[rl->count], wt, ret };
+			size_t	o;
+
+			snprintf(ret, sizeof(ret), "%lld", r->v[2]);
+			o = (size_t)snprintf(action, sizeof(action), "%s ",
+			    rl->word);
+			check_expand(action + o, sizeof(action) - o, rl->reply,
+			    "kluwr", vals);
+			snprintf(detail, sizeof(detail), "key %s: %lld per %s "
+			    "reached, frees in %lld s", key, w->limit, wt,
+			    r->v[2]);
+		}
+		if (r->v[3]) {
+			log_escape(esc, sizeof(esc), k->key, strlen(k->key));
+			log_warnx("ratelimit: rule %s: %s reached %lld %s per %s",
+			    rl->rule, esc, w->limit, count_names[rl->count], wt);
+			if (rl->notify)
+				notify_run(rl, k->key, w);
+		}
+		eval_check_done(ev, CHECK_MATCH, action, detail);
+		break;
+	case 2:
+		ratelimit_window_text(rl->networks_window, wt, sizeof(wt));
+		snprintf(cnt, sizeof(cnt), "%lld", r->v[4]);
+		{
+			const char *vals[3] = { key, cnt, wt };
+
+			check_expand(action, sizeof(action),
+			    rl->networks_action, "kcw", vals);
+		}
+		if (r->v[3]) {
+			log_escape(esc, sizeof(esc), k->key, strlen(k->key));
+			log_warnx("ALERT: login %s seen from %lld client "
+			    "networks in %d s (rule %s, max_networks %d)", esc,
+			    r->v[4], rl->networks_window, rl->rule,
+			    rl->max_networks);
+		}
+		snprintf(detail, sizeof(detail), "key %s: %lld client "
+		    "networks in %s (max %d), window ends in %lld s", key,
+		    r->v[4], wt, rl->max_networks, r->v[2]);
+		eval_check_done(ev, CHECK_MATCH, action, detail);
+		break;
+	default:
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL,
+		    "unexpected ratelimit script status");
+	}
+	free(k);
+}
+
+/* ratelimit_run - key, windows, one script call */
+static void
+ratelimit_run(void *priv, struct eval *ev)
+{
+	const struct ratelimit *rl = priv;
+	struct rl_call *k;
+	char	why[128];
+
+	if (rl->notify)
+		notify_reap();
+	if ((k = rl_call_new(rl, ev, why, sizeof(why))) == NULL) {
+		char	d[160];
+
+		snprintf(d, sizeof(d), "not limited: %s", why);
+		eval_check_done(ev, CHECK_NOMATCH, NULL, d);
+		return;
+	}
+	if (k->cost == 0 && rl->max_networks == 0) {
+		eval_check_done(ev, CHECK_NOMATCH, NULL, "nothing to count");
+		free(k);
+		return;
+	}
+	rl_send(k, ev, 1, ratelimit_done, k);
+}
+
+/* undo_done - the refund needs no answer */
+static void
+undo_done(void *arg, const struct store_reply *r)
+{
+	if (!r->ok)
+		log_warnx("ratelimit: refund failed: %s", r->err);
+	free(arg);
+}
+
+/* ratelimit_undo - a later rule refused: give the charge back */
+static void
+ratelimit_undo(void *priv, struct eval *ev)
+{
+	const struct ratelimit *rl = priv;
+	struct rl_call *k;
+	char	why[128];
+
+	if ((k = rl_call_new(rl, ev, why, sizeof(why))) == NULL)
+		return;
+	k->ev = NULL;
+	rl_send(k, ev, 2, undo_done, k);
+}
+
+const struct check_ops check_ratelimit_ops = {
+	.name = "ratelimit",
+	.keys = ratelimit_keys,
+	.states = STATE_RCPT | STATE_EOM,
+	.compile = ratelimit_compile,
+	.run = ratelimit_run,
+	.free = ratelimit_free,
+	.undo = ratelimit_undo,
+};

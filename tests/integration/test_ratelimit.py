@@ -1,0 +1,333 @@
+"""ratelimit: exact limits across instances, windows, END-OF-MESSAGE accounting,
+overrides, actions, the compromised-account signal, Redis down, refunds."""
+import os
+import shutil
+import subprocess
+import tempfile
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import Redis, Policyd, req, check, eq, wait_for, TestFailure  # noqa: E402
+
+
+def rule(windows, key='"sasl_username"', count="recipients", extra="", match="authenticated = true;",
+         name="user-rate"):
+    ws = ", ".join("{ limit = %d; seconds = %d; }" % w for w in windows)
+    return ('rules = (\n  { name = "%s"; match = { %s }; check = "ratelimit"; key = [ %s ];\n'
+            '    count = "%s"; windows = ( %s ); %s }\n);\n' % (name, match, key, count, ws, extra))
+
+
+def auth(login="alice@example.net", **kw):
+    return req(sasl_username=login, sasl_method="PLAIN", **kw)
+
+
+def eom(login="alice@example.net", size=1000, rcpts=1, **kw):
+    return auth(login, protocol_state="END-OF-MESSAGE", recipient="", size=str(size),
+                recipient_count=str(rcpts), queue_id="4FD3A1234", **kw)
+
+
+def test_exactness_4_instances_40_connections():
+    """2,000 requests for one login over 40 connections to 4 instances: exactly 1,000 pass."""
+    rules = rule([(1000, 86400)])
+    with Redis() as r:
+        ps = [Policyd(redis=r, rules=rules, timeout_ms=2000) for _ in range(4)]
+        for p in ps:
+            p.__enter__()
+        try:
+            counts = {}
+            lock = threading.Lock()
+            errors = []
+
+            def worker(i):
+                got = {}
+                try:
+                    with ps[i % 4].client(timeout=20) as c:
+                        for j in range(50):
+                            a = c.ask(auth(recipient="r%d.%d@example.org" % (i, j)))
+                            w = a.split(" ")[0]
+                            got[w] = got.get(w, 0) + 1
+                except Exception as e:  # reported below
+                    errors.append(repr(e))
+                with lock:
+                    for k, v in got.items():
+                        counts[k] = counts.get(k, 0) + v
+
+            t0 = time.monotonic()
+            ts = [threading.Thread(target=worker, args=(i,)) for i in range(40)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(60)
+            dt = time.monotonic() - t0
+            eq(errors, [], "client errors")
+            print("# exactness: 2000 requests in %.2fs (%.0f req/s), %r" % (dt, 2000 / dt, counts))
+            eq(counts.get("DUNNO", 0), 1000, "accepted")
+            eq(counts.get("DEFER_IF_PERMIT", 0), 1000, "deferred")
+        finally:
+            for p in ps:
+                p.__exit__(None, None, None)
+
+
+def test_default_defer_text_and_window_refill():
+    with Redis() as r, Policyd(redis=r, rules=rule([(3, 2)])) as p:
+        with p.client() as c:
+            for i in range(3):
+                eq(c.ask(auth()), "DUNNO", "request %d within the limit" % i)
+            a = c.ask(auth())
+            eq(a, "DEFER_IF_PERMIT 4.7.1 Rate limit exceeded for alice@example.net: "
+               "3 recipients per 2 seconds; try again in 1 seconds", "over the limit")
+            eq(c.ask(auth("bob@example.net")), "DUNNO", "another login has its own budget")
+            eq(c.ask(auth("ALICE@Example.NET")).split(" ")[0], "DEFER_IF_PERMIT",
+               "login case does not matter")
+            time.sleep(0.75)      # one recipient frees every 2/3 s
+            eq(c.ask(auth()), "DUNNO", "budget comes back as time passes")
+            check(c.ask(auth()).startswith("DEFER_IF_PERMIT"), "and only that much")
+            time.sleep(2.1)
+            for i in range(3):
+                eq(c.ask(auth()), "DUNNO", "full budget after the window %d" % i)
+            check(c.ask(auth()).startswith("DEFER_IF_PERMIT"), "burst over the limit refused")
+        keys = r.cmd("KEYS", "t:r{*}")
+        eq(len(keys), 1, "bob's key has expired with its window: %r" % keys)
+        for k in keys:
+            eq(len(k), len("t:r{0123456789abcdef}"), "compact key")
+            ttl = r.cmd("PTTL", k)
+            check(0 < ttl <= 2000, "the key expires with the window (pttl %r)" % ttl)
+
+
+def test_refused_requests_do_not_consume_budget():
+    with Redis() as r, Policyd(redis=r, rules=rule([(3, 3)])) as p:
+        with p.client() as c:
+            for i in range(3):
+                eq(c.ask(auth()), "DUNNO", "within the limit")
+            t0 = time.monotonic()
+            n = 0
+            while time.monotonic() - t0 < 0.9:
+                check(c.ask(auth()).startswith("DEFER_IF_PERMIT"), "refused while full")
+                n += 1
+            check(n > 20, "hammered %d times" % n)
+            time.sleep(max(0, 1.05 - (time.monotonic() - t0)))
+            eq(c.ask(auth()), "DUNNO", "one unit back after 1 s despite %d refusals" % n)
+
+
+def test_messages_and_bytes_at_end_of_message():
+    rules = ('rules = (\n'
+             '  { name = "msgs"; match = { protocol_state = "END-OF-MESSAGE"; }; check = "ratelimit";\n'
+             '    key = "sasl_username"; count = "messages"; windows = ( { limit = 2; seconds = 3600; } ); },\n'
+             '  { name = "bytes"; match = { protocol_state = "END-OF-MESSAGE"; }; check = "ratelimit";\n'
+             '    key = "sender"; count = "bytes"; windows = ( { limit = 1000; seconds = 3600; } );\n'
+             '    exceeded_action = "REJECT"; }\n'
+             ');\n')
+    with Redis() as r, Policyd(redis=r, rules=rules) as p:
+        with p.client() as c:
+            eq(c.ask(eom("m@example.net", 10, rcpts=5)), "DUNNO", "message 1")
+            eq(c.ask(eom("m@example.net", 10, rcpts=5)), "DUNNO", "message 2")
+            eq(c.ask(eom("m@example.net", 10)),
+               "DEFER_IF_PERMIT 4.7.1 Rate limit exceeded for m@example.net: 2 messages per hour; "
+               "try again in 1800 seconds", "message 3")
+            eq(c.ask(auth("m@example.net")), "DUNNO", "RCPT is not counted by EOM rules")
+            s = dict(sender="big@sender.test")
+            eq(c.ask(eom("b1@example.net", 600, **s)), "DUNNO", "600 bytes")
+            a = c.ask(eom("b2@example.net", 600, **s))
+            check(a.startswith("REJECT 5.7.1 Rate limit exceeded for big@sender.test: 1000 bytes per hour"), a)
+            eq(c.ask(eom("b3@example.net", 400, **s)), "DUNNO", "400 more bytes fit exactly")
+            eq(c.ask(eom("b4@example.net", 0, **s)), "DUNNO", "an empty message costs nothing")
+            a = c.ask(eom("b5@example.net", 5000, sender="other@sender.test"))
+            check(a.startswith("REJECT 5.7.1 Rate limit for other@sender.test is 1000 bytes per hour: "
+                               "this message alone exceeds it"), a)
+
+
+def test_wrong_protocol_state_is_a_load_error():
+    bad = rule([(5, 60)], count="messages")
+    p = Policyd(rules=bad, expect_start=False)
+    try:
+        cp = subprocess.run([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, timeout=20)
+        out = cp.stdout.decode()
+        check(cp.returncode != 0, "policyd -t fails: %s" % out)
+        check("policyd.conf:" in out and 'count = "messages" works only at END-OF-MESSAGE' in out, out)
+        bad = rule([(5, 60)], count="recipients",
+                   match='protocol_state = [ "RCPT", "END-OF-MESSAGE" ];')
+        p.write_config(bad)
+        cp = subprocess.run([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, timeout=20)
+        out = cp.stdout.decode()
+        check(cp.returncode != 0 and 'count = "recipients" works only at RCPT' in out, out)
+        p.write_config(rule([(5, 60)], extra='overrides = "ov";'))
+        with open(os.path.join(p.dir, "ov"), "w") as f:
+            f.write("# comment\nok@example.net 5/1h\nbad@example.net 5/x\n")
+        cp = subprocess.run([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, timeout=20)
+        out = cp.stdout.decode()
+        check(cp.returncode != 0 and "/ov:3: bad window length" in out, out)
+    finally:
+        shutil.rmtree(p.dir, ignore_errors=True)
+
+
+OVERRIDES = """# key                value
+bulk@example.net       2/3600
+@example.org           1/1h
+vip@example.org        unlimited
+big@example.net        6
+"""
+
+
+def test_overrides_and_inheritance():
+    rules = rule([(4, 3600), (100, 86400)], extra='overrides = "ratelimit.overrides";')
+    with Redis() as r, Policyd(redis=r, rules=rules, files={"ratelimit.overrides": OVERRIDES}) as p:
+        with p.client() as c:
+            def passes(login, n):
+                got = 0
+                for _ in range(n + 3):
+                    if c.ask(auth(login)) == "DUNNO":
+                        got += 1
+                return got
+            eq(passes("bulk@example.net", 2), 2, "login override 2/h")
+            eq(passes("Bulk@Example.net", 0), 0, "same login, other case")
+            eq(passes("carol@example.org", 1), 1, "domain override inherited")
+            eq(passes("vip@example.org", 10), 13, "login override beats its domain: unlimited")
+            eq(passes("big@example.net", 6), 6, "a plain number replaces every limit")
+            eq(passes("dave@example.net", 4), 4, "no override: the rule's windows")
+            a = c.ask(auth("bulk@example.net"))
+            check(a.startswith("DEFER_IF_PERMIT 4.7.1 Rate limit exceeded for bulk@example.net: "
+                               "2 recipients per hour; try again in"), a)
+
+
+def test_each_action():
+    for extra, want in (('', "DEFER_IF_PERMIT 4.7.1 Rate limit exceeded for "),
+                        ('exceeded_action = "REJECT";', "REJECT 5.7.1 Rate limit exceeded for "),
+                        ('exceeded_action = "HOLD";', "HOLD Rate limit exceeded for "),
+                        ('exceeded_action = "450";', "450 4.7.1 Rate limit exceeded for "),
+                        ('exceeded_action = "DEFER 4.7.2"; reply = "Slow down, %k (%l per %w, %r s)";',
+                         "DEFER 4.7.2 Slow down, alice@example.net (1 per minute, ")):
+        with Redis() as r, Policyd(redis=r, rules=rule([(1, 60)], extra=extra)) as p:
+            with p.client() as c:
+                eq(c.ask(auth()), "DUNNO", "first")
+                a = c.ask(auth())
+                check(a.startswith(want), "%s: %r" % (extra, a))
+            p.wait_log(r"ratelimit: rule user-rate: alice@example.net reached 1 recipients per minute")
+
+
+def test_compromised_account_signal():
+    rules = rule([(1000, 3600)], extra='max_networks = 20; networks_window = 3600;')
+    with Redis() as r, Policyd(redis=r, rules=rules) as p:
+        with p.client() as c:
+            for i in range(20):
+                eq(c.ask(auth(client_address="198.51.%d.7" % i)), "DUNNO", "network %d" % (i + 1))
+            eq(c.ask(auth(client_address="198.51.3.99")), "DUNNO", "a known network again")
+            a = c.ask(auth(client_address="203.0.113.5"))
+            eq(a, "HOLD Compromised account suspected: alice@example.net seen from 21 client "
+               "networks in hour", "the 21st network")
+            a = c.ask(auth(client_address="198.51.1.1"))
+            check(a.startswith("HOLD Compromised"), "held for the rest of the window: %r" % a)
+            for i in range(5):
+                c.ask(auth(client_address="192.0.2.%d" % i, recipient="x%d@example.org" % i))
+            eq(c.ask(auth("bob@example.net")), "DUNNO", "other logins unaffected")
+        p.wait_log(r"ALERT: login alice@example.net seen from 21 client networks in 3600 s")
+        time.sleep(0.2)
+        eq(len([l for l in p.log().splitlines() if "ALERT:" in l]), 1, "alert logged once")
+        eq(max(r.cmd("SCARD", k) for k in r.cmd("KEYS", "t:n{*}")), 21, "the set is bounded")
+
+
+def test_networks_action_configurable():
+    rules = rule([(1000, 3600)], extra='max_networks = 2; networks_window = 60; '
+                 'networks_action = "REJECT 5.7.1 account %k locked (%c networks)";')
+    with Redis() as r, Policyd(redis=r, rules=rules) as p:
+        with p.client() as c:
+            eq(c.ask(auth(client_address="192.0.2.1")), "DUNNO", "net 1")
+            eq(c.ask(auth(client_address="192.0.2.200")), "DUNNO", "same /24")
+            eq(c.ask(auth(client_address="2001:db8:1:2::1")), "DUNNO", "net 2 (IPv6 /64)")
+            eq(c.ask(auth(client_address="2001:db8:1:2::ffff")), "DUNNO", "same /64")
+            eq(c.ask(auth(client_address="2001:db8:1:3::1")),
+               "REJECT 5.7.1 account alice@example.net locked (3 networks)", "net 3")
+
+
+def test_redis_down_gives_on_error():
+    with Policyd(rules=rule([(1, 60)])) as p:
+        with p.client() as c:
+            eq(c.ask(auth()), "DUNNO", "fail open by default")
+            eq(c.ask(auth()), "DUNNO", "still open")
+    with Policyd(rules=rule([(1, 60)], extra='on_error = "DEFER_IF_PERMIT 4.3.0 try later";')) as p:
+        with p.client() as c:
+            eq(c.ask(auth()), "DEFER_IF_PERMIT 4.3.0 try later", "fail closed by choice")
+    with Redis() as r, Policyd(redis=r, rules=rule([(1, 60)])) as p:
+        with p.client() as c:
+            eq(c.ask(auth()), "DUNNO", "first")
+            r.pause()
+            try:
+                eq(c.ask(auth()), "DUNNO", "redis hung: on_error within the timeout")
+            finally:
+                r.resume()
+
+
+def test_unauthenticated_class_and_combined_key():
+    rules = ('rules = (\n'
+             '  { name = "auth"; match = { authenticated = true; }; check = "ratelimit";\n'
+             '    key = "sasl_username"; windows = ( { limit = 5; seconds = 3600; } ); },\n'
+             '  { name = "anon"; match = { authenticated = false; }; check = "ratelimit";\n'
+             '    key = [ "client_network", "sender_domain" ];\n'
+             '    windows = ( { limit = 2; seconds = 3600; } ); }\n'
+             ');\n')
+    with Redis() as r, Policyd(redis=r, rules=rules) as p:
+        with p.client() as c:
+            eq(c.ask(req(client_address="192.0.2.1")), "DUNNO", "anon 1")
+            eq(c.ask(req(client_address="192.0.2.77", sender="x+tag@Sender.TEST")), "DUNNO", "anon 2")
+            a = c.ask(req(client_address="192.0.2.9"))
+            eq(a, "DEFER_IF_PERMIT 4.7.1 Rate limit exceeded for 192.0.2.0/24|sender.test: "
+               "2 recipients per hour; try again in 1800 seconds", "same /24 and domain")
+            eq(c.ask(req(client_address="192.0.3.9")), "DUNNO", "another network")
+            eq(c.ask(req(client_address="192.0.2.9", sender="a@other.test")), "DUNNO", "another domain")
+            for i in range(5):
+                eq(c.ask(auth()), "DUNNO", "authenticated class %d" % i)
+
+
+def test_later_refusal_is_not_charged():
+    rules = ('rules = (\n'
+             '  { name = "user-rate"; match = { authenticated = true; }; check = "ratelimit";\n'
+             '    key = "sasl_username"; windows = ( { limit = 3; seconds = 3600; } ); },\n'
+             '  { name = "blocked"; match = { recipient = [ "blocked@example.org" ]; };\n'
+             '    action = "REJECT 5.1.1 no such user"; },\n'
+             '  { name = "held"; match = { recipient = [ "held@example.org" ]; };\n'
+             '    action = "HOLD inspect"; }\n'
+             ');\n')
+    with Redis() as r, Policyd(redis=r, rules=rules) as p:
+        with p.client() as c:
+            for i in range(6):
+                eq(c.ask(auth(recipient="blocked@example.org")), "REJECT 5.1.1 no such user",
+                   "rejected by a later rule %d" % i)
+            eq(c.ask(auth(recipient="held@example.org")), "HOLD inspect", "HOLD is not a refusal")
+            eq(c.ask(auth()), "DUNNO", "budget 2 of 3")
+            eq(c.ask(auth()), "DUNNO", "budget 3 of 3")
+            check(c.ask(auth()).startswith("DEFER_IF_PERMIT"), "the held one was charged")
+        with p.client() as c:
+            a = c.ask(dict(auth("erin@example.net", recipient="blocked@example.org"),
+                           policyd_explain="yes"))
+            eq(a, "REJECT 5.1.1 no such user", "explained")
+            check(any("undo: rule user-rate" in l for l in c.last_lines), repr(c.last_lines))
+            for i in range(3):
+                eq(c.ask(auth("erin@example.net")), "DUNNO", "erin %d" % i)
+
+
+def test_notify_command_once_per_window():
+    d = tempfile.mkdtemp(prefix="policyd-notify.")
+    os.chmod(d, 0o777)
+    out = os.path.join(d, "notified")
+    rules = rule([(1, 2)], extra='notify_command = [ "/bin/sh", "-c", "echo \\"$*\\" >> %s", "notify" ];'
+                 % out)
+    try:
+        with Redis() as r, Policyd(redis=r, rules=rules) as p:
+            with p.client() as c:
+                eq(c.ask(auth()), "DUNNO", "first")
+                for _ in range(5):
+                    check(c.ask(auth()).startswith("DEFER_IF_PERMIT"), "over")
+                wait_for(lambda: os.path.exists(out), 5, what="notify output")
+                time.sleep(0.3)
+                with open(out) as f:
+                    eq(f.read(), "user-rate alice@example.net 1 2\n", "notified once")
+                time.sleep(2.1)
+                eq(c.ask(auth()), "DUNNO", "window passed")
+                check(c.ask(auth()).startswith("DEFER_IF_PERMIT"), "over again")
+                wait_for(lambda: open(out).read().count("\n") == 2, 5, what="second notification")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,286 @@
+/* ratelimit_test.c - the pure parts of the ratelimit check: key building,
+ * window text, override parsing, and configuration errors at load time */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "rules.h"
+#include "tap.h"
+
+/* the check's pure helpers (check_ratelimit.c) */
+struct rl_window {
+	long long limit;
+	long long seconds;
+};
+int	ratelimit_parse_windows(const char *s, const struct rl_window *def,
+	    int ndef, struct rl_window *out, int *nout, char *err,
+	    size_t errlen);
+int	ratelimit_window_text(long long seconds, char *buf, size_t len);
+int	ratelimit_key_text(const int *parts, int nparts, int v4prefix,
+	    int v6prefix, const struct policy_req *q, char *buf, size_t len,
+	    char *why, size_t whylen);
+uint64_t ratelimit_tag(const char *rule, const char *key);
+
+enum { P_SASL, P_SENDER, P_SENDER_DOMAIN, P_CLIENT_ADDRESS,
+	P_CLIENT_NETWORK, P_RECIPIENT, P_RECIPIENT_DOMAIN };
+
+static char dir[] = "/tmp/policyd-ratelimit-test.XXXXXX";
+
+/* set - one attribute of a request */
+static void
+set(struct policy_req *q, enum attr_id id, const char *v)
+{
+	q->v[id] = v;
+	q->len[id] = strlen(v);
+}
+
+/* request - an empty request */
+static void
+request(struct policy_req *q)
+{
+	memset(q, 0, sizeof(*q));
+	for (int i = 0; i < A_COUNT; i++)
+		q->v[i] = "";
+}
+
+static void
+test_keys(void)
+{
+	struct policy_req q;
+	char	buf[2048], why[128], big[2000];
+	int	p1[] = { P_SASL };
+	int	p2[] = { P_CLIENT_NETWORK, P_SENDER_DOMAIN };
+	int	p3[] = { P_SENDER, P_RECIPIENT_DOMAIN, P_CLIENT_ADDRESS };
+	int	p4[] = { P_CLIENT_NETWORK };
+	int	n;
+
+	request(&q);
+	n = ratelimit_key_text(p1, 1, 24, 64, &q, buf, sizeof(buf), why,
+	    sizeof(why));
+	is_int(n, -1, "no login: not limited");
+	is_str(why, "no sasl_username", "reason");
+	set(&q, A_SASL_USERNAME, "Alice+Tag@Example.NET");
+	ratelimit_key_text(p1, 1, 24, 64, &q, buf, sizeof(buf), why,
+	    sizeof(why));
+	is_str(buf, "alice+tag@example.net", "login lowercased, kept whole");
+
+	set(&q, A_CLIENT_ADDRESS, "192.0.2.77");
+	set(&q, A_SENDER, "Bob+x@Sender.Test");
+	ratelimit_key_text(p2, 2, 24, 64, &q, buf, sizeof(buf), why,
+	    sizeof(why));
+	is_str(buf, "192.0.2.0/24|sender.test", "network and sender domain");
+	set(&q, A_RECIPIENT, "Carol@Example.ORG");
+	ratelimit_key_text(p3, 3, 24, 64, &q, buf, sizeof(buf), why,
+	    sizeof(why));
+	is_str(buf, "bob@sender.test|example.org|192.0.2.77",
+	    "sender canonical, recipient domain, address");
+	set(&q, A_SENDER, "");
+	ratelimit_key_text(p3, 1, 24, 64, &q, buf, sizeof(buf), why,
+	    sizeof(why));
+	is_str(buf, "<>", "null sender");
+	set(&q, A_CLIENT_ADDRESS, "2001:DB8:1:2:3::4");
+	ratelimit_key_text(p4, 1, 24, 64, &q, buf, sizeof(buf), why,
+	    sizeof(why));
+	is_str(buf, "2001:db8:1:2::/64", "IPv6 /64");
+	ratelimit_key_text(p4, 1, 24, 48, &q, buf, sizeof(buf), why,
+	    sizeof(why));
+	is_str(buf, "2001:db8:1::/48", "IPv6 prefix configurable");
+	set(&q, A_CLIENT_ADDRESS, "not-an-ip");
+	ratelimit_key_text(p4, 1, 24, 64, &q, buf, sizeof(buf), why,
+	    sizeof(why));
+	is_str(buf, "not-an-ip", "a broken address: its raw value");
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	set(&q, A_SASL_USERNAME, big);
+	n = ratelimit_key_text(p1, 1, 24, 64, &q, buf, sizeof(buf), why,
+	    sizeof(why));
+	ok(n == 17 && buf[0] == '#', "a huge value is hashed to 17 bytes");
+	set(&q, A_RECIPIENT, "");
+	n = ratelimit_key_text(p3, 3, 24, 64, &q, buf, sizeof(buf), why,
+	    sizeof(why));
+	is_int(n, -1, "no recipient: not limited");
+	ok(ratelimit_tag("a", "b") != ratelimit_tag("b", "a"),
+	    "the tag depends on the rule");
+	ok(ratelimit_tag("r", "alice") == ratelimit_tag("r", "alice"),
+	    "the tag is stable");
+}
+
+static void
+test_window_text(void)
+{
+	char	buf[64];
+
+	ratelimit_window_text(60, buf, sizeof(buf));
+	is_str(buf, "minute", "60");
+	ratelimit_window_text(3600, buf, sizeof(buf));
+	is_str(buf, "hour", "3600");
+	ratelimit_window_text(7200, buf, sizeof(buf));
+	is_str(buf, "2 hours", "7200");
+	ratelimit_window_text(86400, buf, sizeof(buf));
+	is_str(buf, "day", "86400");
+	ratelimit_window_text(300, buf, sizeof(buf));
+	is_str(buf, "5 minutes", "300");
+	ratelimit_window_text(90, buf, sizeof(buf));
+	is_str(buf, "90 seconds", "90");
+	ratelimit_window_text(1, buf, sizeof(buf));
+	is_str(buf, "1 second", "1");
+}
+
+static void
+test_overrides(void)
+{
+	struct rl_window def[2] = { { 500, 3600 }, { 60, 60 } }, w[8];
+	char	err[256];
+	int	n;
+
+	is_int(ratelimit_parse_windows("10/3600", def, 2, w, &n, err,
+	    sizeof(err)), 0, "one window");
+	ok(n == 1 && w[0].limit == 10 && w[0].seconds == 3600, "10/3600");
+	is_int(ratelimit_parse_windows("1000/1h, 100/1m 5000/1d", def, 2, w,
+	    &n, err, sizeof(err)), 0, "three windows with units");
+	ok(n == 3 && w[0].seconds == 3600 && w[1].seconds == 60 &&
+	    w[2].seconds == 86400 && w[2].limit == 5000, "units parsed");
+	is_int(ratelimit_parse_windows("20", def, 2, w, &n, err, sizeof(err)),
+	    0, "a plain number");
+	ok(n == 2 && w[0].limit == 20 && w[0].seconds == 3600 &&
+	    w[1].limit == 20 && w[1].seconds == 60,
+	    "replaces every limit, keeps the windows");
+	is_int(ratelimit_parse_windows("unlimited", def, 2, w, &n, err,
+	    sizeof(err)), 1, "unlimited");
+	is_int(ratelimit_parse_windows("0/60", def, 2, w, &n, err,
+	    sizeof(err)), 0, "zero is a limit (nothing passes)");
+	is_int(ratelimit_parse_windows("10/x", def, 2, w, &n, err,
+	    sizeof(err)), -1, "bad window");
+	ok(strstr(err, "bad window length") != NULL, err);
+	is_int(ratelimit_parse_windows("lots", def, 2, w, &n, err,
+	    sizeof(err)), -1, "not a number");
+	is_int(ratelimit_parse_windows("10/60 20", def, 2, w, &n, err,
+	    sizeof(err)), -1, "a plain number after windows");
+	is_int(ratelimit_parse_windows("1/1,2/2,3/3,4/4,5/5,6/6,7/7,8/8,9/9",
+	    def, 2, w, &n, err, sizeof(err)), -1, "at most 8 windows");
+	is_int(ratelimit_parse_windows("99999999999999999999", def, 2, w, &n,
+	    err, sizeof(err)), -1, "overflow refused");
+}
+
+/* load - config_load of text with stderr captured into errs */
+static struct config *
+load(const char *text, char *errs, size_t errlen)
+{
+	char	path[512], cap[512];
+	FILE	*f;
+	int	saved, fd, nerr = 0;
+	struct config *c;
+	ssize_t	n;
+
+	snprintf(path, sizeof(path), "%s/policyd.conf", dir);
+	f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+	snprintf(cap, sizeof(cap), "%s/stderr", dir);
+	fflush(stderr);
+	saved = dup(2);
+	fd = open(cap, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 2);
+	c = config_load(path, &nerr);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	lseek(fd, 0, SEEK_SET);
+	n = read(fd, errs, errlen - 1);
+	errs[n > 0 ? n : 0] = '\0';
+	close(fd);
+	return c;
+}
+
+static void
+test_config(void)
+{
+	char	errs[4096], path[512];
+	struct config *c;
+	FILE	*f;
+
+	c = load("rules = ( { name = \"r\"; check = \"ratelimit\";\n"
+	    "  key = \"sasl_username\"; count = \"messages\";\n"
+	    "  windows = ( { limit = 1; seconds = 60; } ); } );\n", errs,
+	    sizeof(errs));
+	ok(c == NULL && strstr(errs, "policyd.conf:1: rule \"r\": count = "
+	    "\"messages\" works only at END-OF-MESSAGE") != NULL,
+	    "messages at RCPT refused with file:line");
+	c = load("rules = ( { name = \"r\"; check = \"ratelimit\";\n"
+	    "  key = [ \"sasl_username\", \"helo\" ];\n"
+	    "  windows = ( { limit = 1; seconds = 60; } ); } );\n", errs,
+	    sizeof(errs));
+	ok(c == NULL && strstr(errs, ":2: key: unknown part \"helo\"") != NULL,
+	    "unknown key part");
+	c = load("rules = ( { name = \"r\"; check = \"ratelimit\";\n"
+	    "  key = \"sender\"; max_networks = 5;\n"
+	    "  windows = ( { limit = 1; seconds = 60; } ); } );\n", errs,
+	    sizeof(errs));
+	ok(c == NULL && strstr(errs, "key must contain") != NULL,
+	    "max_networks needs the login in the key");
+	c = load("rules = ( { name = \"r\"; check = \"ratelimit\";\n"
+	    "  key = \"sender\"; exceeded_action = \"OK\";\n"
+	    "  windows = ( { limit = 1; seconds = 60; } ); } );\n", errs,
+	    sizeof(errs));
+	ok(c == NULL && strstr(errs, "exceeded_action: \"OK\"") != NULL,
+	    "OK is not an action for an exceeded limit");
+	c = load("rules = ( { name = \"r\"; check = \"ratelimit\";\n"
+	    "  key = \"sender\";\n"
+	    "  windows = ( { limit = 1; seconds = 0; } ); } );\n", errs,
+	    sizeof(errs));
+	ok(c == NULL && strstr(errs, ":3: windows: limit") != NULL,
+	    "a window of 0 seconds");
+	snprintf(path, sizeof(path), "%s/ov", dir);
+	f = fopen(path, "w");
+	fputs("# overrides\nbulk@example.net 10/3600\n@example.org\n", f);
+	fclose(f);
+	c = load("rules = ( { name = \"r\"; check = \"ratelimit\";\n"
+	    "  key = \"sasl_username\"; overrides = \"ov\";\n"
+	    "  windows = ( { limit = 1; seconds = 60; } ); } );\n", errs,
+	    sizeof(errs));
+	ok(c == NULL && strstr(errs, "/ov:3: \"@example.org\": no value") !=
+	    NULL, "override file errors as file:line");
+	f = fopen(path, "w");
+	fputs("bulk@example.net 10/3600\n@example.org 5\n", f);
+	fclose(f);
+	c = load("rules = ( { name = \"r\"; match = { protocol_state = "
+	    "\"END-OF-MESSAGE\"; }; check = \"ratelimit\";\n"
+	    "  key = \"sasl_username\"; overrides = \"ov\"; count = \"bytes\";\n"
+	    "  exceeded_action = \"HOLD\"; max_networks = 3;\n"
+	    "  notify_command = [ \"/bin/true\" ];\n"
+	    "  windows = ( { limit = 10000000000L; seconds = 86400; },\n"
+	    "    { limit = 100; seconds = 60; } ); } );\n", errs, sizeof(errs));
+	ok(c != NULL, "a full rule loads");
+	if (c == NULL)
+		printf("# %s", errs);
+	else
+		config_unref(c);
+	unlink(path);
+}
+
+int
+main(void)
+{
+	char	cap[512];
+
+	if (mkdtemp(dir) == NULL) {
+		perror("mkdtemp");
+		return 2;
+	}
+	log_init("ratelimit_test", 1, 0);
+	test_keys();
+	test_window_text();
+	test_overrides();
+	test_config();
+	snprintf(cap, sizeof(cap), "%s/stderr", dir);
+	unlink(cap);
+	snprintf(cap, sizeof(cap), "%s/policyd.conf", dir);
+	unlink(cap);
+	rmdir(dir);
+	return tap_done();
+}
