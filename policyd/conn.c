@@ -8,6 +8,17 @@
  *	close); detached (the peer is gone: in-flight requests finish and
  *	are dropped). A slot per request in flight, in arrival order; a
  *	reply leaves only when every earlier one has.
+ *
+ *	I/O is plain recv()/send() on a non-blocking socket with two libevent
+ *	events: a persistent read event whose timeout is the idle timeout,
+ *	and a write event that is added only while replies are left unsent.
+ *	Input is read into one process-wide scratch buffer and parsed in
+ *	place; only the tail of an incomplete request is copied into the
+ *	connection's own buffer. An idle connection holds no buffers, and a
+ *	request/reply costs one recv() and one send().
+ *
+ *	While the read loop runs (busy), replies are collected and sent
+ *	together at its end, and the connection cannot be freed under it.
  *--*/
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -19,8 +30,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "log.h"
@@ -28,6 +37,7 @@
 #include "server.h"
 
 #define OUTPUT_CAP	(256 * 1024)	/* pause reading above this */
+#define READ_CHUNK	(64 * 1024)
 
 struct slot {
 	TAILQ_ENTRY(slot) link;
@@ -45,19 +55,30 @@ TAILQ_HEAD(slot_list, slot);
 
 struct conn {
 	TAILQ_ENTRY(conn) link;
-	struct bufferevent *bev;	/* NULL once detached */
+	int	fd;			/* -1 once detached */
+	struct event *rev;		/* read, persistent, idle timeout */
+	struct event *wev;		/* write, while output is pending */
+	int	reading;		/* rev is added */
+	int	writing;		/* wev is added */
+	char	*in;			/* unparsed input (an incomplete tail) */
+	size_t	inlen, incap;
+	char	*out;			/* unsent replies */
+	size_t	outlen, outoff, outcap;
 	struct proto proto;
 	struct slot_list slots;
 	int	nslots;
 	int	closing;
 	int	paused;
+	int	busy;			/* inside the read loop */
 	struct event *req_timer;	/* request_timeout for a partial request */
 	char	peer[80];
 };
 
-static void conn_read_cb(struct bufferevent *bev, void *arg);
+static char scratch[READ_CHUNK];
+
 static int conn_process(struct conn *c);
 static void conn_maybe_free(struct conn *c);
+static void conn_write(struct conn *c);
 
 /* mono_ms - monotonic milliseconds */
 static double
@@ -69,14 +90,48 @@ mono_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* conn_reading - add or remove the read event */
+static void
+conn_reading(struct conn *c, int on)
+{
+	if (c->fd < 0 || c->reading == on)
+		return;
+	if (on) {
+		struct timeval idle = { srv.cfg->idle_timeout, 0 };
+
+		event_add(c->rev, &idle);
+	} else {
+		event_del(c->rev);
+	}
+	c->reading = on;
+}
+
+/* conn_close_fd - close the socket and its events */
+static void
+conn_close_fd(struct conn *c)
+{
+	if (c->fd < 0)
+		return;
+	event_free(c->rev);
+	event_free(c->wev);
+	c->rev = c->wev = NULL;
+	c->reading = c->writing = 0;
+	close(c->fd);
+	c->fd = -1;
+	free(c->in);
+	c->in = NULL;
+	c->inlen = c->incap = 0;
+	c->outlen = c->outoff = 0;
+}
+
 /* conn_free - release everything (no slots may remain) */
 static void
 conn_free(struct conn *c)
 {
-	if (c->bev)
-		bufferevent_free(c->bev);
+	conn_close_fd(c);
 	if (c->req_timer)
 		event_free(c->req_timer);
+	free(c->out);
 	TAILQ_REMOVE(&srv.conns, c, link);
 	srv.nconns--;
 	free(c);
@@ -89,10 +144,7 @@ conn_free(struct conn *c)
 static void
 conn_detach(struct conn *c)
 {
-	if (c->bev) {
-		bufferevent_free(c->bev);
-		c->bev = NULL;
-	}
+	conn_close_fd(c);
 	if (c->req_timer)
 		evtimer_del(c->req_timer);
 	conn_maybe_free(c);
@@ -102,13 +154,13 @@ conn_detach(struct conn *c)
 static void
 conn_maybe_free(struct conn *c)
 {
-	if (c->nslots > 0)
+	if (c->nslots > 0 || c->busy)
 		return;
-	if (c->bev != NULL) {
+	if (c->fd >= 0) {
 		if (!c->closing)
 			return;
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
-			return;			/* write_cb comes back */
+		if (c->outlen > c->outoff)
+			return;			/* the write event comes back */
 	}
 	conn_free(c);
 }
@@ -118,11 +170,8 @@ static void
 conn_begin_close(struct conn *c)
 {
 	c->closing = 1;
-	if (c->bev) {
-		bufferevent_disable(c->bev, EV_READ);
-		evbuffer_drain(bufferevent_get_input(c->bev),
-		    evbuffer_get_length(bufferevent_get_input(c->bev)));
-	}
+	conn_reading(c, 0);
+	c->inlen = 0;
 	if (c->req_timer)
 		evtimer_del(c->req_timer);
 	conn_maybe_free(c);
@@ -137,6 +186,8 @@ log_decision(const struct slot *s, double ms)
 	char	qid[64], cname[256], caddr[128], sasl[256], snd[512], rcpt[512];
 	char	act[600], det[300];
 
+	if (!log_info_enabled())
+		return;			/* escaping costs more than the decision */
 	if (q->len[A_QUEUE_ID])
 		log_escape(qid, sizeof(qid), q->v[A_QUEUE_ID], q->len[A_QUEUE_ID]);
 	else
@@ -175,7 +226,66 @@ count_action(const char *a)
 		srv.stats.other++;
 }
 
-/* conn_flush - write every finished reply at the head, in order */
+/* conn_out_add - queue reply bytes */
+static void
+conn_out_add(struct conn *c, const char *data, size_t len)
+{
+	if (c->outoff > 0 && c->outoff == c->outlen)
+		c->outoff = c->outlen = 0;
+	if (c->outlen + len > c->outcap) {
+		size_t	cap = c->outcap ? c->outcap : 1024;
+		char	*n;
+
+		while (cap < c->outlen + len)
+			cap *= 2;
+		if ((n = realloc(c->out, cap)) == NULL) {
+			log_warnx("%s: out of memory for replies: closing",
+			    c->peer);
+			conn_close_fd(c);
+			return;
+		}
+		c->out = n;
+		c->outcap = cap;
+	}
+	memcpy(c->out + c->outlen, data, len);
+	c->outlen += len;
+}
+
+/* conn_write - send what is queued; wait for writability if needed */
+static void
+conn_write(struct conn *c)
+{
+	while (c->fd >= 0 && c->outoff < c->outlen) {
+		ssize_t	n = send(c->fd, c->out + c->outoff, c->outlen - c->outoff,
+		    MSG_NOSIGNAL);
+
+		if (n > 0) {
+			c->outoff += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (!c->writing) {
+				struct timeval tv = { srv.cfg->idle_timeout, 0 };
+
+				event_add(c->wev, &tv);
+				c->writing = 1;
+			}
+			return;
+		}
+		log_debug("%s: send: %s", c->peer, strerror(errno));
+		conn_close_fd(c);
+		return;
+	}
+	c->outoff = c->outlen = 0;
+	if (c->writing) {
+		event_del(c->wev);
+		c->writing = 0;
+	}
+}
+
+/* conn_flush - queue every finished reply at the head, in order, and send */
 static void
 conn_flush(struct conn *c)
 {
@@ -184,9 +294,8 @@ conn_flush(struct conn *c)
 	while ((s = TAILQ_FIRST(&c->slots)) != NULL && s->done) {
 		TAILQ_REMOVE(&c->slots, s, link);
 		c->nslots--;
-		if (c->bev)
-			evbuffer_add(bufferevent_get_output(c->bev), s->reply,
-			    s->replylen);
+		if (c->fd >= 0)
+			conn_out_add(c, s->reply, s->replylen);
 		srv.stats.replies++;
 		if (s->reply != s->inline_reply)
 			free(s->reply);
@@ -195,15 +304,18 @@ conn_flush(struct conn *c)
 		proto_req_free(&s->req);
 		free(s);
 	}
-	if (c->bev == NULL || c->closing) {
+	if (c->busy)
+		return;				/* the read loop sends at its end */
+	conn_write(c);
+	if (c->fd < 0 || c->closing) {
 		conn_maybe_free(c);
 		return;
 	}
 	/* resume reading when we were waiting for room */
 	if (c->paused && c->nslots < srv.cfg->max_pipeline &&
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) < OUTPUT_CAP) {
+	    c->outlen - c->outoff < OUTPUT_CAP) {
 		c->paused = 0;
-		bufferevent_enable(c->bev, EV_READ);
+		conn_reading(c, 1);
 		conn_process(c);		/* requests already buffered */
 	}
 }
@@ -249,7 +361,7 @@ conn_start_request(struct conn *c, struct policy_req *req)
 	if (s == NULL) {
 		log_warnx("out of memory: closing %s", c->peer);
 		proto_req_free(req);
-		conn_begin_close(c);
+		c->closing = 1;
 		return -1;
 	}
 	srv.stats.requests++;
@@ -298,59 +410,115 @@ conn_req_timeout(evutil_socket_t fd, short what, void *arg)
 	conn_begin_close(c);
 }
 
-/* conn_read_cb - bytes arrived */
-static void
-conn_read_cb(struct bufferevent *bev, void *arg)
+/*
+ * conn_consume - parse and start requests from buf; returns the bytes
+ * used, or -1 after a protocol error (the connection is closing).
+ * *partial tells whether an incomplete request is left.
+ */
+static ssize_t
+conn_consume(struct conn *c, const char *buf, size_t len, int *partial,
+    int *completed)
 {
-	(void)bev;
-	conn_process(arg);
-}
+	size_t	off = 0;
 
-/* conn_process - parse and start requests; -1 when c may be gone */
-static int
-conn_process(struct conn *c)
-{
-	struct bufferevent *bev = c->bev;
-	struct evbuffer *in;
-	int	completed = 0, partial = 0;
-
-	if (bev == NULL || c->closing)
-		return 0;
-	in = bufferevent_get_input(bev);
-	while (!c->closing && c->bev != NULL) {
+	*partial = 0;
+	while (off < len && !c->closing && c->fd >= 0) {
 		struct policy_req req;
-		size_t	len = evbuffer_get_length(in), used = 0;
-		const char *buf;
+		size_t	used = 0;
 		int	rc;
 
-		if (len == 0)
-			break;
 		if (c->nslots >= srv.cfg->max_pipeline ||
-		    evbuffer_get_length(bufferevent_get_output(bev)) >= OUTPUT_CAP) {
+		    c->outlen - c->outoff >= OUTPUT_CAP) {
 			c->paused = 1;
-			bufferevent_disable(bev, EV_READ);
+			conn_reading(c, 0);
 			break;
 		}
-		buf = (const char *)evbuffer_pullup(in, -1);
-		rc = proto_parse(&c->proto, buf, len, &req, &used);
+		rc = proto_parse(&c->proto, buf + off, len - off, &req, &used);
 		if (rc == PROTO_NEED_MORE) {
-			partial = 1;
+			*partial = 1;
 			break;
 		}
 		if (rc == PROTO_ERR) {
 			log_warnx("%s: malformed request (%s): closing without "
 			    "reply", c->peer, c->proto.err);
 			srv.stats.malformed++;
-			conn_begin_close(c);
 			return -1;
 		}
-		evbuffer_drain(in, used);
-		completed = 1;
-		if (conn_start_request(c, &req) < 0)
-			return -1;
+		off += used;
+		*completed = 1;
+		conn_start_request(c, &req);
 	}
-	if (c->bev == NULL || c->closing)
+	return (ssize_t)off;
+}
+
+/* conn_keep - keep the unparsed tail of buf as the connection's input */
+static int
+conn_keep(struct conn *c, const char *buf, size_t len)
+{
+	if (len == 0) {
+		c->inlen = 0;
 		return 0;
+	}
+	if (buf == c->in) {
+		c->inlen = len;
+		return 0;
+	}
+	if (c->in != NULL && buf >= c->in && buf < c->in + c->incap) {
+		memmove(c->in, buf, len);
+		c->inlen = len;
+		return 0;
+	}
+	if (len > c->incap) {
+		char	*n = realloc(c->in, len);
+
+		if (n == NULL)
+			return -1;
+		c->in = n;
+		c->incap = len;
+	}
+	memcpy(c->in, buf, len);
+	c->inlen = len;
+	return 0;
+}
+
+/* conn_run - consume buf (scratch or c->in), keep the rest, send */
+static int
+conn_run(struct conn *c, const char *buf, size_t len)
+{
+	int	partial = 0, completed = 0;
+	ssize_t	used;
+
+again:
+	c->busy++;
+	used = conn_consume(c, buf, len, &partial, &completed);
+	if (used >= 0 && c->fd >= 0 && !c->closing &&
+	    conn_keep(c, buf + used, len - (size_t)used) < 0) {
+		log_warnx("%s: out of memory for input: closing", c->peer);
+		used = -1;
+	}
+	if (used < 0) {
+		c->closing = 1;
+		c->inlen = 0;
+		conn_reading(c, 0);
+		evtimer_del(c->req_timer);
+	}
+	c->busy--;
+	conn_write(c);			/* every reply collected above */
+	if (c->fd < 0 || c->closing) {
+		conn_maybe_free(c);
+		return -1;
+	}
+	/* paused for output that has now gone out: go on with the input */
+	if (c->paused && c->nslots < srv.cfg->max_pipeline &&
+	    c->outlen - c->outoff < OUTPUT_CAP) {
+		c->paused = 0;
+		conn_reading(c, 1);
+		if (c->inlen > 0) {
+			buf = c->in;
+			len = c->inlen;
+			goto again;
+		}
+	}
 	/*
 	 * A partial request must complete within request_timeout, counted
 	 * from its own start: a request completed here restarts the clock
@@ -371,55 +539,115 @@ conn_process(struct conn *c)
 	return 0;
 }
 
-/* conn_write_cb - output drained */
-static void
-conn_write_cb(struct bufferevent *bev, void *arg)
+/* conn_append_in - add received bytes after the buffered input */
+static int
+conn_append_in(struct conn *c, const char *data, size_t n)
 {
-	struct conn *c = arg;
+	if (c->inlen + n > c->incap) {
+		size_t	cap = c->inlen + n;
+		char	*m = realloc(c->in, cap);
 
-	(void)bev;
-	if (c->closing) {
-		conn_maybe_free(c);
-		return;
+		if (m == NULL)
+			return -1;
+		c->in = m;
+		c->incap = cap;
 	}
-	if (c->paused)
-		conn_flush(c);
+	memcpy(c->in + c->inlen, data, n);
+	c->inlen += n;
+	return 0;
 }
 
-/* conn_event_cb - EOF, error or timeout */
+/* conn_process - parse what is buffered; -1 when c may be gone */
+static int
+conn_process(struct conn *c)
+{
+	if (c->fd < 0 || c->closing || c->inlen == 0)
+		return 0;
+	return conn_run(c, c->in, c->inlen);
+}
+
+/* conn_on_eof - the client will send no more */
 static void
-conn_event_cb(struct bufferevent *bev, short what, void *arg)
+conn_on_eof(struct conn *c)
+{
+	/*
+	 * A half-close (shutdown(SHUT_WR), "nc -N") still wants the answers
+	 * to what it sent: finish those, then close.
+	 */
+	if (c->paused)
+		return;			/* resumes, and sees EOF again, later */
+	if (conn_process(c) < 0)
+		return;
+	if (c->inlen > 0)
+		log_warnx("%s: client closed the connection in the middle of "
+		    "a request", c->peer);
+	conn_begin_close(c);
+}
+
+/* conn_on_read - readable, or idle for idle_timeout */
+static void
+conn_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
+	const char *buf;
+	size_t	len;
+	ssize_t	n;
 
-	(void)bev;
-	if (what & BEV_EVENT_TIMEOUT) {
-		if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+	if (what & EV_TIMEOUT) {
+		if (c->inlen > 0)
 			log_warnx("%s: timeout in the middle of a request: "
 			    "closing", c->peer);
 		else
 			log_debug("%s: idle for %d s: closing", c->peer,
 			    srv.cfg->idle_timeout);
-	} else if (what & BEV_EVENT_ERROR) {
-		log_debug("%s: connection error: %s", c->peer,
-		    strerror(EVUTIL_SOCKET_ERROR()));
-		if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-			log_warnx("%s: connection reset in the middle of a "
-			    "request", c->peer);
-	} else if (what & BEV_EVENT_EOF) {
-		/*
-		 * A half-close (shutdown(SHUT_WR), "nc -N") still wants the
-		 * answers to what it sent: finish those, then close.
-		 */
-		if (conn_process(c) < 0)
-			return;
-		if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-			log_warnx("%s: client closed the connection in the "
-			    "middle of a request", c->peer);
-		conn_begin_close(c);
+		conn_detach(c);
 		return;
 	}
-	conn_detach(c);
+	n = recv(fd, scratch, sizeof(scratch), 0);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		if (c->inlen > 0)
+			log_warnx("%s: connection reset in the middle of a "
+			    "request", c->peer);
+		else
+			log_debug("%s: recv: %s", c->peer, strerror(errno));
+		conn_detach(c);
+		return;
+	}
+	if (n == 0) {
+		conn_on_eof(c);
+		return;
+	}
+	if (c->inlen == 0) {
+		buf = scratch;			/* the common case: no copy */
+		len = (size_t)n;
+	} else {
+		if (conn_append_in(c, scratch, (size_t)n) < 0) {
+			log_warnx("%s: out of memory: closing", c->peer);
+			conn_detach(c);
+			return;
+		}
+		buf = c->in;
+		len = c->inlen;
+	}
+	conn_run(c, buf, len);
+}
+
+/* conn_on_write - writable again, or the client stopped reading */
+static void
+conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	if (what & EV_TIMEOUT) {
+		log_warnx("%s: client has not read its replies for %d s: "
+		    "closing", c->peer, srv.cfg->idle_timeout);
+		conn_detach(c);
+		return;
+	}
+	conn_flush(c);
 }
 
 /* conn_new - take an accepted socket */
@@ -427,15 +655,23 @@ void
 conn_new(int fd, const char *peer)
 {
 	struct conn *c = calloc(1, sizeof(*c));
-	struct timeval idle = { srv.cfg->idle_timeout, 0 };
 
 	if (c == NULL) {
 		close(fd);
 		return;
 	}
 	evutil_make_socket_nonblocking(fd);
-	c->bev = bufferevent_socket_new(srv.base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
+	c->fd = fd;
+	c->rev = event_new(srv.base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
+	c->wev = event_new(srv.base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+	c->req_timer = evtimer_new(srv.base, conn_req_timeout, c);
+	if (c->rev == NULL || c->wev == NULL || c->req_timer == NULL) {
+		if (c->rev)
+			event_free(c->rev);
+		if (c->wev)
+			event_free(c->wev);
+		if (c->req_timer)
+			event_free(c->req_timer);
 		close(fd);
 		free(c);
 		return;
@@ -443,13 +679,10 @@ conn_new(int fd, const char *peer)
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	proto_init(&c->proto, &srv.cfg->limits);
 	TAILQ_INIT(&c->slots);
-	c->req_timer = evtimer_new(srv.base, conn_req_timeout, c);
 	TAILQ_INSERT_TAIL(&srv.conns, c, link);
 	srv.nconns++;
 	srv.stats.connections_total++;
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-	bufferevent_set_timeouts(c->bev, &idle, &idle);
-	bufferevent_enable(c->bev, EV_READ);
+	conn_reading(c, 1);
 	if (srv.nconns >= srv.cfg->max_connections && !srv.accepting_paused) {
 		log_warnx("%d connections open (limits.max_connections): "
 		    "pausing accept", srv.nconns);
@@ -466,8 +699,15 @@ conn_shutdown_all(void)
 	for (c = TAILQ_FIRST(&srv.conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, link);
 		/* answer what was already received, then close */
-		if (c->bev != NULL && conn_process(c) < 0)
-			continue;
+		if (c->fd >= 0 && !c->paused) {
+			/* what the kernel holds for us counts as received */
+			ssize_t	n = recv(c->fd, scratch, sizeof(scratch), 0);
+
+			if (n > 0)
+				(void)conn_append_in(c, scratch, (size_t)n);
+			if (conn_process(c) < 0)
+				continue;
+		}
 		conn_begin_close(c);
 	}
 }
@@ -502,10 +742,7 @@ conn_close_all(void)
 			continue;
 		}
 		c->closing = 1;
-		if (c->bev) {
-			bufferevent_free(c->bev);
-			c->bev = NULL;
-		}
+		c->busy = 0;
 		conn_free(c);
 	}
 }

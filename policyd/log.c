@@ -40,6 +40,13 @@ log_debug_enabled(void)
 	return log_max >= LOG_L_DEBUG;
 }
 
+/* log_info_enabled - are decision lines wanted? */
+int
+log_info_enabled(void)
+{
+	return log_max >= LOG_L_INFO;
+}
+
 /* log_level_parse - "error", "warning", "info", "debug" */
 int
 log_level_parse(const char *name)

@@ -25,6 +25,7 @@ void	log_set_level(enum log_level level);
 int	log_level_parse(const char *name);		/* -1 when unknown */
 int	log_facility_parse(const char *name);	/* -1 when unknown */
 int	log_debug_enabled(void);
+int	log_info_enabled(void);
 
 void	log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -50,13 +50,21 @@ proto_attr_name(enum attr_id id)
 	return (id >= 0 && id < A_COUNT) ? attr_names[id] : NULL;
 }
 
-/* proto_attr_id - known attribute by name (linear: 32 short names) */
+/*
+ * proto_attr_id - known attribute by name. Names are told apart by length
+ * and first letter before any comparison: ~30 lookups a request.
+ */
 int
 proto_attr_id(const char *name, size_t len)
 {
+	static unsigned char lens[A_COUNT];
+
+	if (lens[0] == 0)
+		for (int i = 0; i < A_COUNT; i++)
+			lens[i] = (unsigned char)strlen(attr_names[i]);
 	for (int i = 0; i < A_COUNT; i++)
-		if (strncmp(attr_names[i], name, len) == 0 &&
-		    attr_names[i][len] == '\0')
+		if (lens[i] == len && attr_names[i][0] == name[0] &&
+		    memcmp(attr_names[i], name, len) == 0)
 			return i;
 	return -1;
 }

@@ -384,7 +384,10 @@ lower_copy(const char *v, size_t len, char *buf, size_t buflen)
 	return 1;
 }
 
-/* cond_match - do all conditions hold? */
+/* a reason costs a snprintf: only when somebody reads it */
+#define WHY(...) do { if (why != NULL) snprintf(why, whylen, __VA_ARGS__); } while (0)
+
+/* cond_match - do all conditions hold? (why may be NULL) */
 int
 cond_match(const struct cond *cd, const struct eval *ev, char *why,
     size_t whylen)
@@ -393,57 +396,57 @@ cond_match(const struct cond *cd, const struct eval *ev, char *why,
 	char	buf[1024];
 
 	if ((cd->states & ev->state_bit) == 0) {
-		snprintf(why, whylen, "protocol_state %s not matched",
+		WHY("protocol_state %s not matched",
 		    q->v[A_PROTOCOL_STATE]);
 		return 0;
 	}
 	if (cd->policy_context &&
 	    strcmp(cd->policy_context, q->v[A_POLICY_CONTEXT]) != 0) {
-		snprintf(why, whylen, "policy_context is not \"%s\"",
+		WHY("policy_context is not \"%s\"",
 		    cd->policy_context);
 		return 0;
 	}
 	if (cd->sasl >= 0 && (q->len[A_SASL_USERNAME] > 0) != cd->sasl) {
-		snprintf(why, whylen, "client is %sauthenticated",
+		WHY("client is %sauthenticated",
 		    cd->sasl ? "not " : "");
 		return 0;
 	}
 	if (cd->sasl_login && (!lower_copy(q->v[A_SASL_USERNAME],
 	    q->len[A_SASL_USERNAME], buf, sizeof(buf)) ||
 	    map_get(cd->sasl_login, buf) == NULL)) {
-		snprintf(why, whylen, "sasl_username not listed");
+		WHY("sasl_username not listed");
 		return 0;
 	}
 	if (cd->client_address && (!ev->client_ip_ok ||
 	    cidrmap_lookup(cd->client_address, &ev->client_ip) == NULL)) {
-		snprintf(why, whylen, "client_address not listed");
+		WHY("client_address not listed");
 		return 0;
 	}
 	if (cd->client_name && (!lower_copy(q->v[A_CLIENT_NAME],
 	    q->len[A_CLIENT_NAME], buf, sizeof(buf)) ||
 	    map_lookup_domain(cd->client_name, buf, NULL, 0) == NULL)) {
-		snprintf(why, whylen, "client_name not listed");
+		WHY("client_name not listed");
 		return 0;
 	}
 	if (cd->helo_name && (!lower_copy(q->v[A_HELO_NAME],
 	    q->len[A_HELO_NAME], buf, sizeof(buf)) ||
 	    map_lookup_domain(cd->helo_name, buf, NULL, 0) == NULL)) {
-		snprintf(why, whylen, "helo_name not listed");
+		WHY("helo_name not listed");
 		return 0;
 	}
 	if (cd->sender && (!lower_copy(q->v[A_SENDER], q->len[A_SENDER], buf,
 	    sizeof(buf)) || map_lookup_address(cd->sender, buf, '+', NULL,
 	    0) == NULL)) {
-		snprintf(why, whylen, "sender not listed");
+		WHY("sender not listed");
 		return 0;
 	}
 	if (cd->recipient && (!lower_copy(q->v[A_RECIPIENT],
 	    q->len[A_RECIPIENT], buf, sizeof(buf)) ||
 	    map_lookup_address(cd->recipient, buf, '+', NULL, 0) == NULL)) {
-		snprintf(why, whylen, "recipient not listed");
+		WHY("recipient not listed");
 		return 0;
 	}
-	snprintf(why, whylen, "conditions matched");
+	WHY("conditions matched");
 	return 1;
 }
 
@@ -629,7 +632,8 @@ rules_step(struct eval *ev)
 	while (ev->next_rule < c->nrules) {
 		const struct rule *r = &c->rules[ev->next_rule++];
 
-		if (!cond_match(&r->cond, ev, why, sizeof(why))) {
+		if (!cond_match(&r->cond, ev, ev->want_trace ? why : NULL,
+		    sizeof(why))) {
 			eval_trace(ev, "rule %s: skipped: %s", r->name, why);
 			continue;
 		}
