@@ -48,8 +48,10 @@ DEB_TEST  = redis-server redis-tools python3 postfix sasl2-bin libsasl2-modules 
 
 all: policyd/policyd $(if $(wildcard policyd/policyctl.c),policyd/policyctl)
 
-# policyctl: its own main, the pure codec, and whatever else CTL_OBJS lists
-CTL_OBJS = $(BUILD)/policyctl.o $(BUILD)/proto.o $(BUILD)/log.o $(BUILD)/addr.o
+# policyctl: its own main and the daemon's own configuration loader, rules,
+# checks and scripts (CORE_OBJS; store.o only resolves the checks' calls,
+# policyctl talks to Redis with synchronous hiredis itself)
+CTL_OBJS = $(BUILD)/policyctl.o $(CORE_OBJS) $(BUILD)/store.o
 
 policyd/policyctl: $(BUILD)/policyctl
 	cp $< $@

@@ -1,8 +1,10 @@
 /*++
  * NAME
- *	policyctl - ask a running policyd, the way Postfix does (see policyctl(8))
+ *	policyctl - ask a running policyd, inspect and reset its Redis state
+ *	(see policyctl(8))
  * SYNOPSIS
- *	policyctl [-s ADDRESS] [-p PORT] [-t TIMEOUT_MS] COMMAND [ARG ...]
+ *	policyctl [-s ADDRESS] [-p PORT] [-t TIMEOUT_MS] [-c CONFIG]
+ *		[-r RULE] [-m HOST:PORT] COMMAND [ARG ...]
  *	policyctl -h | -V
  * DESCRIPTION
  *	check	send one policy request built from name=value arguments and
@@ -10,6 +12,12 @@
  *	explain	the same request with policyd_explain=yes: print the trace
  *		that policyd's own rule evaluation produced, then the answer.
  *		Nothing is recomputed here.
+ *	ratelimit show|reset RULE KEY
+ *		the counters of one key of a ratelimit rule, read (and
+ *		deleted) with the daemon's own script (modes 3 and 4).
+ *	greylist list [PATTERN] | delete NETWORK
+ *		the triplet and auto-whitelist keys of client networks.
+ *	stats	GET /metrics (HTTP/1.0) and print the figures for a person.
  *
  *	The request is formatted here and validated with the daemon's own
  *	codec (proto_parse() with the default limits), so anything policyd
@@ -17,33 +25,56 @@
  *	the same shape as a request ("name=value" lines and an empty line),
  *	so proto_parse() with larger limits also frames the reply.
  *
+ *	ratelimit, greylist and stats load the configuration with the
+ *	daemon's config_load() (redis settings, rules, metrics.address).
+ *	The options a check keeps private (windows, overrides, prefixes)
+ *	are read from the same file as a libconfig tree, the rules in the
+ *	order config_load() compiled them; the key tag is the check's own
+ *	ratelimit_tag(), the windows syntax its ratelimit_parse_windows().
+ *	Redis is used synchronously (hiredis), every step bounded by the
+ *	timeout; the scripts are the embedded ones, EVALSHA then EVAL.
+ *
  *	Blocking I/O on one socket, every step bounded by one deadline
  *	(poll()). One request per connection.
  *
  *	More commands go into the command table (commands[]): each gets
  *	the common options in struct ctl and its own arguments.
  * EXIT STATUS
- *	0 a reply was received (whatever the action); 1 connection failure,
- *	timeout, no or malformed reply; 2 usage error.
+ *	0 a reply was received (whatever the action), or the command was
+ *	done; 1 connection failure, timeout, no or malformed reply, a bad
+ *	configuration, Redis failure; 2 usage error (also: no such rule).
  *--*/
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+#include <libconfig.h>
+
+#include "addr.h"
+#include "config.h"
 #include "log.h"
 #include "proto.h"
+#include "rules.h"
+#include "store.h"
 
 #ifndef POLICYD_VERSION
 #define POLICYD_VERSION "0.1.0"
@@ -66,6 +97,9 @@
 struct ctl {
 	const char *address;		/* as given, for messages */
 	int	timeout_ms;
+	const char *config;		/* -c: policyd's configuration */
+	const char *metrics;		/* -m HOST:PORT, or NULL: the config's */
+	const char *rule;		/* -r: the greylist rule, NULL: first */
 };
 
 /* one attribute of the request being built */
@@ -101,6 +135,9 @@ struct command {
 
 static int cmd_check(const struct ctl *ctl, int argc, char **argv);
 static int cmd_explain(const struct ctl *ctl, int argc, char **argv);
+static int cmd_ratelimit(const struct ctl *ctl, int argc, char **argv);
+static int cmd_greylist(const struct ctl *ctl, int argc, char **argv);
+static int cmd_stats(const struct ctl *ctl, int argc, char **argv);
 
 /*
  * The command table, in the order "policyctl -h" lists it. A handler gets
@@ -115,6 +152,15 @@ static const struct command commands[] = {
 	{ "explain", "name=value ...",
 	    "the same with policyd_explain=yes: print policyd's trace "
 	    "and the answer", cmd_explain },
+	{ "ratelimit", "show|reset RULE KEY",
+	    "print (and reset) the counters of a rate-limit key", cmd_ratelimit },
+	{ "greylist", "list [PATTERN]",
+	    "list greylist triplets and auto-whitelist counters", cmd_greylist },
+	/* listed twice for the help text; the first entry runs both verbs */
+	{ "greylist", "delete NETWORK",
+	    "forget a client network's triplets and counter", cmd_greylist },
+	{ "stats", "",
+	    "fetch policyd's /metrics and print the figures", cmd_stats },
 };
 
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
@@ -124,18 +170,26 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: policyctl [-s ADDRESS] [-p PORT] [-t TIMEOUT_MS] "
-	    "COMMAND [ARG ...]\n"
+	    "[-c CONFIG] [-r RULE]\n"
+	    "                 [-m HOST:PORT] COMMAND [ARG ...]\n"
 	    "       policyctl -h | -V\n"
 	    "  -s ADDRESS     policyd listener: inet:HOST:PORT, "
 	    "inet:[IPV6]:PORT, HOST:PORT,\n"
 	    "                 unix:/PATH or /PATH (default %s)\n"
 	    "  -p PORT        same as -s inet:127.0.0.1:PORT\n"
 	    "  -t TIMEOUT_MS  give up after this long (default %d)\n"
+	    "  -c CONFIG      policyd's configuration, for redis and the "
+	    "rules\n"
+	    "                 (ratelimit, greylist, stats; default %s)\n"
+	    "  -r RULE        the greylist rule (default: the first one)\n"
+	    "  -m HOST:PORT   policyd's metrics address for stats "
+	    "(default: the config's)\n"
 	    "  -h             this help\n"
 	    "  -V             print the version and exit\n"
-	    "commands:\n", CTL_DEFAULT_ADDRESS, CTL_DEFAULT_TIMEOUT);
+	    "commands:\n", CTL_DEFAULT_ADDRESS, CTL_DEFAULT_TIMEOUT,
+	    CONFIG_DEFAULT_PATH);
 	for (size_t i = 0; i < NCOMMANDS; i++)
-		fprintf(f, "  %-8s %-16s %s\n", commands[i].name,
+		fprintf(f, "  %-9s %-19s %s\n", commands[i].name,
 		    commands[i].args, commands[i].help);
 	fprintf(f, "A request starts with request=smtpd_access_policy and "
 	    "protocol_state=RCPT;\nname=value arguments override or add "
@@ -441,11 +495,13 @@ fail:
 }
 
 /*
- * ctl_connect - connect to ctl->address before the deadline. Returns the
- * socket, or -1 after a message (*status: EXIT_USAGE or EXIT_FAIL).
+ * ctl_connect - connect to address (policyd's listener, or HOST:PORT of
+ * its metrics) before the deadline. Returns the socket, or -1 after a
+ * message (*status: EXIT_USAGE or EXIT_FAIL).
  */
 static int
-ctl_connect(const struct ctl *ctl, long long deadline, int *status)
+ctl_connect(const char *address, int timeout_ms, long long deadline,
+    int *status)
 {
 	struct sockaddr_un sun;
 	struct addrinfo hints, *res, *ai;
@@ -455,9 +511,9 @@ ctl_connect(const struct ctl *ctl, long long deadline, int *status)
 
 	*status = EXIT_FAIL;
 	memset(&sun, 0, sizeof(sun));
-	if (address_parse(ctl->address, sun.sun_path, sizeof(sun.sun_path),
+	if (address_parse(address, sun.sun_path, sizeof(sun.sun_path),
 	    host, sizeof(host), port, sizeof(port), &why) < 0) {
-		errx_ctl("bad address \"%s\": %s", ctl->address, why);
+		errx_ctl("bad address \"%s\": %s", address, why);
 		*status = EXIT_USAGE;
 		return -1;
 	}
@@ -472,7 +528,7 @@ ctl_connect(const struct ctl *ctl, long long deadline, int *status)
 		hints.ai_socktype = SOCK_STREAM;
 		hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
 		if ((gai = getaddrinfo(host, port, &hints, &res)) != 0) {
-			errx_ctl("cannot connect to %s: %s", ctl->address,
+			errx_ctl("cannot connect to %s: %s", address,
 			    gai_strerror(gai));
 			return -1;
 		}
@@ -488,10 +544,10 @@ ctl_connect(const struct ctl *ctl, long long deadline, int *status)
 	if (fd < 0) {
 		if (err == ETIMEDOUT)
 			errx_ctl("cannot connect to %s: no connection within "
-			    "%d ms", ctl->address, ctl->timeout_ms);
+			    "%d ms", address, timeout_ms);
 		else
 			errx_ctl("cannot connect to %s: %s (is policyd "
-			    "running?)", ctl->address, strerror(err));
+			    "running?)", address, strerror(err));
 	}
 	return fd;
 }
@@ -711,7 +767,8 @@ ask(const struct ctl *ctl, int argc, char **argv, int explain,
 		return status;
 
 	deadline = mono_ms() + ctl->timeout_ms;
-	if ((fd = ctl_connect(ctl, deadline, &status)) < 0) {
+	if ((fd = ctl_connect(ctl->address, ctl->timeout_ms, deadline,
+	    &status)) < 0) {
 		free(wire);
 		return status;
 	}
@@ -777,19 +834,1592 @@ cmd_explain(const struct ctl *ctl, int argc, char **argv)
 	return EXIT_REPLY;
 }
 
+/* ------------------------------------------------- configuration, Redis */
+
+/*
+ * The ratelimit check's pure helpers (check_ratelimit.c, exported for
+ * tests/unit/ratelimit_test.c): the same windows syntax, window names and
+ * key tag as the daemon.
+ */
+struct rl_window {
+	long long limit;
+	long long seconds;
+};
+int	ratelimit_parse_windows(const char *s, const struct rl_window *def,
+	    int ndef, struct rl_window *out, int *nout, char *err,
+	    size_t errlen);
+int	ratelimit_window_text(long long seconds, char *buf, size_t len);
+uint64_t ratelimit_tag(const char *rule, const char *key);
+
+#define RL_MAX_WIN	8		/* as check_ratelimit.c */
+#define RL_ARGS		(3 + 2 * RL_MAX_WIN + 2)
+#define SCAN_COUNT	"1000"
+#define GL_MAX_ENTRIES	(16 * 1024 * 1024)	/* listed at most */
+
+/* the daemon's configuration, and the same file as libconfig tree */
+struct ctlconf {
+	struct config *cfg;		/* config_load(): validated, compiled */
+	config_t cf;			/* rule options the checks keep private */
+	int	cf_ok;
+};
+
+/* a synchronous Redis connection with the configured prefix */
+struct ctlredis {
+	redisContext *c;
+	const char *prefix;
+	size_t	prefixlen;
+	char	where[300];		/* address, for messages */
+};
+
+/* conf_open - load the configuration with the daemon's own loader */
+static int
+conf_open(const struct ctl *ctl, struct ctlconf *cc)
+{
+	int	nerrors = 0;
+
+	memset(cc, 0, sizeof(*cc));
+	log_init("policyctl", 1, 0);
+	log_set_level(LOG_L_WARN);
+	if ((cc->cfg = config_load(ctl->config, &nerrors)) == NULL) {
+		errx_ctl("%s: cannot use this configuration (%d error%s, see "
+		    "above; policyd -t -c %s checks it)", ctl->config, nerrors,
+		    nerrors == 1 ? "" : "s", ctl->config);
+		return EXIT_FAIL;
+	}
+	config_init(&cc->cf);
+	cc->cf_ok = 1;
+	config_set_include_dir(&cc->cf, cc->cfg->dir);
+	if (!config_read_file(&cc->cf, ctl->config)) {
+		errx_ctl("%s: %s", ctl->config, config_error_text(&cc->cf));
+		return EXIT_FAIL;
+	}
+	return 0;
+}
+
+/* conf_close - release what conf_open() got */
+static void
+conf_close(struct ctlconf *cc)
+{
+	if (cc->cf_ok)
+		config_destroy(&cc->cf);
+	config_unref(cc->cfg);
+	memset(cc, 0, sizeof(*cc));
+}
+
+/*
+ * conf_rule - the rule named name (or, with name NULL, the first one)
+ * whose check is check; its libconfig group in *set. NULL after a
+ * message.
+ */
+static const struct rule *
+conf_rule(struct ctlconf *cc, const char *name, const char *check,
+    const config_setting_t **set)
+{
+	const config_setting_t *list = config_lookup(&cc->cf, "rules");
+	char	esc[128];
+
+	for (int i = 0; i < cc->cfg->nrules; i++) {
+		const struct rule *r = &cc->cfg->rules[i];
+
+		if (name != NULL && strcmp(r->name, name) != 0)
+			continue;
+		if (name == NULL && (r->check == NULL ||
+		    strcmp(r->check->name, check) != 0))
+			continue;
+		if (r->check == NULL || strcmp(r->check->name, check) != 0) {
+			errx_ctl("rule \"%s\" is not a %s rule",
+			    log_escape(esc, sizeof(esc), name, strlen(name)),
+			    check);
+			return NULL;
+		}
+		/* rules_compile() compiles the list in order: same index */
+		if (list == NULL || i >= config_setting_length(list)) {
+			errx_ctl("%s: rule \"%s\" not found in the file",
+			    cc->cfg->path, r->name);
+			return NULL;
+		}
+		*set = config_setting_get_elem(list, i);
+		return r;
+	}
+	if (name != NULL)
+		errx_ctl("%s: no rule named \"%s\"", cc->cfg->path,
+		    log_escape(esc, sizeof(esc), name, strlen(name)));
+	else
+		errx_ctl("%s: no %s rule", cc->cfg->path, check);
+	return NULL;
+}
+
+/* conf_int - an integer option of a rule, or def */
+static int
+conf_int(const config_setting_t *set, const char *name, int def)
+{
+	int	v;
+
+	return config_setting_lookup_int(set, name, &v) ? v : def;
+}
+
+/*
+ * redis_open - connect as policyd does (address, AUTH, SELECT), every
+ * step bounded by timeout_ms. 0, or EXIT_FAIL after a message.
+ */
+static int
+redis_open(const struct ctl *ctl, const struct config *cfg,
+    struct ctlredis *rd)
+{
+	const struct store_config *sc = &cfg->redis;
+	struct timeval tv = { ctl->timeout_ms / 1000,
+	    (ctl->timeout_ms % 1000) * 1000 };
+	const char *a = sc->address;
+	redisReply *rp;
+
+	memset(rd, 0, sizeof(*rd));
+	rd->prefix = sc->prefix ? sc->prefix : "";
+	rd->prefixlen = strlen(rd->prefix);
+	snprintf(rd->where, sizeof(rd->where), "%s", a);
+	if (strncmp(a, "sentinel:", 9) == 0 || strncmp(a, "cluster:", 8) == 0) {
+		/* config.c describes a scale-out setup this way */
+		errx_ctl("redis %s: policyctl talks to one Redis server; "
+		    "Sentinel and Cluster setups are not supported yet",
+		    rd->where);
+		return EXIT_FAIL;
+	}
+	if (strncmp(a, "unix:", 5) == 0) {
+		rd->c = redisConnectUnixWithTimeout(a + 5, tv);
+	} else {
+		/* HOST:PORT, [V6]:PORT or HOST, as store.c reads it */
+		char	host[256];
+		const char *colon = strrchr(a, ':');
+		size_t	hl;
+		int	port = 6379;
+
+		if (colon == NULL) {
+			hl = strlen(a);
+		} else {
+			hl = (size_t)(colon - a);
+			port = atoi(colon + 1);
+		}
+		if (hl >= 2 && a[0] == '[' && a[hl - 1] == ']') {
+			a++;
+			hl -= 2;
+		}
+		if (hl >= sizeof(host))
+			hl = sizeof(host) - 1;
+		memcpy(host, a, hl);
+		host[hl] = '\0';
+		rd->c = redisConnectWithTimeout(host, port, tv);
+	}
+	if (rd->c == NULL || rd->c->err) {
+		errx_ctl("cannot connect to redis at %s: %s", rd->where,
+		    rd->c ? rd->c->errstr : "out of memory");
+		goto fail;
+	}
+	if (redisSetTimeout(rd->c, tv) != REDIS_OK) {
+		errx_ctl("redis at %s: cannot set a timeout", rd->where);
+		goto fail;
+	}
+	if (sc->password != NULL) {
+		const char *av[3] = { "AUTH", sc->username, sc->password };
+		size_t	al[3] = { 4, sc->username ? strlen(sc->username) : 0,
+		    strlen(sc->password) };
+		int	ac = 3;
+
+		if (sc->username == NULL) {
+			av[1] = av[2];
+			al[1] = al[2];
+			ac = 2;
+		}
+		rp = redisCommandArgv(rd->c, ac, av, al);
+		if (rp == NULL || rp->type == REDIS_REPLY_ERROR) {
+			errx_ctl("redis at %s: AUTH failed: %s", rd->where,
+			    rp ? rp->str : rd->c->errstr);
+			if (rp)
+				freeReplyObject(rp);
+			goto fail;
+		}
+		freeReplyObject(rp);
+	}
+	if (sc->database != 0) {
+		rp = redisCommand(rd->c, "SELECT %d", sc->database);
+		if (rp == NULL || rp->type == REDIS_REPLY_ERROR) {
+			errx_ctl("redis at %s: SELECT %d failed: %s", rd->where,
+			    sc->database, rp ? rp->str : rd->c->errstr);
+			if (rp)
+				freeReplyObject(rp);
+			goto fail;
+		}
+		freeReplyObject(rp);
+	}
+	return 0;
+fail:
+	if (rd->c)
+		redisFree(rd->c);
+	rd->c = NULL;
+	return EXIT_FAIL;
+}
+
+/* redis_close - disconnect */
+static void
+redis_close(struct ctlredis *rd)
+{
+	if (rd->c)
+		redisFree(rd->c);
+	rd->c = NULL;
+}
+
+/*
+ * redis_argv - one command; the reply, or NULL after a message (an
+ * error reply is a failure too).
+ */
+static redisReply *
+redis_argv(struct ctlredis *rd, int argc, const char **argv,
+    const size_t *argvlen)
+{
+	redisReply *rp = redisCommandArgv(rd->c, argc, argv, argvlen);
+
+	if (rp == NULL) {
+		errx_ctl("redis at %s: %s: %s", rd->where, argv[0],
+		    rd->c->err == REDIS_ERR_IO && (errno == EAGAIN ||
+		    errno == EWOULDBLOCK) ? "no answer within the timeout" :
+		    rd->c->errstr);
+		return NULL;
+	}
+	if (rp->type == REDIS_REPLY_ERROR) {
+		errx_ctl("redis at %s: %s: %s", rd->where, argv[0], rp->str);
+		freeReplyObject(rp);
+		return NULL;
+	}
+	return rp;
+}
+
+/* redis_key - PREFIX + name (len bytes) into buf; the length */
+static size_t
+redis_key(const struct ctlredis *rd, const char *name, size_t len, char *buf,
+    size_t buflen)
+{
+	if (rd->prefixlen + len + 1 > buflen)
+		len = buflen - rd->prefixlen - 1;
+	memcpy(buf, rd->prefix, rd->prefixlen);
+	memcpy(buf + rd->prefixlen, name, len);
+	buf[rd->prefixlen + len] = '\0';
+	return rd->prefixlen + len;
+}
+
+/*
+ * redis_script - EVALSHA of an embedded script, EVAL after NOSCRIPT (as
+ * the daemon does); argv holds the keys (prefixed) then the arguments.
+ * An array reply of integers into v[] (*n of them), or -1 after a message.
+ */
+static int
+redis_script(struct ctlredis *rd, enum store_script_id id, int nkeys,
+    int nargs, const char **argv, long long *v, int vmax, int *n)
+{
+	const char *av[RL_ARGS + 4];
+	size_t	al[RL_ARGS + 4];
+	char	nk[16];
+	redisReply *rp;
+	int	ac = 0;
+
+	snprintf(nk, sizeof(nk), "%d", nkeys);
+	av[ac++] = "EVALSHA";
+	av[ac++] = store_script_sha[id];
+	av[ac++] = nk;
+	for (int i = 0; i < nargs; i++)
+		av[ac++] = argv[i];
+	for (int i = 0; i < ac; i++)
+		al[i] = strlen(av[i]);
+	rp = redisCommandArgv(rd->c, ac, av, al);
+	if (rp != NULL && rp->type == REDIS_REPLY_ERROR &&
+	    strncmp(rp->str, "NOSCRIPT", 8) == 0) {
+		freeReplyObject(rp);
+		av[0] = "EVAL";
+		av[1] = store_script_text[id];
+		al[0] = 4;
+		al[1] = strlen(av[1]);
+		rp = redisCommandArgv(rd->c, ac, av, al);
+	}
+	if (rp == NULL) {
+		errx_ctl("redis at %s: script: %s", rd->where,
+		    rd->c->err == REDIS_ERR_IO && (errno == EAGAIN ||
+		    errno == EWOULDBLOCK) ? "no answer within the timeout" :
+		    rd->c->errstr);
+		return -1;
+	}
+	if (rp->type == REDIS_REPLY_ERROR || rp->type != REDIS_REPLY_ARRAY) {
+		errx_ctl("redis at %s: script: %s", rd->where,
+		    rp->type == REDIS_REPLY_ERROR ? rp->str :
+		    "unexpected reply");
+		freeReplyObject(rp);
+		return -1;
+	}
+	*n = 0;
+	for (size_t i = 0; i < rp->elements && *n < vmax; i++)
+		v[(*n)++] = rp->element[i]->type == REDIS_REPLY_INTEGER ?
+		    rp->element[i]->integer : 0;
+	freeReplyObject(rp);
+	return 0;
+}
+
+/* glob_escape - s with Redis glob characters escaped, into buf */
+static void
+glob_escape(const char *s, size_t len, char *buf, size_t buflen)
+{
+	size_t	o = 0;
+
+	for (size_t i = 0; i < len && o + 3 < buflen; i++) {
+		if (strchr("*?[]\\^", s[i]) != NULL)
+			buf[o++] = '\\';
+		buf[o++] = s[i];
+	}
+	buf[o] = '\0';
+}
+
+/*
+ * redis_scan - every key matching pattern; fn(arg, key, len) for each
+ * (0 to go on). Returns the number of keys, or -1 after a message.
+ */
+static long
+redis_scan(struct ctlredis *rd, const char *pattern,
+    int (*fn)(void *arg, const char *key, size_t len), void *arg)
+{
+	char	cursor[32] = "0";
+	long	n = 0;
+
+	do {
+		const char *av[6] = { "SCAN", cursor, "MATCH", pattern,
+		    "COUNT", SCAN_COUNT };
+		size_t	al[6];
+		redisReply *rp, *keys;
+
+		for (int i = 0; i < 6; i++)
+			al[i] = strlen(av[i]);
+		if ((rp = redis_argv(rd, 6, av, al)) == NULL)
+			return -1;
+		if (rp->type != REDIS_REPLY_ARRAY || rp->elements != 2 ||
+		    rp->element[0]->type != REDIS_REPLY_STRING ||
+		    rp->element[1]->type != REDIS_REPLY_ARRAY) {
+			errx_ctl("redis at %s: SCAN: unexpected reply",
+			    rd->where);
+			freeReplyObject(rp);
+			return -1;
+		}
+		snprintf(cursor, sizeof(cursor), "%s", rp->element[0]->str);
+		keys = rp->element[1];
+		for (size_t i = 0; i < keys->elements; i++) {
+			if (keys->element[i]->type != REDIS_REPLY_STRING)
+				continue;
+			n++;
+			if (fn(arg, keys->element[i]->str,
+			    keys->element[i]->len) != 0) {
+				freeReplyObject(rp);
+				return -1;
+			}
+		}
+		freeReplyObject(rp);
+	} while (strcmp(cursor, "0") != 0);
+	return n;
+}
+
+/* -------------------------------------------------------------- ratelimit */
+
+/* what the daemon's ratelimit check knows of one rule and one key */
+struct rlview {
+	const char *tagname;		/* "name", or "ratelimit" (the check's) */
+	const char *count;		/* recipients, messages, bytes */
+	struct rl_window win[RL_MAX_WIN];
+	int	nwin;
+	int	unlimited;
+	char	source[300];		/* where the windows come from */
+	int	max_networks;
+	char	rkey[320], nkey[320];	/* with the prefix */
+};
+
+/* rl_rule_windows - the rule's own "windows" (validated by config_load) */
+static void
+rl_rule_windows(const config_setting_t *set, struct rlview *v)
+{
+	const config_setting_t *s = config_setting_get_member(set, "windows");
+	int	n = s ? config_setting_length(s) : 0;
+
+	v->nwin = 0;
+	if (s != NULL && config_setting_type(s) == CONFIG_TYPE_GROUP)
+		n = 1;
+	for (int i = 0; i < n && v->nwin < RL_MAX_WIN; i++) {
+		const config_setting_t *w = config_setting_type(s) ==
+		    CONFIG_TYPE_GROUP ? s : config_setting_get_elem(s, i);
+		long long l, sec;
+
+		if (config_setting_lookup_int64(w, "limit", &l) &&
+		    config_setting_lookup_int64(w, "seconds", &sec)) {
+			v->win[v->nwin].limit = l;
+			v->win[v->nwin].seconds = sec;
+			v->nwin++;
+		}
+	}
+}
+
+/*
+ * rl_override - the value of key in the overrides file, read the way the
+ * check reads it (first word the key, case-insensitive; the last line
+ * wins). 1 found (copied into val), 0 not, -1 after a message.
+ */
+static int
+rl_override(const char *path, const char *key, char *val, size_t vallen)
+{
+	char	line[4096];
+	FILE	*fp;
+	int	found = 0;
+
+	if ((fp = fopen(path, "r")) == NULL) {
+		errx_ctl("%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		char	*k, *v, *end;
+
+		line[strcspn(line, "\r\n")] = '\0';
+		k = line + strspn(line, " \t");
+		if (*k == '#' || *k == '\0')
+			continue;
+		v = k + strcspn(k, " \t");
+		if (*v != '\0')
+			*v++ = '\0';
+		v += strspn(v, " \t");
+		end = v + strlen(v);
+		while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (strcasecmp(k, key) == 0) {
+			snprintf(val, vallen, "%s", v);
+			found = 1;
+		}
+	}
+	fclose(fp);
+	return found;
+}
+
+/*
+ * rl_view - windows and Redis keys of KEY under the rule, as
+ * check_ratelimit.c derives them: the key's override line, else that of
+ * its "@domain" (single-part sasl_username, sender or recipient keys),
+ * else the rule's windows. 0, or EXIT_FAIL after a message.
+ */
+static int
+rl_view(const struct ctlconf *cc, const config_setting_t *set,
+    const struct ctlredis *rd, const char *key, struct rlview *v)
+{
+	const config_setting_t *ks = config_setting_get_member(set, "key");
+	const char *ov = NULL, *part = NULL, *d;
+	char	path[4096], val[4096], dom[300], err[256], name[40];
+	struct rl_window w[RL_MAX_WIN];
+	uint64_t tag;
+	int	rc, nw;
+
+	memset(v, 0, sizeof(*v));
+	if (!config_setting_lookup_string(set, "name", &v->tagname))
+		v->tagname = "ratelimit";
+	if (!config_setting_lookup_string(set, "count", &v->count))
+		v->count = "recipients";
+	v->max_networks = conf_int(set, "max_networks", 0);
+	rl_rule_windows(set, v);
+	snprintf(v->source, sizeof(v->source), "the rule's windows");
+	tag = ratelimit_tag(v->tagname, key);
+	snprintf(name, sizeof(name), "r{%016" PRIx64 "}", tag);
+	redis_key(rd, name, strlen(name), v->rkey, sizeof(v->rkey));
+	snprintf(name, sizeof(name), "n{%016" PRIx64 "}", tag);
+	redis_key(rd, name, strlen(name), v->nkey, sizeof(v->nkey));
+
+	if (!config_setting_lookup_string(set, "overrides", &ov))
+		return 0;
+	config_path(cc->cfg, ov, path, sizeof(path));
+	if ((rc = rl_override(path, key, val, sizeof(val))) < 0)
+		return EXIT_FAIL;
+	if (rc == 1) {
+		snprintf(v->source, sizeof(v->source), "override %s in %s",
+		    key, path);
+	} else {
+		if (ks != NULL && config_setting_type(ks) == CONFIG_TYPE_STRING)
+			part = config_setting_get_string(ks);
+		else if (ks != NULL && config_setting_length(ks) == 1)
+			part = config_setting_get_string(
+			    config_setting_get_elem(ks, 0));
+		if (part == NULL || (strcmp(part, "sasl_username") != 0 &&
+		    strcmp(part, "sender") != 0 &&
+		    strcmp(part, "recipient") != 0) ||
+		    (d = addr_domain(key)) == NULL)
+			return 0;
+		snprintf(dom, sizeof(dom), "@%s", d);
+		if ((rc = rl_override(path, dom, val, sizeof(val))) < 0)
+			return EXIT_FAIL;
+		if (rc == 0)
+			return 0;
+		snprintf(v->source, sizeof(v->source), "override %s in %s",
+		    dom, path);
+	}
+	rc = ratelimit_parse_windows(val, v->win, v->nwin, w, &nw, err,
+	    sizeof(err));
+	if (rc < 0) {
+		errx_ctl("%s: %s", path, err);
+		return EXIT_FAIL;
+	}
+	if (rc == 1) {
+		v->unlimited = 1;
+	} else {
+		memcpy(v->win, w, sizeof(w));
+		v->nwin = nw;
+	}
+	return 0;
+}
+
+/* rl_show - print the windows of v as the script sees them now */
+static int
+rl_show(struct ctlredis *rd, const struct rlview *v)
+{
+	char	args[3 + 2 * RL_MAX_WIN][24], wt[48];
+	const char *argv[RL_ARGS];
+	long long r[3 + 2 * RL_MAX_WIN];
+	int	n = 0, nr = 0;
+
+	if (v->unlimited) {
+		printf("unlimited (%s): nothing is counted\n", v->source);
+		return EXIT_REPLY;
+	}
+	argv[n++] = v->rkey;
+	snprintf(args[0], sizeof(args[0]), "3");	/* mode 3: show */
+	snprintf(args[1], sizeof(args[1]), "0");
+	snprintf(args[2], sizeof(args[2]), "%d", v->nwin);
+	for (int i = 0; i < v->nwin; i++) {
+		snprintf(args[3 + 2 * i], sizeof(args[0]), "%lld",
+		    v->win[i].limit);
+		snprintf(args[4 + 2 * i], sizeof(args[0]), "%lld",
+		    v->win[i].seconds);
+	}
+	for (int i = 0; i < 3 + 2 * v->nwin; i++)
+		argv[n++] = args[i];
+	if (redis_script(rd, SCRIPT_RATELIMIT, 1, n, argv, r,
+	    (int)(sizeof(r) / sizeof(r[0])), &nr) < 0)
+		return EXIT_FAIL;
+	if (nr < 2 || r[0] != 4 || r[1] != v->nwin || nr < 2 + 2 * v->nwin) {
+		errx_ctl("redis at %s: unexpected answer from the ratelimit "
+		    "script", rd->where);
+		return EXIT_FAIL;
+	}
+	printf("windows: %s\n", v->source);
+	for (int i = 0; i < v->nwin; i++) {
+		long long used = r[2 + 2 * i], left = v->win[i].limit - used;
+
+		ratelimit_window_text(v->win[i].seconds, wt, sizeof(wt));
+		printf("  %lld %s per %s (%lld s): used %lld, %lld left",
+		    v->win[i].limit, v->count, wt, v->win[i].seconds, used,
+		    left > 0 ? left : 0);
+		if (used > 0)
+			printf(", all free again in %lld s", r[3 + 2 * i]);
+		putchar('\n');
+	}
+	return EXIT_REPLY;
+}
+
+/* rl_networks - the compromised-account set of the key, when kept */
+static int
+rl_networks(struct ctlredis *rd, const struct rlview *v)
+{
+	const char *av[2];
+	size_t	al[2];
+	redisReply *rp;
+	long long n, ttl;
+
+	if (v->max_networks <= 0)
+		return EXIT_REPLY;
+	av[0] = "SCARD"; av[1] = v->nkey;
+	al[0] = 5; al[1] = strlen(v->nkey);
+	if ((rp = redis_argv(rd, 2, av, al)) == NULL)
+		return EXIT_FAIL;
+	n = rp->type == REDIS_REPLY_INTEGER ? rp->integer : 0;
+	freeReplyObject(rp);
+	av[0] = "TTL"; al[0] = 3;
+	if ((rp = redis_argv(rd, 2, av, al)) == NULL)
+		return EXIT_FAIL;
+	ttl = rp->type == REDIS_REPLY_INTEGER ? rp->integer : -2;
+	freeReplyObject(rp);
+	printf("  client networks: %lld seen (max_networks %d)", n,
+	    v->max_networks);
+	if (n > 0 && ttl > 0)
+		printf(", window ends in %lld s", ttl);
+	putchar('\n');
+	return EXIT_REPLY;
+}
+
+/* rl_reset - delete both keys of v (mode 4), print what went */
+static int
+rl_reset(struct ctlredis *rd, const struct rlview *v)
+{
+	const char *argv[5] = { v->rkey, v->nkey, "4", "0", "0" };
+	long long r[5];
+	int	nr = 0;
+
+	if (redis_script(rd, SCRIPT_RATELIMIT, 2, 5, argv, r, 5, &nr) < 0)
+		return EXIT_FAIL;
+	if (nr < 2 || r[0] != 5) {
+		errx_ctl("redis at %s: unexpected answer from the ratelimit "
+		    "script", rd->where);
+		return EXIT_FAIL;
+	}
+	if (r[1] == 0)
+		printf("reset: nothing was stored (%s, %s)\n", v->rkey,
+		    v->nkey);
+	else
+		printf("reset: removed %lld key%s (%s, %s): every window is "
+		    "free again\n", r[1], r[1] == 1 ? "" : "s", v->rkey,
+		    v->nkey);
+	return EXIT_REPLY;
+}
+
+/* has_upper - any ASCII capital letter? */
+static int
+has_upper(const char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			return 1;
+	return 0;
+}
+
+/*
+ * cmd_ratelimit - "show RULE KEY" and "reset RULE KEY": the counters of
+ * one key, read and reset with the daemon's own script.
+ */
+static int
+cmd_ratelimit(const struct ctl *ctl, int argc, char **argv)
+{
+	struct ctlconf cc;
+	struct ctlredis rd;
+	struct rlview v;
+	const config_setting_t *set = NULL;
+	const struct rule *r;
+	char	esc[600];
+	int	reset, status;
+
+	if (argc != 3 || (strcmp(argv[0], "show") != 0 &&
+	    strcmp(argv[0], "reset") != 0)) {
+		errx_ctl("usage: policyctl [-c CONFIG] ratelimit show|reset "
+		    "RULE KEY");
+		return EXIT_USAGE;
+	}
+	reset = argv[0][0] == 'r';
+	if (argv[2][0] == '\0' || strlen(argv[2]) > 2048) {
+		errx_ctl("KEY: expected the key text, 1 to 2048 bytes");
+		return EXIT_USAGE;
+	}
+	if ((status = conf_open(ctl, &cc)) != 0) {
+		conf_close(&cc);
+		return status;
+	}
+	if ((r = conf_rule(&cc, argv[1], "ratelimit", &set)) == NULL) {
+		conf_close(&cc);
+		return EXIT_USAGE;
+	}
+	if ((status = redis_open(ctl, cc.cfg, &rd)) != 0) {
+		conf_close(&cc);
+		return status;
+	}
+	if ((status = rl_view(&cc, set, &rd, argv[2], &v)) != 0)
+		goto done;
+	printf("rule %s, key %s (redis %s)\n", r->name,
+	    log_escape(esc, sizeof(esc), argv[2], strlen(argv[2])), v.rkey);
+	if (has_upper(argv[2]))
+		errx_ctl("warning: the rule lowercases addresses and logins; "
+		    "\"%s\" has capitals and is not a key it builds", esc);
+	if ((status = rl_show(&rd, &v)) == EXIT_REPLY)
+		status = rl_networks(&rd, &v);
+	if (status == EXIT_REPLY && reset)
+		status = rl_reset(&rd, &v);
+done:
+	redis_close(&rd);
+	conf_close(&cc);
+	return status;
+}
+
+/* --------------------------------------------------------------- greylist */
+
+/* one listed key: a triplet (g) or an auto-whitelist counter (a) */
+struct glentry {
+	char	kind;			/* 'g' or 'a' */
+	char	net[72];		/* NET hex of the key */
+	char	text[80];		/* the network for a person */
+	uint8_t	hash[8];		/* triplet hash (g) */
+	char	*key;			/* the whole Redis key */
+	size_t	keylen;
+	long long value, ttl;
+	int	have_value;
+};
+
+struct gllist {
+	struct glentry *v;
+	size_t	n, cap;
+	const struct ctlredis *rd;
+	int	v4prefix, v6prefix;
+	const char *glob;		/* fnmatch() on the network text */
+};
+
+/* gl_net - NET hex of a network, as check_greylist.c's greylist_net() */
+static void
+gl_net(const struct ipaddr *addr, int v4prefix, int v6prefix, char *buf,
+    size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	struct ipaddr ip = *addr;
+	int	prefix = ip.family == AF_INET ? v4prefix : v6prefix;
+	int	nbytes = (prefix + 7) / 8, o = 0;
+
+	addr_ip_mask(&ip, prefix);
+	if (ip.family == AF_INET6)
+		buf[o++] = '6';
+	for (int i = 0; i < nbytes && (size_t)o + 3 < len; i++) {
+		buf[o++] = hex[ip.a[i] >> 4];
+		buf[o++] = hex[ip.a[i] & 15];
+	}
+	buf[o] = '\0';
+}
+
+/* hexval - one hex digit, or -1 */
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/*
+ * gl_net_text - "192.0.2.0/24" or "2001:db8::/64" for NET hex; a network
+ * of an invalid client_address ("x" + hash) stays as it is.
+ */
+static void
+gl_net_text(const char *net, int v4prefix, int v6prefix, char *buf,
+    size_t len)
+{
+	struct ipaddr ip;
+	const char *h = net;
+	size_t	hl = strlen(net), nbytes;
+	int	prefix;
+	char	a[64];
+
+	memset(&ip, 0, sizeof(ip));
+	if (hl % 2 == 1 && net[0] == '6') {
+		ip.family = AF_INET6;
+		h++;
+		hl--;
+	} else {
+		ip.family = AF_INET;
+	}
+	nbytes = hl / 2;
+	if (hl % 2 != 0 || nbytes == 0 || nbytes > (ip.family == AF_INET ?
+	    4u : 16u))
+		goto raw;
+	for (size_t i = 0; i < nbytes; i++) {
+		int	hi = hexval(h[2 * i]), lo = hexval(h[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			goto raw;
+		ip.a[i] = (uint8_t)(hi << 4 | lo);
+	}
+	prefix = ip.family == AF_INET ? v4prefix : v6prefix;
+	if ((size_t)(prefix + 7) / 8 != nbytes)
+		prefix = (int)nbytes * 8;	/* another prefix made it */
+	addr_ip_format(&ip, a, sizeof(a));
+	snprintf(buf, len, "%s/%d", a, prefix);
+	return;
+raw:
+	snprintf(buf, len, "%s", net);
+}
+
+/* gl_add - SCAN callback: keep a g{NET}HASH8 or a{NET} key */
+static int
+gl_add(void *arg, const char *key, size_t len)
+{
+	struct gllist *l = arg;
+	const char *p = key + l->rd->prefixlen, *end = key + len, *close;
+	struct glentry *e;
+	size_t	nl;
+
+	if (len < l->rd->prefixlen + 3 || (p[0] != 'g' && p[0] != 'a') ||
+	    p[1] != '{' || (close = memchr(p + 2, '}', (size_t)(end - p - 2)))
+	    == NULL)
+		return 0;		/* not one of ours */
+	nl = (size_t)(close - (p + 2));
+	if (nl == 0 || nl >= sizeof(e->net) ||
+	    (p[0] == 'g' && end - close - 1 != 8) ||
+	    (p[0] == 'a' && close + 1 != end))
+		return 0;
+	if (l->n >= GL_MAX_ENTRIES) {
+		errx_ctl("more than %d greylist keys: give a PATTERN",
+		    GL_MAX_ENTRIES);
+		return -1;
+	}
+	if (l->n == l->cap) {
+		size_t	ncap = l->cap ? l->cap * 2 : 256;
+		struct glentry *nv = realloc(l->v, ncap * sizeof(*nv));
+
+		if (nv == NULL) {
+			errx_ctl("out of memory");
+			return -1;
+		}
+		l->v = nv;
+		l->cap = ncap;
+	}
+	e = &l->v[l->n];
+	memset(e, 0, sizeof(*e));
+	e->kind = p[0];
+	memcpy(e->net, p + 2, nl);
+	e->net[nl] = '\0';
+	gl_net_text(e->net, l->v4prefix, l->v6prefix, e->text,
+	    sizeof(e->text));
+	if (l->glob != NULL && fnmatch(l->glob, e->text, 0) != 0)
+		return 0;
+	if (e->kind == 'g')
+		memcpy(e->hash, close + 1, 8);
+	if ((e->key = malloc(len + 1)) == NULL) {
+		errx_ctl("out of memory");
+		return -1;
+	}
+	memcpy(e->key, key, len);
+	e->key[len] = '\0';
+	e->keylen = len;
+	l->n++;
+	return 0;
+}
+
+/* gl_free - release the list */
+static void
+gl_free(struct gllist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].key);
+	free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}
+
+/* gl_fetch - GET and TTL of every entry, pipelined in batches */
+static int
+gl_fetch(struct ctlredis *rd, struct gllist *l)
+{
+	for (size_t b = 0; b < l->n; b += 512) {
+		size_t	end = b + 512 < l->n ? b + 512 : l->n;
+
+		for (size_t i = b; i < end; i++) {
+			const char *av[2] = { "GET", l->v[i].key };
+			size_t	al[2] = { 3, l->v[i].keylen };
+
+			redisAppendCommandArgv(rd->c, 2, av, al);
+			av[0] = "TTL";
+			redisAppendCommandArgv(rd->c, 2, av, al);
+		}
+		for (size_t i = b; i < end; i++) {
+			for (int k = 0; k < 2; k++) {
+				redisReply *rp = NULL;
+
+				if (redisGetReply(rd->c, (void **)&rp) !=
+				    REDIS_OK || rp == NULL) {
+					errx_ctl("redis at %s: %s", rd->where,
+					    rd->c->errstr[0] ? rd->c->errstr :
+					    "no answer within the timeout");
+					return -1;
+				}
+				if (k == 0 && rp->type == REDIS_REPLY_STRING) {
+					char	*endp;
+
+					l->v[i].value = strtoll(rp->str, &endp,
+					    10);
+					l->v[i].have_value = *endp == '\0';
+				} else if (k == 1 && rp->type ==
+				    REDIS_REPLY_INTEGER) {
+					l->v[i].ttl = rp->integer;
+				}
+				freeReplyObject(rp);
+			}
+		}
+	}
+	return 0;
+}
+
+/* gl_cmp - by network text, triplets before the counter, then first seen */
+static int
+gl_cmp(const void *a, const void *b)
+{
+	const struct glentry *x = a, *y = b;
+	int	c = strcmp(x->text, y->text);
+
+	if (c != 0)
+		return c;
+	if (x->kind != y->kind)
+		return x->kind == 'g' ? -1 : 1;
+	if (x->value != y->value)
+		return x->value < y->value ? -1 : 1;
+	return memcmp(x->hash, y->hash, 8);
+}
+
+/*
+ * gl_target - NET hex of a NETWORK argument (an address, ADDRESS/LEN
+ * with the rule's prefix, or the "x..." network of an invalid
+ * client_address as listed); also its text. 0 or EXIT_USAGE.
+ */
+static int
+gl_target(const char *arg, int v4prefix, int v6prefix, char *net,
+    size_t netlen, char *text, size_t textlen)
+{
+	struct ipaddr ip;
+	char	a[64], esc[128];
+	const char *slash = strchr(arg, '/');
+	size_t	al = slash ? (size_t)(slash - arg) : strlen(arg);
+
+	if (arg[0] == 'x' && strlen(arg) == 17 &&
+	    strspn(arg + 1, "0123456789abcdef") == 16) {
+		snprintf(net, netlen, "%s", arg);
+		snprintf(text, textlen, "%s", arg);
+		return 0;
+	}
+	if (al >= sizeof(a))
+		goto bad;
+	memcpy(a, arg, al);
+	a[al] = '\0';
+	if (addr_ip_parse(a, &ip) < 0)
+		goto bad;
+	if (slash != NULL) {
+		int	want = ip.family == AF_INET ? v4prefix : v6prefix;
+
+		if (parse_int(slash + 1, 0, 128) != want) {
+			errx_ctl("%s: the greylist rule groups clients by /%d "
+			    "networks; give an address in it (or ADDRESS/%d)",
+			    log_escape(esc, sizeof(esc), arg, strlen(arg)),
+			    want, want);
+			return EXIT_USAGE;
+		}
+	}
+	gl_net(&ip, v4prefix, v6prefix, net, netlen);
+	gl_net_text(net, v4prefix, v6prefix, text, textlen);
+	return 0;
+bad:
+	errx_ctl("\"%s\": expected a client IP address (IPv4 or IPv6)",
+	    log_escape(esc, sizeof(esc), arg, strlen(arg)));
+	return EXIT_USAGE;
+}
+
+/* gl_list - print the entries */
+static int
+gl_list(struct ctlredis *rd, struct gllist *l, const char *netpat)
+{
+	char	pat[1024], pre[700], first[32];
+	size_t	ntrip = 0, nawl = 0;
+
+	glob_escape(rd->prefix, rd->prefixlen, pre, sizeof(pre));
+	for (int k = 0; k < 2; k++) {
+		if (netpat != NULL)
+			snprintf(pat, sizeof(pat), "%s%c{%s}%s", pre, "ga"[k],
+			    netpat, k ? "" : "*");
+		else
+			snprintf(pat, sizeof(pat), "%s%c{*", pre, "ga"[k]);
+		if (redis_scan(rd, pat, gl_add, l) < 0)
+			return EXIT_FAIL;
+	}
+	if (gl_fetch(rd, l) < 0)
+		return EXIT_FAIL;
+	if (l->n > 0)
+		qsort(l->v, l->n, sizeof(*l->v), gl_cmp);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct glentry *e = &l->v[i];
+
+		if (!e->have_value || e->ttl == -2)
+			continue;	/* expired between SCAN and GET */
+		if (e->kind == 'a') {
+			if (nawl++ == 0 && ntrip > 0)
+				putchar('\n');
+			printf("%-20s auto-whitelist: %lld successful "
+			    "retr%s, expires in %lld s\n", e->text, e->value,
+			    e->value == 1 ? "y" : "ies", e->ttl);
+			continue;
+		}
+		if (ntrip++ == 0)
+			printf("%-20s %-16s %-20s %-7s %s\n", "NETWORK",
+			    "TRIPLET", "FIRST SEEN (UTC)", "STATE",
+			    "EXPIRES IN");
+		{
+			time_t	t = (time_t)(e->value / 2);
+			struct tm tm;
+
+			gmtime_r(&t, &tm);
+			strftime(first, sizeof(first), "%Y-%m-%d %H:%M:%S",
+			    &tm);
+		}
+		printf("%-20s %02x%02x%02x%02x%02x%02x%02x%02x %-20s %-7s "
+		    "%lld s\n", e->text, e->hash[0], e->hash[1], e->hash[2],
+		    e->hash[3], e->hash[4], e->hash[5], e->hash[6], e->hash[7],
+		    first, e->value % 2 ? "passed" : "waiting", e->ttl);
+	}
+	printf("%zu triplet%s, %zu auto-whitelist counter%s (a triplet's "
+	    "sender and recipient are stored only as a hash and cannot be "
+	    "shown)\n", ntrip, ntrip == 1 ? "" : "s", nawl,
+	    nawl == 1 ? "" : "s");
+	return EXIT_REPLY;
+}
+
+/* gl_del - DEL of ac - 1 keys in av[1..]; the number deleted, or -1 */
+static long long
+gl_del(struct ctlredis *rd, int ac, const char **av, const size_t *al)
+{
+	redisReply *rp;
+	long long n;
+
+	if ((rp = redis_argv(rd, ac, av, al)) == NULL)
+		return -1;
+	n = rp->type == REDIS_REPLY_INTEGER ? rp->integer : 0;
+	freeReplyObject(rp);
+	return n;
+}
+
+/* gl_delete - every triplet key of the network and its counter */
+static int
+gl_delete(struct ctlredis *rd, struct gllist *l, const char *net,
+    const char *text)
+{
+	const char *av[257];
+	size_t	al[257];
+	char	pat[1024], pre[700], awl[800];
+	long long trip = 0, counter, n;
+	int	ac;
+
+	glob_escape(rd->prefix, rd->prefixlen, pre, sizeof(pre));
+	snprintf(pat, sizeof(pat), "%sg{%s}*", pre, net);
+	if (redis_scan(rd, pat, gl_add, l) < 0)
+		return EXIT_FAIL;
+	av[0] = "DEL";
+	al[0] = 3;
+	for (size_t b = 0; b < l->n; b += 256) {
+		ac = 1;
+		for (size_t i = b; i < l->n && i < b + 256; i++) {
+			av[ac] = l->v[i].key;
+			al[ac++] = l->v[i].keylen;
+		}
+		if ((n = gl_del(rd, ac, av, al)) < 0)
+			return EXIT_FAIL;
+		trip += n;
+	}
+	snprintf(pat, sizeof(pat), "a{%s}", net);
+	al[1] = redis_key(rd, pat, strlen(pat), awl, sizeof(awl));
+	av[1] = awl;
+	if ((counter = gl_del(rd, 2, av, al)) < 0)
+		return EXIT_FAIL;
+	if (trip == 0 && counter == 0)
+		printf("%s: no greylist entries\n", text);
+	else
+		printf("%s: deleted %lld triplet%s%s; its next mail is "
+		    "greylisted as new\n", text, trip, trip == 1 ? "" : "s",
+		    counter ? " and the auto-whitelist counter" : "");
+	return EXIT_REPLY;
+}
+
+/*
+ * cmd_greylist - "list [PATTERN]" and "delete NETWORK" on the keys of the
+ * first greylist rule (or -r RULE): its ipv4_prefix/ipv6_prefix make NET.
+ */
+static int
+cmd_greylist(const struct ctl *ctl, int argc, char **argv)
+{
+	struct ctlconf cc;
+	struct ctlredis rd;
+	struct gllist l;
+	const config_setting_t *set = NULL;
+	char	net[72], text[80];
+	const char *netpat = NULL;
+	int	status, list;
+
+	if (argc < 1 || !((strcmp(argv[0], "list") == 0 && argc <= 2) ||
+	    (strcmp(argv[0], "delete") == 0 && argc == 2))) {
+		errx_ctl("usage: policyctl [-c CONFIG] [-r RULE] greylist "
+		    "list [PATTERN] | delete NETWORK");
+		return EXIT_USAGE;
+	}
+	list = argv[0][0] == 'l';
+	if ((status = conf_open(ctl, &cc)) != 0) {
+		conf_close(&cc);
+		return status;
+	}
+	if (conf_rule(&cc, ctl->rule, "greylist", &set) == NULL) {
+		conf_close(&cc);
+		return EXIT_USAGE;
+	}
+	memset(&l, 0, sizeof(l));
+	l.v4prefix = conf_int(set, "ipv4_prefix", 24);
+	l.v6prefix = conf_int(set, "ipv6_prefix", 64);
+	if (argc == 2 && list && strpbrk(argv[1], "*?[") != NULL) {
+		l.glob = argv[1];
+	} else if (argc == 2) {
+		if ((status = gl_target(argv[1], l.v4prefix, l.v6prefix, net,
+		    sizeof(net), text, sizeof(text))) != 0) {
+			conf_close(&cc);
+			return status;
+		}
+		netpat = net;
+	}
+	if ((status = redis_open(ctl, cc.cfg, &rd)) != 0) {
+		conf_close(&cc);
+		return status;
+	}
+	l.rd = &rd;
+	status = list ? gl_list(&rd, &l, netpat) :
+	    gl_delete(&rd, &l, net, text);
+	gl_free(&l);
+	redis_close(&rd);
+	conf_close(&cc);
+	return status;
+}
+
+/* ------------------------------------------------------------------ stats */
+
+#define HTTP_MAX_BYTES	(64 * 1024 * 1024)
+#define ST_MAX_DEC	1024
+#define ST_MAX_BUCKETS	64
+
+/* one policyd_decisions_total line */
+struct mdec {
+	char	rule[128], action[64];
+	double	n;
+};
+
+/* the figures of one /metrics page */
+struct mstats {
+	double	requests, replies, malformed, on_error;
+	double	by_state[16];
+	char	state_name[16][24];
+	int	nstates;
+	struct mdec dec[ST_MAX_DEC];
+	int	ndec;
+	double	le[ST_MAX_BUCKETS], cum[ST_MAX_BUCKETS];
+	int	nbuckets;
+	double	lat_sum, lat_count;
+	double	conns, conns_total, reloads, reload_failures, generation;
+	double	redis_up, redis_commands, redis_errors, redis_timeouts;
+	double	redis_reconnects, redis_noscript, redis_latency_sum;
+	int	have_redis;
+};
+
+/*
+ * http_get - GET path over HTTP/1.0 from HOST:PORT; the body (malloc'ed,
+ * NUL-terminated) in *body. 0, or EXIT_FAIL / EXIT_USAGE after a message.
+ */
+static int
+http_get(const struct ctl *ctl, const char *hostport, const char *path,
+    char **body)
+{
+	long long deadline = mono_ms() + ctl->timeout_ms;
+	char	req[512], *buf = NULL, *p;
+	size_t	len = 0, cap = 0;
+	int	fd, status;
+
+	*body = NULL;
+	if ((fd = ctl_connect(hostport, ctl->timeout_ms, deadline, &status))
+	    < 0)
+		return status;
+	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\n"
+	    "User-Agent: policyctl/%s\r\nAccept: text/plain\r\n\r\n", path,
+	    hostport, POLICYD_VERSION);
+	if (send_all(fd, req, strlen(req), deadline) < 0) {
+		errx_ctl("sending to %s: %s", hostport, strerror(errno));
+		goto fail;
+	}
+	for (;;) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		ssize_t	n;
+		int	pn;
+
+		if (cap - len < 4096 + 1) {
+			size_t	ncap = cap ? cap * 2 : 65536;
+			char	*nb;
+
+			if (ncap > HTTP_MAX_BYTES) {
+				errx_ctl("%s: answer longer than %d bytes",
+				    hostport, HTTP_MAX_BYTES);
+				goto fail;
+			}
+			if ((nb = realloc(buf, ncap)) == NULL) {
+				errx_ctl("out of memory");
+				goto fail;
+			}
+			buf = nb;
+			cap = ncap;
+		}
+		pn = poll(&pfd, 1, remaining_ms(deadline));
+		if (pn < 0 && errno == EINTR)
+			continue;
+		if (pn <= 0) {
+			errx_ctl("no complete answer from %s within %d ms",
+			    hostport, ctl->timeout_ms);
+			goto fail;
+		}
+		n = recv(fd, buf + len, cap - len - 1, 0);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0) {
+			errx_ctl("reading from %s: %s", hostport,
+			    strerror(errno));
+			goto fail;
+		}
+		if (n == 0)
+			break;		/* HTTP/1.0: the end of the answer */
+		len += (size_t)n;
+	}
+	close(fd);
+	fd = -1;
+	buf[len] = '\0';
+	if (strncmp(buf, "HTTP/1.", 7) != 0 || len < 12) {
+		errx_ctl("%s: not an HTTP answer (is it policyd's "
+		    "metrics.address?)", hostport);
+		goto fail;
+	}
+	if (strncmp(buf + 9, "200", 3) != 0) {
+		p = buf + strcspn(buf, "\r\n");
+		*p = '\0';
+		errx_ctl("http://%s%s: %s", hostport, path, buf);
+		goto fail;
+	}
+	if ((p = strstr(buf, "\r\n\r\n")) == NULL) {
+		errx_ctl("%s: HTTP answer without a body", hostport);
+		goto fail;
+	}
+	p += 4;
+	memmove(buf, p, len - (size_t)(p - buf) + 1);
+	*body = buf;
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return EXIT_FAIL;
+}
+
+/*
+ * label_get - the value of label name in "a=\"x\",b=\"y\"" (unescaped)
+ * into buf; 0, or -1 when it is not there.
+ */
+static int
+label_get(const char *labels, const char *name, char *buf, size_t len)
+{
+	size_t	nl = strlen(name), o = 0;
+	const char *p = labels;
+
+	while (*p) {
+		const char *eq = strchr(p, '=');
+
+		if (eq == NULL || eq[1] != '"')
+			return -1;
+		if ((size_t)(eq - p) == nl && strncmp(p, name, nl) == 0) {
+			for (p = eq + 2; *p && *p != '"'; p++) {
+				char	c = *p;
+
+				if (c == '\\' && p[1] != '\0') {
+					c = *++p;
+					if (c == 'n')
+						c = '\n';
+				}
+				if (o + 1 < len)
+					buf[o++] = c;
+			}
+			buf[o] = '\0';
+			return 0;
+		}
+		for (p = eq + 2; *p && *p != '"'; p++)
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+		if (*p == '"')
+			p++;
+		if (*p == ',')
+			p++;
+	}
+	return -1;
+}
+
+/* mstats_line - one "name{labels} value" line */
+static void
+mstats_line(struct mstats *m, char *line)
+{
+	static const struct {
+		const char *name;
+		size_t	off;
+		int	redis;
+	} plain[] = {
+#define M(n, f, r)	{ n, offsetof(struct mstats, f), r }
+		M("policyd_requests_total", requests, 0),
+		M("policyd_replies_total", replies, 0),
+		M("policyd_malformed_total", malformed, 0),
+		M("policyd_on_error_total", on_error, 0),
+		M("policyd_request_duration_seconds_sum", lat_sum, 0),
+		M("policyd_request_duration_seconds_count", lat_count, 0),
+		M("policyd_connections", conns, 0),
+		M("policyd_connections_total", conns_total, 0),
+		M("policyd_reloads_total", reloads, 0),
+		M("policyd_reload_failures_total", reload_failures, 0),
+		M("policyd_config_generation", generation, 0),
+		M("policyd_redis_up", redis_up, 0),
+		M("policyd_redis_commands_total", redis_commands, 1),
+		M("policyd_redis_errors_total", redis_errors, 1),
+		M("policyd_redis_timeouts_total", redis_timeouts, 1),
+		M("policyd_redis_reconnects_total", redis_reconnects, 1),
+		M("policyd_redis_noscript_total", redis_noscript, 1),
+		M("policyd_redis_latency_seconds_sum", redis_latency_sum, 1),
+#undef M
+	};
+	char	*labels = NULL, *val, *end, *name = line, a[128];
+	double	v;
+
+	if (*line == '#' || *line == '\0')
+		return;
+	if ((val = strrchr(line, ' ')) == NULL)
+		return;
+	*val++ = '\0';
+	v = strtod(val, &end);
+	if (end == val)
+		return;
+	if ((labels = strchr(line, '{')) != NULL) {
+		char	*close = strrchr(labels, '}');
+
+		if (close == NULL)
+			return;
+		*labels++ = '\0';
+		*close = '\0';
+	}
+	if (labels == NULL) {
+		for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
+			if (strcmp(name, plain[i].name) == 0) {
+				*(double *)((char *)m + plain[i].off) = v;
+				m->have_redis |= plain[i].redis;
+			}
+		return;
+	}
+	if (strcmp(name, "policyd_requests_by_state_total") == 0) {
+		if (m->nstates < 16 && label_get(labels, "state", a,
+		    sizeof(a)) == 0) {
+			snprintf(m->state_name[m->nstates],
+			    sizeof(m->state_name[0]), "%s", a);
+			m->by_state[m->nstates++] = v;
+		}
+	} else if (strcmp(name, "policyd_decisions_total") == 0) {
+		if (m->ndec < ST_MAX_DEC && label_get(labels, "rule",
+		    m->dec[m->ndec].rule, sizeof(m->dec[0].rule)) == 0 &&
+		    label_get(labels, "action", m->dec[m->ndec].action,
+		    sizeof(m->dec[0].action)) == 0)
+			m->dec[m->ndec++].n = v;
+	} else if (strcmp(name, "policyd_request_duration_seconds_bucket")
+	    == 0) {
+		if (m->nbuckets < ST_MAX_BUCKETS && label_get(labels, "le", a,
+		    sizeof(a)) == 0) {
+			m->le[m->nbuckets] = strcmp(a, "+Inf") == 0 ? -1 :
+			    strtod(a, NULL);
+			m->cum[m->nbuckets++] = v;
+		}
+	}
+}
+
+/*
+ * quantile - estimate the q-quantile in seconds from the cumulative
+ * histogram, interpolating inside the bucket (as Prometheus'
+ * histogram_quantile); -1 when it lies in the +Inf bucket, -2 when empty.
+ */
+static double
+quantile(const struct mstats *m, double q)
+{
+	double	total, rank, lo = 0, prev = 0;
+
+	if (m->nbuckets == 0 || (total = m->cum[m->nbuckets - 1]) <= 0)
+		return -2;
+	rank = q * total;
+	for (int i = 0; i < m->nbuckets; i++) {
+		if (m->cum[i] >= rank) {
+			if (m->le[i] < 0)
+				return -1;
+			if (m->cum[i] - prev <= 0)
+				return m->le[i];
+			return lo + (m->le[i] - lo) * (rank - prev) /
+			    (m->cum[i] - prev);
+		}
+		if (m->le[i] >= 0)
+			lo = m->le[i];
+		prev = m->cum[i];
+	}
+	return -1;
+}
+
+/* print_ms - a latency for a person */
+static void
+print_ms(const char *what, double sec, const struct mstats *m)
+{
+	if (sec == -1) {
+		double	last = 0;
+
+		for (int i = 0; i < m->nbuckets; i++)
+			if (m->le[i] >= 0)
+				last = m->le[i];
+		printf("%s > %g ms", what, last * 1000);
+	} else {
+		printf("%s %.3g ms", what, sec * 1000);
+	}
+}
+
+/* dec_cmp - decisions, most frequent first */
+static int
+dec_cmp(const void *a, const void *b)
+{
+	double	x = ((const struct mdec *)a)->n;
+	double	y = ((const struct mdec *)b)->n;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* stats_print - the figures for a person */
+static void
+stats_print(const struct mstats *m, const char *hostport)
+{
+	printf("policyd at http://%s/metrics\n", hostport);
+	printf("%-14s %.0f", "requests", m->requests);
+	for (int i = 0, n = 0; i < m->nstates; i++)
+		if (m->by_state[i] > 0)
+			printf("%s%s %.0f", n++ ? ", " : " (",
+			    m->state_name[i], m->by_state[i]);
+	for (int i = 0; i < m->nstates; i++)
+		if (m->by_state[i] > 0) {
+			putchar(')');
+			break;
+		}
+	putchar('\n');
+	printf("%-14s %.0f\n", "replies", m->replies);
+	printf("%-14s %.0f (connections closed for malformed or timed-out "
+	    "requests)\n", "malformed", m->malformed);
+	printf("%-14s %.0f (a check could not decide: on_error answered)\n",
+	    "on_error", m->on_error);
+	printf("decisions:\n");
+	if (m->ndec == 0)
+		printf("  none yet\n");
+	for (int i = 0; i < m->ndec; i++)
+		printf("  %-24s %-18s %10.0f\n", m->dec[i].rule,
+		    m->dec[i].action, m->dec[i].n);
+	printf("%-14s ", "latency");
+	if (m->lat_count <= 0) {
+		printf("no requests yet\n");
+	} else {
+		printf("mean %.3g ms; ", m->lat_sum / m->lat_count * 1000);
+		print_ms("p50", quantile(m, 0.5), m);
+		print_ms(", p90", quantile(m, 0.9), m);
+		print_ms(", p99", quantile(m, 0.99), m);
+		printf(" (estimated from the histogram)\n");
+	}
+	printf("%-14s %.0f open, %.0f accepted\n", "connections", m->conns,
+	    m->conns_total);
+	printf("%-14s %s", "redis", m->redis_up > 0 ? "up" : "DOWN");
+	if (m->have_redis) {
+		printf(", %.0f commands, %.0f errors, %.0f timeouts, %.0f "
+		    "reconnects, %.0f NOSCRIPT", m->redis_commands,
+		    m->redis_errors, m->redis_timeouts, m->redis_reconnects,
+		    m->redis_noscript);
+		if (m->redis_commands > 0)
+			printf(", mean %.3g ms", m->redis_latency_sum /
+			    m->redis_commands * 1000);
+	}
+	putchar('\n');
+	printf("%-14s generation %.0f, %.0f reloads, %.0f refused\n",
+	    "configuration", m->generation, m->reloads, m->reload_failures);
+}
+
+/* cmd_stats - fetch /metrics and print it for a person */
+static int
+cmd_stats(const struct ctl *ctl, int argc, char **argv)
+{
+	struct ctlconf cc;
+	struct mstats *m;
+	char	hostport[300], *body = NULL, *line, *next;
+	int	status;
+
+	(void)argv;
+	if (argc != 0) {
+		errx_ctl("usage: policyctl [-c CONFIG | -m HOST:PORT] stats");
+		return EXIT_USAGE;
+	}
+	if (ctl->metrics != NULL) {
+		snprintf(hostport, sizeof(hostport), "%s", ctl->metrics);
+	} else {
+		if ((status = conf_open(ctl, &cc)) != 0) {
+			conf_close(&cc);
+			return status;
+		}
+		snprintf(hostport, sizeof(hostport), "%s",
+		    cc.cfg->metrics_address);
+		conf_close(&cc);
+		if (hostport[0] == '\0') {
+			errx_ctl("%s: metrics.address is empty: policyd "
+			    "serves no metrics", ctl->config);
+			return EXIT_FAIL;
+		}
+	}
+	if ((status = http_get(ctl, hostport, "/metrics", &body)) != 0)
+		return status;
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		errx_ctl("out of memory");
+		free(body);
+		return EXIT_FAIL;
+	}
+	for (line = body; line != NULL && *line; line = next) {
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		line[strcspn(line, "\r")] = '\0';
+		mstats_line(m, line);
+	}
+	free(body);
+	if (m->nbuckets == 0 && m->requests == 0 && m->generation == 0) {
+		errx_ctl("http://%s/metrics: no policyd figures in the "
+		    "answer", hostport);
+		free(m);
+		return EXIT_FAIL;
+	}
+	if (m->ndec > 0)
+		qsort(m->dec, (size_t)m->ndec, sizeof(m->dec[0]), dec_cmp);
+	stats_print(m, hostport);
+	free(m);
+	return EXIT_REPLY;
+}
+
 /* main - options, then the command */
 int
 main(int argc, char **argv)
 {
-	struct ctl ctl = { CTL_DEFAULT_ADDRESS, CTL_DEFAULT_TIMEOUT };
+	struct ctl ctl = { CTL_DEFAULT_ADDRESS, CTL_DEFAULT_TIMEOUT,
+	    CONFIG_DEFAULT_PATH, NULL, NULL };
 	static char portaddr[32];
 	const struct command *cmd = NULL;
 	long	v;
 	int	ch, status;
 
 	/* "+": options end at the command; its arguments are its own */
-	while ((ch = getopt(argc, argv, "+s:p:t:hV")) != -1) {
+	while ((ch = getopt(argc, argv, "+s:p:t:c:r:m:hV")) != -1) {
 		switch (ch) {
+		case 'c':
+			ctl.config = optarg;
+			break;
+		case 'r':
+			ctl.rule = optarg;
+			break;
+		case 'm': {
+			char	path[8], host[256], port[8];
+			const char *why = NULL;
+
+			if (strncmp(optarg, "inet:", 5) == 0 ||
+			    address_parse(optarg, path, sizeof(path), host,
+			    sizeof(host), port, sizeof(port), &why) < 0 ||
+			    path[0] != '\0') {
+				errx_ctl("bad metrics address \"%s\": "
+				    "expected HOST:PORT or [IPV6]:PORT", optarg);
+				return EXIT_USAGE;
+			}
+			ctl.metrics = optarg;
+			break;
+		}
 		case 's':
 			ctl.address = optarg;
 			break;
@@ -839,7 +2469,7 @@ main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	for (size_t i = 0; i < NCOMMANDS; i++)
+	for (size_t i = 0; i < NCOMMANDS && cmd == NULL; i++)
 		if (strcmp(argv[0], commands[i].name) == 0)
 			cmd = &commands[i];
 	if (cmd == NULL) {

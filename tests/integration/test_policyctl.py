@@ -1,9 +1,11 @@
-"""policyctl: check and explain against a real policyd, exit statuses, timeouts.
+"""policyctl against a real redis-server and policyd: check and explain (exit
+statuses, timeouts), ratelimit show/reset, greylist list/delete, stats.
 
 The binary is POLICYCTL_BIN, else the policyctl next to POLICYD_BIN (so the
 sanitizer pass tests the sanitizer build), else build/policyctl.
 """
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import TOP, Redis, Policyd, check, eq, free_port, mktemp  # noqa: E402
+from harness import TOP, Redis, Policyd, check, eq, free_port, mktemp, req  # noqa: E402
 
 GREYLIST_DEFER = "DEFER_IF_PERMIT 4.7.1 Greylisted, please try again in 300 seconds"
 
@@ -270,3 +272,278 @@ def test_bad_replies_exit_1():
             eq(rc, 1, "%s: exit status" % handler.__name__)
             check(want in err, "%s: %r" % (handler.__name__, err))
             eq(out, "", "%s: stdout" % handler.__name__)
+
+
+# ------------------------------------------------ Redis and metrics commands
+
+RL_RULES = """
+rules = (
+  { name = "user-rate"; match = { authenticated = true; }; check = "ratelimit";
+    key = "sasl_username"; windows = ( { limit = 3; seconds = 3600; },
+                                       { limit = 100; seconds = 60; } );
+    overrides = "rl.overrides"; },
+  { name = "pair"; match = { authenticated = false; }; check = "ratelimit";
+    key = [ "client_network", "sender_domain" ]; windows = { limit = 2; seconds = 600; }; }
+);
+"""
+
+RL_OVERRIDES = "bulk@example.net  5/3600, 100/60\n@example.org  unlimited\n"
+
+
+def login_req(login, **kw):
+    a = dict(sasl_username=login, sasl_method="PLAIN", sender=login)
+    a.update(kw)
+    return req(**a)
+
+
+def window_lines(out):
+    return [l for l in out.splitlines() if " per " in l and "used" in l]
+
+
+def test_ratelimit_show_and_reset():
+    with Redis() as r, Policyd(redis=r, rules=RL_RULES,
+                               files={"rl.overrides": RL_OVERRIDES}) as p:
+        c = p.client()
+        rc, out, err = ctl("-c", p.conf, "ratelimit", "show", "user-rate", "alice@example.net")
+        eq((rc, err), (0, ""), "show of an unused key")
+        check(all("used 0," in l for l in window_lines(out)), out)
+        for _ in range(3):
+            eq(c.ask(login_req("alice@example.net")), "DUNNO", "within the limit")
+        check(c.ask(login_req("alice@example.net")).startswith("DEFER_IF_PERMIT 4.7.1 Rate limit"),
+              "the 4th is over 3 per hour")
+        rc, out, err = ctl("-c", p.conf, "ratelimit", "show", "user-rate", "alice@example.net")
+        eq((rc, err), (0, ""), "show")
+        w = window_lines(out)
+        eq(len(w), 2, "two windows: %r" % out)
+        check(w[0].startswith("  3 recipients per hour (3600 s): used 3, 0 left, all free again in "),
+              w[0])
+        check(w[1].startswith("  100 recipients per minute (60 s): used 3, 97 left"), w[1])
+        check("windows: the rule's windows" in out, out)
+        check("t:r{" in out, "the Redis key is shown: %r" % out)
+        # another key of the same rule is untouched
+        rc, out, _ = ctl("-c", p.conf, "ratelimit", "show", "user-rate", "bob@example.net")
+        check(all("used 0," in l for l in window_lines(out)), out)
+
+        rc, out, err = ctl("-c", p.conf, "ratelimit", "reset", "user-rate", "alice@example.net")
+        eq((rc, err), (0, ""), "reset")
+        check("used 3, 0 left" in out, "reset prints what it removes: %r" % out)
+        check("reset: removed 1 key" in out, out)
+        rc, out, _ = ctl("-c", p.conf, "ratelimit", "show", "user-rate", "alice@example.net")
+        check(all("used 0," in l for l in window_lines(out)) and len(window_lines(out)) == 2, out)
+        eq(c.ask(login_req("alice@example.net")), "DUNNO", "accepted again after reset")
+        rc, out, _ = ctl("-c", p.conf, "ratelimit", "reset", "user-rate", "nobody@example.net")
+        check(rc == 0 and "nothing was stored" in out, out)
+        eq(r.keys("t:r{*").__len__(), 1, "only alice's counter is left")
+
+
+def test_ratelimit_overrides_and_combined_keys():
+    with Redis() as r, Policyd(redis=r, rules=RL_RULES,
+                               files={"rl.overrides": RL_OVERRIDES}) as p:
+        c = p.client()
+        for _ in range(2):
+            eq(c.ask(login_req("bulk@example.net")), "DUNNO", "bulk")
+        rc, out, _ = ctl("-c", p.conf, "ratelimit", "show", "user-rate", "bulk@example.net")
+        check("override bulk@example.net" in out, out)
+        check(window_lines(out)[0].startswith("  5 recipients per hour (3600 s): used 2, 3 left"),
+              out)
+        rc, out, _ = ctl("-c", p.conf, "ratelimit", "show", "user-rate", "x@example.org")
+        check(rc == 0 and "unlimited (override @example.org" in out, out)
+        # a combined key: the parts in the rule's order, joined with "|"
+        for _ in range(2):
+            eq(c.ask(req(client_address="192.0.2.77", sender="Ann+tag@Sender.TEST")), "DUNNO",
+               "pair")
+        check(c.ask(req(client_address="192.0.2.78", sender="b@sender.test"))
+              .startswith("DEFER_IF_PERMIT"), "3rd of the pair")
+        rc, out, err = ctl("-c", p.conf, "ratelimit", "show", "pair", "192.0.2.0/24|sender.test")
+        eq((rc, err), (0, ""), "combined show")
+        check(window_lines(out)[0].startswith("  2 recipients per 10 minutes (600 s): used 2, 0 left"),
+              out)
+        rc, out, err = ctl("-c", p.conf, "ratelimit", "show", "pair", "192.0.2.0/24|Sender.test")
+        check("lowercases" in err, "a key with capitals is flagged: %r" % err)
+
+
+ERR_RULES = RL_RULES.replace(
+    "\n);", ',\n  { name = "greylist"; match = { authenticated = false; }; check = "greylist"; }\n);')
+
+
+def test_ratelimit_errors():
+    with Redis() as r, Policyd(redis=r, rules=ERR_RULES,
+                               files={"rl.overrides": RL_OVERRIDES}) as p:
+        for args, status, want in [
+                (["ratelimit", "show", "nosuch", "a"], 2, 'no rule named "nosuch"'),
+                (["ratelimit", "show", "user-rate"], 2, "usage:"),
+                (["ratelimit", "frob", "user-rate", "a"], 2, "usage:"),
+                (["ratelimit", "show", "user-rate", ""], 2, "KEY"),
+                (["-r", "user-rate", "greylist", "list"], 2, "not a greylist rule"),
+                (["greylist", "delete", "not-an-ip"], 2, "expected a client IP address"),
+                (["greylist", "delete", "192.0.2.0/16"], 2, "/24 networks"),
+                (["greylist", "list", "a", "b"], 2, "usage:"),
+                (["stats", "extra"], 2, "usage:")]:
+            rc, out, err = ctl("-c", p.conf, *args)
+            eq(rc, status, "exit status of %r (stderr %r)" % (args, err))
+            check(want in err, "%r: stderr %r lacks %r" % (args, err, want))
+            eq(out, "", "stdout of %r" % (args,))
+        r.stop()
+        rc, out, err = ctl("-c", p.conf, "-t", "1000", "ratelimit", "show", "user-rate", "a@b")
+        eq(rc, 1, "redis down")
+        check("cannot connect to redis at %s" % r.address in err, err)
+    # the greylist commands need a greylist rule (policyd need not run)
+    d = mktemp("policyctl-conf.")
+    try:
+        conf = os.path.join(d, "policyd.conf")
+        with open(conf, "w") as f:
+            f.write('redis = { address = "127.0.0.1:1"; };\n' + RULES.replace(
+                'check = "greylist";', 'action = "DUNNO";'))
+        rc, _, err = ctl("-c", conf, "greylist", "list")
+        eq(rc, 2, "no greylist rule")
+        check("no greylist rule" in err, err)
+        with open(conf, "a") as f:
+            f.write("bogus = 1;\n")
+        rc, _, err = ctl("-c", conf, "greylist", "list")
+        eq(rc, 1, "a configuration with errors")
+        check('unknown setting "bogus"' in err and "cannot use this configuration" in err, err)
+    finally:
+        for n in os.listdir(d):
+            os.unlink(os.path.join(d, n))
+        os.rmdir(d)
+    rc, _, err = ctl("-c", "/nonexistent/policyd.conf", "ratelimit", "show", "a", "b")
+    eq(rc, 1, "missing configuration")
+    check("cannot read" in err, err)
+    rc, _, err = ctl("-m", "127.0.0.1:%d" % free_port(), "stats")
+    eq(rc, 1, "no metrics listener")
+    check("cannot connect" in err, err)
+    rc, _, err = ctl("-m", "nohostport", "stats")
+    eq(rc, 2, "bad -m")
+    check("bad metrics address" in err, err)
+
+
+
+
+GL_RULES = """
+rules = (
+  { name = "greylist"; check = "greylist"; delay = 1; retry_window = 30;
+    auto_whitelist = 5; }
+);
+"""
+
+
+def greylist_req(client, sender="a@sender.test", rcpt="b@example.net"):
+    return req(client_address=client, sender=sender, recipient=rcpt)
+
+
+def test_greylist_list_and_delete():
+    with Redis() as r, Policyd(redis=r, rules=GL_RULES) as p:
+        c = p.client()
+        rc, out, err = ctl("-c", p.conf, "greylist", "list")
+        eq((rc, err), (0, ""), "empty list")
+        check(out.startswith("0 triplets, 0 auto-whitelist counters"), out)
+        for client, rcpt in [("192.0.2.1", "b@example.net"), ("192.0.2.200", "c@example.net"),
+                             ("198.51.100.7", "b@example.net"), ("2001:db8::5", "b@example.net")]:
+            check(c.ask(greylist_req(client, rcpt=rcpt)).startswith("DEFER_IF_PERMIT"), client)
+        rc, out, err = ctl("-c", p.conf, "greylist", "list")
+        eq((rc, err), (0, ""), "list")
+        rows = [l.split() for l in out.splitlines()[1:] if l and l[0].isdigit() and "/" in l.split()[0]]
+        eq(sorted(x[0] for x in rows),
+           ["192.0.2.0/24", "192.0.2.0/24", "198.51.100.0/24", "2001:db8::/64"], "networks")
+        check(all(x[4] == "waiting" for x in rows), out)
+        check(all(0 < int(x[5]) <= 30 for x in rows), "TTL within retry_window: %r" % out)
+        check("4 triplets" in out and "cannot be shown" in out, out)
+        # an address selects its network, a glob the network text
+        rc, out, _ = ctl("-c", p.conf, "greylist", "list", "192.0.2.99")
+        check("2 triplets" in out and "198.51" not in out, out)
+        rc, out, _ = ctl("-c", p.conf, "greylist", "list", "2001:*")
+        check("1 triplet," in out and "2001:db8::/64" in out, out)
+
+        # the retry passes: "passed", and the network's auto-whitelist counter
+        time.sleep(1.2)
+        check(c.ask(greylist_req("192.0.2.1")).startswith("PREPEND X-Greylist"), "retry passes")
+        rc, out, _ = ctl("-c", p.conf, "greylist", "list", "192.0.2.1")
+        check(any(l.startswith("192.0.2.0/24") and " passed " in l for l in out.splitlines()), out)
+        check("auto-whitelist: 1 successful retry" in out, out)
+        eq(c.ask(greylist_req("192.0.2.1")), "DUNNO", "known triplet")
+
+        rc, out, err = ctl("-c", p.conf, "greylist", "delete", "192.0.2.1")
+        eq((rc, err), (0, ""), "delete")
+        check("192.0.2.0/24: deleted 2 triplets and the auto-whitelist counter" in out, out)
+        eq(r.keys("t:g{c00002}*") + r.keys("t:a{c00002}"), [], "keys of 192.0.2.0/24")
+        eq(len(r.keys("t:g{*")), 2, "other networks untouched")
+        rc, out, _ = ctl("-c", p.conf, "greylist", "list")
+        check("192.0.2." not in out and "2 triplets" in out, out)
+        # the next mail of the network is new again
+        rc, out, _ = ctl("-p", str(p.port), "explain", "client_address=192.0.2.1",
+                         "sender=a@sender.test", "recipient=b@example.net")
+        check("new triplet" in out and out.splitlines()[-1].startswith(
+            "answer: DEFER_IF_PERMIT 4.7.1 Greylisted"), out)
+        rc, out, _ = ctl("-c", p.conf, "greylist", "delete", "203.0.113.9")
+        check(rc == 0 and "203.0.113.0/24: no greylist entries" in out, out)
+        rc, out, _ = ctl("-c", p.conf, "greylist", "delete", "2001:db8::1234/64")
+        check("2001:db8::/64: deleted 1 triplet;" in out, out)
+
+
+def test_greylist_rule_prefix_and_database():
+    rules = """
+rules = (
+  { name = "gl-wide"; check = "greylist"; ipv4_prefix = 16; ipv6_prefix = 48; },
+  { name = "gl-narrow"; check = "greylist"; ipv4_prefix = 32; }
+);
+"""
+    with Redis(password="s3cret pw") as r:
+        block = ('redis = { address = "%s"; password = "s3cret pw"; database = 3; '
+                 'prefix = "x*"; timeout_ms = 500; };' % r.address)
+        with Policyd(redis=r, rules=rules, redis_block=block) as p:
+            c = p.client()
+            check(c.ask(greylist_req("10.1.2.3")).startswith("DEFER_IF_PERMIT"), "first")
+            rc, out, err = ctl("-c", p.conf, "greylist", "list")
+            eq((rc, err), (0, ""), "list with AUTH, SELECT and a glob character in the prefix")
+            check("10.1.0.0/16" in out and "1 triplet," in out, out)
+            rc, out, err = ctl("-c", p.conf, "-r", "gl-narrow", "greylist", "delete", "10.1.2.3")
+            check(rc == 0 and "10.1.2.3/32: no greylist entries" in out, out + err)
+            rc, out, _ = ctl("-c", p.conf, "greylist", "delete", "10.1.200.200")
+            check("10.1.0.0/16: deleted 1 triplet" in out, out)
+            eq(r.keys("*", db=3), [], "database 3 is empty")
+
+
+def parse_stats(out):
+    d = {}
+    for l in out.splitlines():
+        parts = l.split()
+        if len(parts) >= 2 and not l.startswith(" "):
+            d[parts[0]] = parts[1:]
+    return d
+
+
+def test_stats():
+    mport = free_port()
+    extra = 'metrics = { address = "127.0.0.1:%d"; };' % mport
+    with Redis() as r, Policyd(redis=r, rules=RULES, extra=extra) as p:
+        p.wait_log("metrics on http://127.0.0.1:%d" % mport)
+        c = p.client()
+        n = 7
+        for i in range(n):
+            c.ask(req(client_address="192.0.2.%d" % (i + 1)))
+        c.ask(req(sender="x@spam.test"))
+        rc, out, err = ctl("-c", p.conf, "stats")
+        eq((rc, err), (0, ""), "stats via the configuration")
+        s = parse_stats(out)
+        eq(s["requests"][0], str(n + 1), "requests: %r" % out)
+        eq(s["replies"][0], str(n + 1), "replies")
+        check("(RCPT %d)" % (n + 1) in out, out)
+        lines = out.splitlines()
+        check(any(l.split() == ["greylist", "DEFER_IF_PERMIT", str(n)] for l in lines), out)
+        check(any(l.split() == ["block-spammer", "REJECT", "1"] for l in lines), out)
+        check(s["latency"][0] == "mean" and "p50" in out and "p99" in out, out)
+        check(s["redis"][0].startswith("up"), out)
+        check(re.search(r"up, \d+ commands, 0 errors, 0 timeouts", out), out)
+        check(s["connections"][:2] == ["1", "open,"], out)
+        check(s["configuration"][:2] == ["generation", "1,"], out)
+        # -m instead of the configuration
+        rc, out2, _ = ctl("-m", "127.0.0.1:%d" % mport, "stats")
+        eq(rc, 0, "stats via -m")
+        eq(parse_stats(out2)["requests"][0], str(n + 1), "same figures")
+        # something else than policyd's metrics
+        rc, _, err = ctl("-m", "127.0.0.1:%d" % p.port, "stats")
+        eq(rc, 1, "not an HTTP server")
+    with Redis() as r, Policyd(redis=r, rules=RULES, extra='metrics = { address = ""; };') as p:
+        rc, _, err = ctl("-c", p.conf, "stats")
+        eq(rc, 1, "metrics off")
+        check("metrics.address is empty" in err, err)
