@@ -1,0 +1,324 @@
+#!/usr/bin/env python3
+"""bench-helper.py - the parts of tests/bench/bench.sh that are easier in Python.
+
+usage:
+  bench-helper.py idle PORT N SECONDS
+      Open N idle TCP connections to 127.0.0.1:PORT (after raising
+      RLIMIT_NOFILE), check that a valid request on one more connection is
+      still answered, print "ready N" on stdout, then hold them for at most
+      SECONDS and exit. Bounded in time.
+  bench-helper.py fill PORT N [CONNS]
+      Send N requests with N distinct greylist triplets (distinct
+      recipients; one client network per 256) pipelined in batches over
+      CONNS connections; print "sent N defer D other O seconds S".
+  bench-helper.py summary RUNS.jsonl EXTRA.json OUT.json
+      Read every run (one JSON object a line, written by bench.sh) and the
+      extra measurements (RSS, Redis memory, machine), print the summary
+      table and the target checks, and write one JSON object to OUT.json.
+
+Only loopback is used; no process is started here.
+"""
+import json
+import os
+import resource
+import socket
+import sys
+import threading
+import time
+
+
+def request(client, sender, recipient, sasl=""):
+    attrs = [
+        ("request", "smtpd_access_policy"), ("protocol_state", "RCPT"),
+        ("protocol_name", "ESMTP"), ("client_address", client),
+        ("client_name", "mx.bench.example"), ("reverse_client_name", "mx.bench.example"),
+        ("helo_name", "mx.bench.example"), ("sender", sender),
+        ("recipient", recipient), ("recipient_count", "0"),
+        ("queue_id", ""), ("instance", "1.2.3.0"), ("size", "0"),
+        ("sasl_method", ""), ("sasl_username", sasl), ("sasl_sender", ""),
+    ]
+    return ("".join("%s=%s\n" % kv for kv in attrs) + "\n").encode()
+
+
+def read_replies(sock, n, buf, deadline):
+    """Read n replies; return (actions, rest-of-buffer)."""
+    out = []
+    while len(out) < n:
+        while b"\n\n" in buf and len(out) < n:
+            raw, buf = buf.split(b"\n\n", 1)
+            line = raw.split(b"\n")[-1].decode("utf-8", "replace")
+            out.append(line[len("action="):] if line.startswith("action=") else "?" + line)
+        if len(out) >= n:
+            break
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no reply within the time limit")
+        sock.settimeout(left)   # no select(): descriptors may be above 1024
+        try:
+            d = sock.recv(1 << 16)
+        except socket.timeout:
+            continue
+        if not d:
+            raise ConnectionError("server closed the connection")
+        buf += d
+    return out, buf
+
+
+def raise_nofile(want):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def cmd_idle(port, n, seconds):
+    limit = raise_nofile(n + 100)
+    if limit < n + 20:
+        print("error RLIMIT_NOFILE is %d, need %d" % (limit, n + 20), flush=True)
+        return 1
+    socks = []
+    deadline = time.monotonic() + seconds
+    for i in range(n):
+        if time.monotonic() > deadline:
+            break
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(10)
+        try:
+            s.connect(("127.0.0.1", port))
+        except OSError as e:
+            print("error connect %d: %s" % (i, e), flush=True)
+            s.close()
+            break
+        socks.append(s)
+    # one more connection must still get an answer promptly
+    t0 = time.monotonic()
+    probe = socket.create_connection(("127.0.0.1", port), timeout=10)
+    probe.sendall(request("192.0.2.77", "probe@example.com", "probe@example.net"))
+    try:
+        acts, _ = read_replies(probe, 1, b"", time.monotonic() + 10)
+        ms = (time.monotonic() - t0) * 1000
+        print("ready %d probe_ms %.1f probe %s" % (len(socks), ms, acts[0].split()[0]),
+              flush=True)
+    except (OSError, TimeoutError) as e:
+        print("ready %d probe_ms -1 probe failed:%s" % (len(socks), e), flush=True)
+    # hold them until the time is up (bench.sh stops us by PID before)
+    while time.monotonic() < deadline:
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    for s in socks:
+        s.close()
+    probe.close()
+    return 0
+
+
+def cmd_fill(port, n, conns):
+    batch = 256
+    per = (n + conns - 1) // conns
+    stats = {"sent": 0, "defer": 0, "other": 0, "errors": []}
+    lock = threading.Lock()
+
+    def worker(lo, hi):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            buf = b""
+            i = lo
+            while i < hi:
+                k = min(batch, hi - i)
+                s.sendall(b"".join(request(
+                    "10.%d.%d.%d" % ((j >> 16) & 255, (j >> 8) & 255, j & 255),
+                    "sender@example.com", "user%d@example.net" % j)
+                    for j in range(i, i + k)))
+                acts, buf = read_replies(s, k, buf, time.monotonic() + 60)
+                d = sum(1 for a in acts if a.startswith("DEFER_IF_PERMIT"))
+                with lock:
+                    stats["sent"] += k
+                    stats["defer"] += d
+                    stats["other"] += k - d
+                i += k
+            s.close()
+        except Exception as e:  # noqa: BLE001 - reported below
+            with lock:
+                stats["errors"].append(str(e))
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(c * per, min(n, (c + 1) * per)))
+               for c in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    print("sent %d defer %d other %d seconds %.2f errors %d %s" % (
+        stats["sent"], stats["defer"], stats["other"], time.monotonic() - t0,
+        len(stats["errors"]), "; ".join(stats["errors"][:2])), flush=True)
+    return 0 if not stats["errors"] else 1
+
+
+# ------------------------------------------------------------- summary ----
+
+PEERS_OF = {"greylist": ["postgrey", "postgrey-tmpfs"],
+            "auth": ["postfwd2", "postfwd1"],
+            "mixed": ["postfwd2", "postfwd1"]}
+
+
+def fmt_rps(v):
+    return "-" if v is None else "%.0f" % v
+
+
+def fmt_ratio(a, b):
+    if a is None or not b:
+        return "-"
+    r = a / b
+    return ("%.0fx" % r) if r >= 10 else ("%.2fx" % r)
+
+
+def cmd_summary(runs_path, extra_path, out_path):
+    runs = []
+    with open(runs_path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                runs.append(json.loads(line))
+    with open(extra_path) as f:
+        extra = json.load(f)
+
+    def get(server, workload, conns):
+        for r in runs:
+            if r["server"] == server and r["workload"] == workload and r["conns"] == conns:
+                return r
+        return None
+
+    levels = sorted({r["conns"] for r in runs})
+    workloads = [w for w in ("greylist", "auth", "mixed") if any(r["workload"] == w for r in runs)]
+    servers = sorted({r["server"] for r in runs})
+    rows = []
+    print()
+    print("Summary (req/s; p99 in microseconds; ratio = policyd / other, same run, same load options)")
+    hdr = "%-9s %5s %9s %7s %7s | %-28s | %-28s | %9s %7s" % (
+        "workload", "conns", "policyd", "p99us", "errors", "peer 1 req/s (ratio)",
+        "peer 2 req/s (ratio)", "null-redis", "ratio")
+    print(hdr)
+    print("-" * len(hdr))
+    for w in workloads:
+        for c in levels:
+            p = get("policyd", w, c)
+            prps = p["load"]["rps"] if p else None
+            row = {"workload": w, "conns": c, "policyd_rps": prps,
+                   "policyd_p50_us": p["load"]["latency_us"]["p50"] if p else None,
+                   "policyd_p99_us": p["load"]["latency_us"]["p99"] if p else None,
+                   "policyd_max_us": p["load"]["latency_us"]["max"] if p else None,
+                   "policyd_errors": p["load"]["errors"]["total"] if p else None,
+                   "peers": {}}
+            cells = []
+            for peer in PEERS_OF[w]:
+                q = get(peer, w, c)
+                if q is None:
+                    continue
+                qr = q["load"]["rps"]
+                row["peers"][peer] = {"rps": qr, "p99_us": q["load"]["latency_us"]["p99"],
+                                      "ratio": (prps / qr) if (prps and qr) else None}
+                cells.append("%s %s (%s)" % (peer, fmt_rps(qr), fmt_ratio(prps, qr)))
+            n = get("null-redis", w, c)
+            nr = n["load"]["rps"] if n else None
+            row["null_redis_rps"] = nr
+            row["null_redis_ratio"] = (prps / nr) if (prps and nr) else None
+            info = get("policyd-info", w, c)
+            if info:
+                row["policyd_info_rps"] = info["load"]["rps"]
+            while len(cells) < 2:
+                cells.append("")
+            print("%-9s %5d %9s %7s %7s | %-28s | %-28s | %9s %7s" % (
+                w, c, fmt_rps(prps), row["policyd_p99_us"] if p else "-",
+                row["policyd_errors"] if p else "-", cells[0], cells[1], fmt_rps(nr),
+                ("%.0f%%" % (100 * prps / nr)) if (prps and nr) else "-"))
+            rows.append(row)
+
+    info_rows = [r for r in runs if r["server"] == "policyd-info"]
+    if info_rows:
+        print()
+        print("Cost of per-decision logging (log.level = \"info\", stderr to a file):")
+        for r in info_rows:
+            base = get("policyd", r["workload"], r["conns"])
+            b = base["load"]["rps"] if base else None
+            print("  %-9s c=%-3d info %s req/s p99 %s us  vs warning %s req/s  (%s)" % (
+                r["workload"], r["conns"], fmt_rps(r["load"]["rps"]),
+                r["load"]["latency_us"]["p99"], fmt_rps(b),
+                ("%+.0f%%" % (100 * (r["load"]["rps"] / b - 1))) if b else "-"))
+
+    # ------------------------------------------------------------ targets
+    targets = []
+
+    def target(name, met, figure):
+        targets.append({"target": name, "met": met, "figure": figure})
+
+    g32 = get("policyd", "greylist", 32)
+    pg32 = get("postgrey", "greylist", 32)
+    nr32 = get("null-redis", "greylist", 32)
+    if g32 and pg32:
+        r = g32["load"]["rps"] / pg32["load"]["rps"] if pg32["load"]["rps"] else float("inf")
+        target("greylist c=32 >= 25x postgrey", r >= 25,
+               "%.0f / %.0f req/s = %.1fx" % (g32["load"]["rps"], pg32["load"]["rps"], r))
+    else:
+        target("greylist c=32 >= 25x postgrey", None, "not measured")
+    if g32 and nr32:
+        r = g32["load"]["rps"] / nr32["load"]["rps"]
+        target("greylist c=32 >= 80% of null-redis", r >= 0.8,
+               "%.0f / %.0f req/s = %.0f%%" % (g32["load"]["rps"], nr32["load"]["rps"], 100 * r))
+    else:
+        target("greylist c=32 >= 80% of null-redis", None, "not measured")
+    p99s = [(w, get("policyd", w, 32)) for w in workloads]
+    p99s = [(w, r["load"]["latency_us"]["p99"]) for w, r in p99s if r]
+    if p99s:
+        worst = max(v for _, v in p99s)
+        target("p99 < 2 ms at 32 connections", worst < 2000,
+               ", ".join("%s %.2f ms" % (w, v / 1000) for w, v in p99s))
+    else:
+        target("p99 < 2 ms at 32 connections", None, "not measured")
+    idle = extra.get("idle")
+    if idle and idle.get("rss_kb"):
+        mb = idle["rss_kb"] / 1024
+        ok = mb < 50 and idle.get("open", 0) >= idle.get("wanted", 0)
+        target("RSS < 50 MB with %d open connections" % idle.get("wanted", 0), ok,
+               "VmRSS %.1f MB (%d connections open, %d fds; %.1f MB before; probe %s ms)" % (
+                   mb, idle.get("open", 0), idle.get("fds", 0),
+                   idle.get("rss_before_kb", 0) / 1024, idle.get("probe_ms", "?")))
+    else:
+        target("RSS < 50 MB with 10,000 open connections", None, "not measured")
+    mem = extra.get("redis_memory")
+    if mem and mem.get("entries"):
+        per = (mem["used_after"] - mem["used_before"]) / mem["entries"]
+        target("Redis memory <= 100 bytes per greylist entry", per <= 100,
+               "%.1f bytes/entry (used_memory %d -> %d, %d keys)" % (
+                   per, mem["used_before"], mem["used_after"], mem["entries"]))
+        mem["bytes_per_entry"] = per
+    else:
+        target("Redis memory <= 100 bytes per greylist entry", None, "not measured")
+
+    print()
+    print("Targets (issue 6):")
+    for t in targets:
+        st = "MET" if t["met"] else ("NOT MET" if t["met"] is False else "NOT MEASURED")
+        print("  %-8s %-46s %s" % (st, t["target"], t["figure"]))
+
+    with open(out_path, "w") as f:
+        json.dump({"tool": "tests/bench/bench.sh", "extra": extra, "levels": levels,
+                   "servers": servers, "summary": rows, "targets": targets, "runs": runs},
+                  f, indent=1)
+        f.write("\n")
+    print()
+    print("results: %s" % out_path)
+    return 0
+
+
+def main(argv):
+    if len(argv) >= 5 and argv[1] == "idle":
+        return cmd_idle(int(argv[2]), int(argv[3]), float(argv[4]))
+    if len(argv) >= 4 and argv[1] == "fill":
+        return cmd_fill(int(argv[2]), int(argv[3]), int(argv[4]) if len(argv) > 4 else 8)
+    if len(argv) == 5 and argv[1] == "summary":
+        return cmd_summary(argv[2], argv[3], argv[4])
+    sys.stderr.write(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
