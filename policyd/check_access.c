@@ -94,15 +94,22 @@ access_compile(const config_setting_t *rs, const struct config *c, void **priv,
 	a->attr = access_keys_tab[i].attr;
 	config_path(c, file, path, sizeof(path));
 	a->file = strdup(path);
-	if (a->key == AK_CLIENT_ADDRESS) {
-		a->cidr = cidrmap_new();
-		if (cidrmap_load_file(a->cidr, path, err, errlen) < 0) {
-			access_free(a);
-			return -1;
+	{
+		char	why[512];
+		int	rc;
+
+		if (a->key == AK_CLIENT_ADDRESS) {
+			a->cidr = cidrmap_new();
+			rc = cidrmap_load_file(a->cidr, path, why, sizeof(why));
+		} else {
+			a->map = map_new();
+			rc = map_load_file(a->map, path, 0, why, sizeof(why));
 		}
-	} else {
-		a->map = map_new();
-		if (map_load_file(a->map, path, 0, err, errlen) < 0) {
+		if (rc < 0) {
+			/* the setting's file:line, then the map's own */
+			snprintf(err, errlen, "%s:%d: map: %s", c->path,
+			    config_setting_source_line(config_setting_get_member(
+			    rs, "map")), why);
 			access_free(a);
 			return -1;
 		}

@@ -385,8 +385,7 @@ config_load(const char *path, int *nerrors)
 			    "log.level")), "log.level: expected error, warning, "
 			    "info or debug");
 	}
-	if (rules_compile(c, config_lookup(&cf, "rules")) < 0)
-		errors++;
+	errors += rules_compile(c, config_lookup(&cf, "rules"));
 	config_destroy(&cf);
 	*nerrors = errors;
 	if (errors) {

@@ -338,7 +338,7 @@ rules_compile(struct config *c, const config_setting_t *list)
 	}
 	if (config_setting_type(list) != CONFIG_TYPE_LIST) {
 		CERR(list, "rules: expected a list ( { ... }, ... )");
-		return -1;
+		return errors;
 	}
 	n = config_setting_length(list);
 	c->rules = calloc(n ? n : 1, sizeof(*c->rules));
@@ -354,7 +354,7 @@ rules_compile(struct config *c, const config_setting_t *list)
 				    c->path, c->rules[i].line, c->rules[i].name);
 				errors++;
 			}
-	return errors ? -1 : 0;
+	return errors;
 }
 
 /* rules_free - release compiled rules */
@@ -544,6 +544,11 @@ rules_result(struct eval *ev, const struct rule *r, const char *action,
 		    action);
 	} else {
 		eval_trace(ev, "  result: %s (evaluation goes on)", action);
+		/* "why not": shown in the log line when nothing decides */
+		if (detail != NULL && detail[0] != '\0' && ev->nf_rule == NULL &&
+		    (log_info_enabled() || ev->want_trace))
+			snprintf(ev->detail, sizeof(ev->detail), "%s: %s",
+			    r->name, detail);
 	}
 	return 0;
 }

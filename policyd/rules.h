@@ -110,7 +110,7 @@ struct eval {
 	size_t	tlen, tcap;
 };
 
-/* rules_compile - build a[n] from the "rules" list; 0 or -1 (errors logged) */
+/* rules_compile - build a[n] from the "rules" list; the number of errors (logged) */
 int	rules_compile(struct config *c, const config_setting_t *list);
 void	rules_free(struct rule *r, int n);
 
