@@ -12,57 +12,18 @@
 
 static char dir[] = "/tmp/policyd-config-test.XXXXXX";
 
-/* write_file - dir/name with text */
-static const char *
-write_file(const char *name, const char *text)
-{
-	static char path[512];
-	FILE	*f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "w");
-	fputs(text, f);
-	fclose(f);
-	return path;
-}
-
-/* load - config_load with stderr captured into errs */
-static struct config *
-load(const char *text, int *nerr, char *errs, size_t errlen)
-{
-	const char *path = write_file("policyd.conf", text);
-	char	cap[512];
-	int	saved, fd;
-	struct config *c;
-	ssize_t	n;
-
-	snprintf(cap, sizeof(cap), "%s/stderr", dir);
-	fflush(stderr);
-	saved = dup(2);
-	fd = open(cap, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	dup2(fd, 2);
-	c = config_load(path, nerr);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	lseek(fd, 0, SEEK_SET);
-	n = read(fd, errs, errlen - 1);
-	errs[n > 0 ? n : 0] = '\0';
-	close(fd);
-	return c;
-}
+#include "confload.h"
 
 static void
 test_defaults(void)
 {
 	char	errs[4096];
-	int	nerr = 0;
-	struct config *c = load("rules = ();\n", &nerr, errs, sizeof(errs));
+	struct config *c = load("rules = ();\n", errs, sizeof(errs));
 
 	ok(c != NULL, "empty rule list loads");
 	if (c == NULL)
 		return;
-	is_int(nerr, 0, "no errors");
+	is_int(load_nerrors, 0, "no errors");
 	is_str(c->listen[0].address, "inet:127.0.0.1:10040", "default listener");
 	is_str(c->redis.address, "127.0.0.1:6379", "default redis address");
 	is_str(c->redis.prefix, "pd:", "default key prefix");
@@ -77,7 +38,6 @@ static void
 test_rules(void)
 {
 	char	errs[4096];
-	int	nerr = 0;
 	struct config *c;
 
 	write_file("wl_clients", "# comment\n.example.org\n192.0.2\n");
@@ -91,7 +51,7 @@ test_rules(void)
 	    "  { name = \"grey\"; match = { authenticated = false; }; check = \"greylist\";\n"
 	    "    delay = 60; whitelist_clients = \"wl_clients\"; mode = \"dry-run\";\n"
 	    "    on_error = \"DEFER_IF_PERMIT 4.3.0 try later\"; }\n"
-	    ");\n", &nerr, errs, sizeof(errs));
+	    ");\n", errs, sizeof(errs));
 	ok(c != NULL, "three rules load");
 	if (c == NULL) {
 		printf("# %s", errs);
@@ -167,8 +127,8 @@ test_errors(void)
 	for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
 		struct config *c;
 
-		nerr = 0;
-		c = load(errors[i].text, &nerr, errs, sizeof(errs));
+		c = load(errors[i].text, errs, sizeof(errs));
+		nerr = load_nerrors;
 		snprintf(name, sizeof(name), "%s: refused", errors[i].name);
 		ok(c == NULL && nerr > 0, name);
 		snprintf(name, sizeof(name), "%s: message", errors[i].name);

@@ -31,6 +31,8 @@ enum { P_SASL, P_SENDER, P_SENDER_DOMAIN, P_CLIENT_ADDRESS,
 
 static char dir[] = "/tmp/policyd-ratelimit-test.XXXXXX";
 
+#include "confload.h"
+
 /* set - one attribute of a request */
 static void
 set(struct policy_req *q, enum attr_id id, const char *v)
@@ -165,36 +167,6 @@ test_overrides(void)
 	    def, 2, w, &n, err, sizeof(err)), -1, "at most 8 windows");
 	is_int(ratelimit_parse_windows("99999999999999999999", def, 2, w, &n,
 	    err, sizeof(err)), -1, "overflow refused");
-}
-
-/* load - config_load of text with stderr captured into errs */
-static struct config *
-load(const char *text, char *errs, size_t errlen)
-{
-	char	path[512], cap[512];
-	FILE	*f;
-	int	saved, fd, nerr = 0;
-	struct config *c;
-	ssize_t	n;
-
-	snprintf(path, sizeof(path), "%s/policyd.conf", dir);
-	f = fopen(path, "w");
-	fputs(text, f);
-	fclose(f);
-	snprintf(cap, sizeof(cap), "%s/stderr", dir);
-	fflush(stderr);
-	saved = dup(2);
-	fd = open(cap, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	dup2(fd, 2);
-	c = config_load(path, &nerr);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	lseek(fd, 0, SEEK_SET);
-	n = read(fd, errs, errlen - 1);
-	errs[n > 0 ? n : 0] = '\0';
-	close(fd);
-	return c;
 }
 
 static void

@@ -12,50 +12,12 @@
 
 static char dir[] = "/tmp/policyd-relocated-test.XXXXXX";
 
+#include "confload.h"
+
 /* 2024-03-01 12:00:00 UTC, 2024-03-01 23:59:59 UTC, 2024-03-02 00:00:00 UTC */
 #define T_NOON	1709294400LL
 #define T_LAST	1709337599LL
 #define T_NEXT	1709337600LL
-
-/* write_file - dir/name with text */
-static const char *
-write_file(const char *name, const char *text)
-{
-	static char path[512];
-	FILE	*f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "w");
-	fputs(text, f);
-	fclose(f);
-	return path;
-}
-
-/* load - config_load with stderr captured into errs */
-static struct config *
-load(const char *text, char *errs, size_t errlen)
-{
-	const char *path = write_file("policyd.conf", text);
-	char	cap[512];
-	int	saved, fd, nerr = 0;
-	struct config *c;
-	ssize_t	n;
-
-	snprintf(cap, sizeof(cap), "%s/stderr", dir);
-	fflush(stderr);
-	saved = dup(2);
-	fd = open(cap, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	dup2(fd, 2);
-	c = config_load(path, &nerr);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	lseek(fd, 0, SEEK_SET);
-	n = read(fd, errs, errlen - 1);
-	errs[n > 0 ? n : 0] = '\0';
-	close(fd);
-	return c;
-}
 
 static int eval_done_calls;
 
