@@ -70,6 +70,16 @@ extern const struct check_ops check_relocated_ops;
 size_t	check_expand(char *buf, size_t len, const char *tmpl,
 	    const char *codes, const char *const *vals);
 
+/*
+ * check_template - read the optional string option name of a rule (def
+ * when absent) into *out (malloc'ed): at most 400 characters, using only
+ * the %X codes in codes (at most 8), and a valid action once expanded.
+ * 0, or -1 with "file:line: message" in err.
+ */
+int	check_template(const config_setting_t *rs, const char *name,
+	    const char *def, const char *codes, char **out,
+	    const struct config *c, char *err, size_t errlen);
+
 /* sender_login (check_sender.c): the pure ownership decision */
 #define SENDER_BUILTIN		(1u << 0)	/* login == sender (case, +ext) */
 #define SENDER_SAME_DOMAIN	(1u << 1)	/* x@dom owns any sender @dom */

@@ -277,42 +277,6 @@ relocated_free(void *priv)
 	free(r);
 }
 
-/* reloc_template - a reply template option, checked as an action */
-static int
-reloc_template(const config_setting_t *rs, const char *name, const char *def,
-    char **out, const struct config *c, char *err, size_t errlen)
-{
-	const config_setting_t *s = config_setting_get_member(rs, name);
-	const char *t = def, *vals[1] = { "new@example.org" };
-	char	buf[EVAL_TEXT], why[256];
-	int	line = config_setting_source_line(rs);
-
-	if (s != NULL) {
-		line = config_setting_source_line(s);
-		if ((t = config_setting_get_string(s)) == NULL) {
-			snprintf(err, errlen, "%s:%d: %s: expected a string",
-			    c->path, line, name);
-			return -1;
-		}
-	}
-	if (strlen(t) > 400) {
-		snprintf(err, errlen, "%s:%d: %s: longer than 400 characters",
-		    c->path, line, name);
-		return -1;
-	}
-	check_expand(buf, sizeof(buf), t, "a", vals);
-	if (action_parse(buf, why, sizeof(why)) == ACT_INVALID) {
-		snprintf(err, errlen, "%s:%d: %s: invalid action \"%s\": %s",
-		    c->path, line, name, t, why);
-		return -1;
-	}
-	if ((*out = strdup(t)) == NULL) {
-		snprintf(err, errlen, "%s:%d: out of memory", c->path, line);
-		return -1;
-	}
-	return 0;
-}
-
 /* relocated_compile - read the options, load and validate the map */
 static int
 relocated_compile(const config_setting_t *rs, const struct config *c,
@@ -348,10 +312,10 @@ relocated_compile(const config_setting_t *rs, const struct config *c,
 			goto bad;
 		}
 	}
-	if (reloc_template(rs, "reply", strict ? RELOC_STRICT_REPLY :
-	    RELOC_DEF_REPLY, &r->reply, c, err, errlen) < 0 ||
-	    reloc_template(rs, "expired_action", "DUNNO", &r->expired, c, err,
-	    errlen) < 0)
+	if (check_template(rs, "reply", strict ? RELOC_STRICT_REPLY :
+	    RELOC_DEF_REPLY, "a", &r->reply, c, err, errlen) < 0 ||
+	    check_template(rs, "expired_action", "DUNNO", "a", &r->expired, c,
+	    err, errlen) < 0)
 		goto bad;
 	if ((r->map = map_new()) == NULL) {
 		snprintf(err, errlen, "%s:%d: out of memory", c->path,

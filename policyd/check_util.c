@@ -1,0 +1,94 @@
+/*++
+ * NAME
+ *	check_util.c - helpers shared by the checks: reply templates
+ *--*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "action.h"
+#include "check.h"
+#include "config.h"
+#include "rules.h"
+
+#define SAMPLE	"user@example.com"	/* stands in for every %X at load time */
+#define EXPAND_VALUE_MAX 400			/* bytes of one substituted value */
+
+/* check_expand - expand %X codes of a reply template (see check.h) */
+size_t
+check_expand(char *buf, size_t len, const char *tmpl, const char *codes,
+    const char *const *vals)
+{
+	size_t	o = 0, n;
+	const char *v, *c;
+
+	if (len == 0)
+		return 0;
+	for (; *tmpl != '\0' && o + 1 < len; tmpl++) {
+		if (*tmpl == '%' && tmpl[1] == '%') {
+			buf[o++] = '%';
+			tmpl++;
+			continue;
+		}
+		if (*tmpl != '%' || tmpl[1] == '\0'
+		    || (c = strchr(codes, tmpl[1])) == NULL) {
+			buf[o++] = (unsigned char)*tmpl < 0x20 || *tmpl == 0x7f ?
+			    '?' : *tmpl;
+			continue;
+		}
+		tmpl++;
+		v = vals[c - codes] ? vals[c - codes] : "";
+		n = strlen(v);
+		if (n > EXPAND_VALUE_MAX) {
+			/* cut at 400 bytes, not inside a UTF-8 sequence */
+			n = EXPAND_VALUE_MAX;
+			while (n > 0 && ((unsigned char)v[n] & 0xc0) == 0x80)
+				n--;
+		}
+		for (size_t i = 0; i < n && o + 1 < len; i++) {
+			unsigned char ch = (unsigned char)v[i];
+
+			buf[o++] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+		}
+	}
+	buf[o] = '\0';
+	return o;
+}
+
+/* check_template - an optional reply template option, checked as an action */
+int
+check_template(const config_setting_t *rs, const char *name, const char *def,
+    const char *codes, char **out, const struct config *c, char *err,
+    size_t errlen)
+{
+	const config_setting_t *s = config_setting_get_member(rs, name);
+	const char *t = def, *vals[8] = { SAMPLE, SAMPLE, SAMPLE, SAMPLE,
+	    SAMPLE, SAMPLE, SAMPLE, SAMPLE };
+	char	buf[EVAL_TEXT], why[256];
+	int	line = config_setting_source_line(rs);
+
+	if (s != NULL) {
+		line = config_setting_source_line(s);
+		if ((t = config_setting_get_string(s)) == NULL) {
+			snprintf(err, errlen, "%s:%d: %s: expected a string",
+			    c->path, line, name);
+			return -1;
+		}
+	}
+	if (strlen(t) > 400) {
+		snprintf(err, errlen, "%s:%d: %s: longer than 400 characters",
+		    c->path, line, name);
+		return -1;
+	}
+	check_expand(buf, sizeof(buf), t, codes, vals);
+	if (action_parse(buf, why, sizeof(why)) == ACT_INVALID) {
+		snprintf(err, errlen, "%s:%d: %s: invalid action \"%s\": %s",
+		    c->path, line, name, t, why);
+		return -1;
+	}
+	if ((*out = strdup(t)) == NULL) {
+		snprintf(err, errlen, "%s:%d: out of memory", c->path, line);
+		return -1;
+	}
+	return 0;
+}
