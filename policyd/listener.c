@@ -36,6 +36,17 @@ static struct event *fd_pause_timer;
 static int fd_episode;			/* in an out-of-descriptors episode */
 static unsigned long long fd_failures;
 
+/*
+ * A connect storm must not starve the clients already connected: libevent
+ * accepts until the backlog is empty, so after ACCEPT_BURST accepts in one
+ * loop round accepting stops until the next round, when the events of
+ * everybody else have been served.
+ */
+#define ACCEPT_BURST	64
+
+static struct event *burst_timer;
+static int burst, burst_paused;
+
 /* listener_enable_all - enable or disable every listener (no bookkeeping) */
 static void
 listener_enable_all(int on)
@@ -59,6 +70,37 @@ listener_fd_resume(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	if (!srv.stopping && !srv.accepting_paused)
 		listener_enable_all(1);
+}
+
+/* listener_burst_over - a new loop round: accept again */
+static void
+listener_burst_over(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	burst = 0;
+	if (burst_paused && !srv.stopping && !srv.accepting_paused &&
+	    !fd_episode)
+		listener_enable_all(1);
+	burst_paused = 0;
+}
+
+/* listener_count_burst - one more accept in this loop round */
+static void
+listener_count_burst(void)
+{
+	static const struct timeval now = { 0, 0 };
+
+	if (burst_timer == NULL &&
+	    (burst_timer = evtimer_new(srv.base, listener_burst_over, NULL)) == NULL)
+		return;
+	if (burst++ == 0)
+		evtimer_add(burst_timer, &now);
+	if (burst >= ACCEPT_BURST && !burst_paused) {
+		burst_paused = 1;
+		listener_enable_all(0);
+	}
 }
 
 /* listener_accept - a new client */
@@ -99,6 +141,7 @@ listener_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	}
 	(void)salen;
 	conn_new(fd, peer);
+	listener_count_burst();
 }
 
 /* listener_error - accept() failed (EMFILE and the like) */
@@ -308,6 +351,10 @@ listener_pause(int pause)
 void
 listener_close_all(void)
 {
+	if (burst_timer != NULL) {
+		event_free(burst_timer);
+		burst_timer = NULL;
+	}
 	if (fd_pause_timer != NULL) {
 		event_free(fd_pause_timer);
 		fd_pause_timer = NULL;

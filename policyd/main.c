@@ -10,6 +10,7 @@
  *	what is in flight and exit 0.
  *--*/
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -63,6 +64,34 @@ same_store(const struct store_config *a, const struct store_config *b)
 #undef SEQ
 }
 
+/*
+ * raise_nofile - make room for limits.max_connections clients plus Redis,
+ * listeners, logging and metrics: raise the soft descriptor limit (and,
+ * as root, the hard one) instead of pausing accept at an inherited 1024.
+ */
+static void
+raise_nofile(int max_connections)
+{
+	struct rlimit rl;
+	rlim_t	need = (rlim_t)max_connections + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need &&
+	    geteuid() == 0)
+		rl.rlim_max = need;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ?
+	    need : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 &&
+	    getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < need)
+		log_warnx("file descriptor limit %llu is below limits."
+		    "max_connections (%d) + 64: accept will pause earlier; "
+		    "raise it (systemd: LimitNOFILE=)",
+		    (unsigned long long)rl.rlim_cur, max_connections);
+}
+
 /* reload - SIGHUP: build a new snapshot, swap only when it is good */
 static void
 reload(evutil_socket_t sig, short what, void *arg)
@@ -92,6 +121,7 @@ reload(evutil_socket_t sig, short what, void *arg)
 		}
 	}
 	log_set_level(nc->log_level);
+	raise_nofile(nc->max_connections);
 	config_unref(srv.cfg);
 	srv.cfg = nc;
 	srv.stats.reloads++;
@@ -265,6 +295,7 @@ main(int argc, char **argv)
 	TAILQ_INIT(&srv.conns);
 	if ((srv.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
+	raise_nofile(srv.cfg->max_connections);
 	if (listener_open_all(srv.cfg) < 0)
 		fatalx("cannot open the listeners");
 	pidfile = srv.cfg->pidfile[0] ? strdup(srv.cfg->pidfile) : NULL;

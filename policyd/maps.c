@@ -898,12 +898,15 @@ is_regex_entry(const char *entry)
 /*
  * perl_to_posix - postgrey's whitelists are Perl regexes: rewrite the
  * classes POSIX ERE lacks (\d, \D; glibc knows \w, \s) so that entries
- * like /^mail\d+\.example\.com$/ match as intended. Caller frees.
+ * like /^mail\d+\.example\.com$/ match as intended, and drop the '?' of
+ * lazy quantifiers ("*?"), which cannot change whether a line matches.
+ * Caller frees.
  */
 static char *
 perl_to_posix(const char *re, size_t len)
 {
 	char	*out = malloc(len * 5 + 1), *o = out;
+	int	quant = 0;		/* the last thing written repeats */
 
 	if (out == NULL)
 		return NULL;
@@ -919,12 +922,73 @@ perl_to_posix(const char *re, size_t len)
 				*o++ = re[i + 1];
 			}
 			i++;
+			quant = 0;
 			continue;
 		}
+		if (re[i] == '?' && quant) {
+			quant = 0;		/* lazy: same matches */
+			continue;
+		}
+		quant = re[i] == '*' || re[i] == '+' || re[i] == '?' ||
+		    re[i] == '}';
 		*o++ = re[i];
 	}
 	*o = '\0';
 	return out;
+}
+
+/*
+ * regex_sane - refuse what makes glibc's regcomp() exponential: a
+ * repetition of a repetition ("x++", "a*{2,}") and very long patterns.
+ * A whitelist is loaded on the event loop at reload time.
+ */
+static int
+regex_sane(const char *pat, char *why, size_t whylen)
+{
+	int	quant = 0, inclass = 0;
+
+	if (strlen(pat) > 512) {
+		snprintf(why, whylen, "longer than 512 characters");
+		return -1;
+	}
+	for (const char *p = pat; *p; p++) {
+		int	q;
+
+		if (*p == '\\' && p[1] != '\0') {
+			p++;
+			quant = 0;
+			continue;
+		}
+		if (inclass) {
+			if (*p == ']')
+				inclass = 0;
+			continue;
+		}
+		if (*p == '[') {
+			inclass = 1;
+			if (p[1] == '^')
+				p++;
+			if (p[1] == ']')
+				p++;
+			quant = 0;
+			continue;
+		}
+		q = *p == '*' || *p == '+' || *p == '?' ||
+		    (*p == '{' && p[1] >= '0' && p[1] <= '9');
+		if (q && quant) {
+			snprintf(why, whylen, "a repetition of a repetition "
+			    "(\"%.10s\")", p - 1);
+			return -1;
+		}
+		if (*p == '{' && q) {
+			while (*p && *p != '}')
+				p++;
+			if (*p == '\0')
+				break;
+		}
+		quant = q;
+	}
+	return 0;
 }
 
 /* relist_add - compile "/re/" (extended, case-insensitive) */
@@ -948,6 +1012,12 @@ relist_add(struct relist *l, const char *entry, char *err, size_t errlen)
 	}
 	if ((pat = perl_to_posix(entry + 1, strlen(entry) - 2)) == NULL) {
 		set_err(err, errlen, "out of memory");
+		return -1;
+	}
+	if (regex_sane(pat, msg, sizeof(msg)) < 0) {
+		set_err(err, errlen, "refused regular expression %s: %s", entry,
+		    msg);
+		free(pat);
 		return -1;
 	}
 	rc = regcomp(&l->re[l->n], pat, REG_EXTENDED | REG_ICASE | REG_NOSUB);

@@ -92,6 +92,32 @@ if [ -z "${SKIP_ASAN:-}" ]; then
 	fi
 fi
 
+# ---- fuzz smoke (tests/fuzz): each libFuzzer target ~10 s on its seed
+# corpus, one test per target; skipped, not failed, without clang/libFuzzer
+if [ -z "${SKIP_FUZZ:-}" ]; then
+	echo "# fuzz smoke (libFuzzer, ${FUZZ_SMOKE_SECONDS:-10}s per target)"
+	FUZZ_SECONDS=${FUZZ_SMOKE_SECONDS:-10} FUZZ_BUILD=build/fuzz-smoke \
+	    sh tests/fuzz/fuzz.sh proto config maps > "$log" 2>&1
+	rc=$?
+	cat "$log"
+	if [ "$rc" = 77 ]; then
+		echo "# fuzz smoke: SKIP (clang with libFuzzer not available)"
+		skipped=$((skipped + 3))
+	elif [ "$rc" = 2 ]; then
+		echo "# fuzz smoke: the fuzz targets did not build: counted as 1 failure"
+		failed=$((failed + 1))
+	else
+		for t in proto config maps; do
+			if grep -q "^# fuzz: fuzz_$t: ok" "$log"; then
+				passed=$((passed + 1))
+			else
+				failed=$((failed + 1))
+			fi
+		done
+	fi
+fi
+# ---- end fuzz smoke
+
 echo
 if [ "$skipped" -gt 0 ]; then
 	echo "$passed passed, $failed failed, $skipped skipped"

@@ -644,6 +644,30 @@ cleanup(void)
 }
 
 /* main - run the maps tests */
+/* postgrey's Perl regexes, and ones that would make regcomp() explode */
+static void
+test_regex_forms(void)
+{
+	struct clientlist *l = clientlist_new();
+	char	err[256];
+
+	is_int(clientlist_add(l, "/^mail\\d+\\.t\\.de$/", err, sizeof(err)), 0,
+	    "Perl \\d accepted");
+	ok(clientlist_match(l, "mail12.t.de", NULL), "\\d matches digits");
+	ok(!clientlist_match(l, "maild.t.de", NULL), "\\d does not match 'd'");
+	is_int(clientlist_add(l, "/^x.*?y$/", err, sizeof(err)), 0,
+	    "lazy quantifier accepted");
+	ok(clientlist_match(l, "x-abc-y", NULL), "lazy quantifier matches");
+	is_int(clientlist_add(l, "/[+*]+z/", err, sizeof(err)), 0,
+	    "quantifier characters in a class are fine");
+	is_int(clientlist_add(l, "/x++++++++++++++++++++/", err, sizeof(err)), -1,
+	    "stacked repetition refused");
+	ok(strstr(err, "repetition of a repetition") != NULL, "says why");
+	is_int(clientlist_add(l, "/a{2}*/", err, sizeof(err)), -1,
+	    "interval then star refused");
+	clientlist_free(l);
+}
+
 int
 main(void)
 {
@@ -659,6 +683,7 @@ main(void)
 	test_cidrmap();
 	test_clientlist();
 	test_rcptlist();
+	test_regex_forms();
 	cleanup();
 	return tap_done();
 }
