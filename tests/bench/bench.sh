@@ -458,6 +458,11 @@ SAMPLE_KEY=$(rcli --scan --count 10 2>/dev/null | head -n1)
 [ -n "$SAMPLE_KEY" ] && echo "   sample key: $SAMPLE_KEY = $(rcli GET "$SAMPLE_KEY") (memory usage $(rcli MEMORY USAGE "$SAMPLE_KEY") bytes)"
 stop_policyd
 
+# --- map loading: 1,000,000 entries (sender_login and relocated maps) ----------
+echo
+echo "== loading 1,000,000-entry maps (policyd -t: the same loader as start-up and SIGHUP)"
+sh "$TOP/tests/bench/mapload.sh" "$POLICYD" "${BENCH_MAP_ENTRIES:-1000000}" || true
+
 # --- summary -------------------------------------------------------------------
 cat > "$EXTRA" <<EOF
 {"machine": "$MACHINE",
