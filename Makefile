@@ -38,6 +38,8 @@ UNIT_action_test = action.o
 UNIT_config_test = $(notdir $(CORE_OBJS)) store_stub.o
 UNIT_TESTS += sender_test relocated_test
 UNIT_TESTS += ratelimit_test
+UNIT_TESTS += cluster_test
+UNIT_cluster_test = slot.o
 UNIT_ratelimit_test = $(notdir $(CORE_OBJS)) store_stub.o
 UNIT_sender_test    = $(notdir $(CORE_OBJS)) store_stub.o
 UNIT_relocated_test = $(notdir $(CORE_OBJS)) store_stub.o
@@ -109,6 +111,7 @@ test: deps-test
 bench: deps
 	@$(MAKE) --no-print-directory all
 	bash tests/bench/bench.sh
+	bash tests/bench/scaleout.sh
 
 # libFuzzer targets (clang): FUZZ_SECONDS per target (default 60).
 fuzz: deps

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "log.h"
 #include "rules.h"
+#include "slot.h"
 
 #define DEF_LISTEN		"inet:127.0.0.1:10040"
 #define DEF_MAX_CONNECTIONS	2000
@@ -66,11 +67,12 @@ static const char *const top_keys[] = {
 	"listen", "limits", "redis", "log", "user", "group", "pidfile",
 	"run_as_root", "hostname", "rules", "metrics", NULL
 };
-static const char *const group_keys[][12] = {
+static const char *const group_keys[][16] = {
 	{ "limits", "max_connections", "idle_timeout", "request_timeout",
 	  "max_pipeline", "max_line", "max_request", "max_attributes", NULL },
 	{ "redis", "address", "username", "password", "database", "prefix",
-	  "timeout_ms", "connect_timeout_ms", NULL },
+	  "timeout_ms", "connect_timeout_ms", "sentinels", "master_name",
+	  "sentinel_password", "cluster", NULL },
 	{ "log", "facility", "level", NULL },
 	{ "metrics", "address", NULL },
 };
@@ -291,6 +293,162 @@ load_numbers(struct config *c, config_t *cf)
 	return errors;
 }
 
+/* strv_free - a NULL-terminated list of strings */
+static void
+strv_free(char **v)
+{
+	for (int i = 0; v != NULL && v[i] != NULL; i++)
+		free(v[i]);
+	free(v);
+}
+
+/*
+ * load_addr_list - redis.sentinels / redis.cluster: a non-empty list of
+ * "host:port" strings into a NULL-terminated array (*out stays NULL when
+ * the setting is absent)
+ */
+static int
+load_addr_list(struct config *c, config_t *cf, const char *path, char ***out)
+{
+	config_setting_t *l = config_lookup(cf, path);
+	int	errors = 0, n;
+	char	host[256];
+
+	*out = NULL;
+	if (l == NULL)
+		return 0;
+	if (config_setting_type(l) == CONFIG_TYPE_STRING) {
+		n = 1;
+	} else if (config_setting_type(l) == CONFIG_TYPE_ARRAY ||
+	    config_setting_type(l) == CONFIG_TYPE_LIST) {
+		n = config_setting_length(l);
+	} else {
+		ERR(config_setting_source_line(l), "%s: expected a list of "
+		    "\"host:port\" strings", path);
+		return errors;
+	}
+	if (n == 0) {
+		ERR(config_setting_source_line(l), "%s: empty list", path);
+		return errors;
+	}
+	if ((*out = calloc(n + 1, sizeof(**out))) == NULL)
+		fatalx("out of memory");
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_type(l) ==
+		    CONFIG_TYPE_STRING ? l : config_setting_get_elem(l, i);
+		const char *v;
+		int	port;
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+			ERR(config_setting_source_line(e), "%s: entry %d: "
+			    "expected a \"host:port\" string", path, i + 1);
+			continue;
+		}
+		v = config_setting_get_string(e);
+		if (slot_parse_hostport(v, host, sizeof(host), &port) != 0) {
+			ERR(config_setting_source_line(e), "%s: \"%s\": expected "
+			    "host:port or [v6]:port", path, v);
+			continue;
+		}
+		(*out)[i] = strdup(v);
+	}
+	if (errors) {
+		/* entries may be missing: keep the list consistent */
+		for (int i = 0; i < n; i++)
+			free((*out)[i]);
+		free(*out);
+		*out = NULL;
+	}
+	return errors;
+}
+
+/* describe_list - "sentinel:NAME@a,b" / "cluster:a,b" for logs and reload */
+static char *
+describe_list(const char *kind, const char *name, char **v)
+{
+	size_t	len = strlen(kind) + (name ? strlen(name) + 1 : 0) + 2;
+	char	*d;
+
+	for (int i = 0; v[i] != NULL; i++)
+		len += strlen(v[i]) + 1;
+	if ((d = malloc(len)) == NULL)
+		fatalx("out of memory");
+	snprintf(d, len, "%s:%s%s", kind, name ? name : "", name ? "@" : "");
+	for (int i = 0; v[i] != NULL; i++) {
+		if (i > 0)
+			strcat(d, ",");
+		strcat(d, v[i]);
+	}
+	return d;
+}
+
+/*
+ * load_redis_scaleout - redis.sentinels + master_name (+ sentinel_password)
+ * or redis.cluster; exclusive with each other and with redis.address. The
+ * address becomes a description of the setup: it names the Redis in the
+ * log, and a changed one makes a reload reconnect.
+ */
+static int
+load_redis_scaleout(struct config *c, config_t *cf)
+{
+	struct store_config *r = &c->redis;
+	config_setting_t *sa = config_lookup(cf, "redis.address");
+	config_setting_t *ss = config_lookup(cf, "redis.sentinels");
+	config_setting_t *sc = config_lookup(cf, "redis.cluster");
+	config_setting_t *sm = config_lookup(cf, "redis.master_name");
+	config_setting_t *sp = config_lookup(cf, "redis.sentinel_password");
+	int	errors = 0;
+
+	errors += load_addr_list(c, cf, "redis.sentinels", &r->sentinels);
+	errors += load_addr_list(c, cf, "redis.cluster", &r->cluster);
+	errors += dup_string(c, cf, "redis.master_name", &r->master_name, NULL);
+	errors += dup_string(c, cf, "redis.sentinel_password",
+	    &r->sentinel_password, NULL);
+	if (ss != NULL && sc != NULL)
+		ERR(config_setting_source_line(sc), "redis.sentinels and "
+		    "redis.cluster are mutually exclusive");
+	if (sa != NULL && (ss != NULL || sc != NULL))
+		ERR(config_setting_source_line(sa), "redis.address and "
+		    "redis.%s are mutually exclusive (the %s name the servers)",
+		    ss ? "sentinels" : "cluster", ss ? "sentinels" : "seeds");
+	if (ss != NULL && sm == NULL)
+		ERR(config_setting_source_line(ss), "redis.sentinels needs "
+		    "redis.master_name (the name the sentinels monitor)");
+	if (sm != NULL && ss == NULL)
+		ERR(config_setting_source_line(sm), "redis.master_name works "
+		    "only with redis.sentinels");
+	if (sp != NULL && ss == NULL)
+		ERR(config_setting_source_line(sp), "redis.sentinel_password "
+		    "works only with redis.sentinels");
+	if (r->master_name != NULL && (r->master_name[0] == '\0' ||
+	    strpbrk(r->master_name, " \t\r\n") != NULL))
+		ERR(config_setting_source_line(sm), "redis.master_name: "
+		    "\"%s\": expected a name without spaces", r->master_name);
+	if (sc != NULL) {
+		config_setting_t *sd = config_lookup(cf, "redis.database");
+		config_setting_t *sx = config_lookup(cf, "redis.prefix");
+
+		if (sd != NULL && r->database != 0)
+			ERR(config_setting_source_line(sd), "redis.database "
+			    "must be 0 with redis.cluster (a cluster has one "
+			    "database)");
+		if (sx != NULL && r->prefix != NULL &&
+		    strpbrk(r->prefix, "{}") != NULL)
+			ERR(config_setting_source_line(sx), "redis.prefix: "
+			    "\"%s\": no braces with redis.cluster (they would "
+			    "change the keys' hash tags)", r->prefix);
+	}
+	if (errors == 0 && r->sentinels != NULL && r->master_name != NULL) {
+		free(r->address);
+		r->address = describe_list("sentinel", r->master_name,
+		    r->sentinels);
+	} else if (errors == 0 && r->cluster != NULL) {
+		free(r->address);
+		r->address = describe_list("cluster", NULL, r->cluster);
+	}
+	return errors;
+}
+
 /* config_free - release a snapshot */
 static void
 config_free(struct config *c)
@@ -306,6 +464,10 @@ config_free(struct config *c)
 	free(c->redis.username);
 	free(c->redis.password);
 	free(c->redis.prefix);
+	free(c->redis.master_name);
+	free(c->redis.sentinel_password);
+	strv_free(c->redis.sentinels);
+	strv_free(c->redis.cluster);
 	free(c->user);
 	free(c->group);
 	free(c->pidfile);
@@ -360,6 +522,7 @@ config_load(const char *path, int *nerrors)
 	errors += dup_string(c, &cf, "redis.password", &c->redis.password, NULL);
 	errors += dup_string(c, &cf, "redis.prefix", &c->redis.prefix,
 	    DEF_REDIS_PREFIX);
+	errors += load_redis_scaleout(c, &cf);
 	errors += dup_string(c, &cf, "metrics.address", &c->metrics_address,
 	    DEF_METRICS_ADDRESS);
 	errors += dup_string(c, &cf, "user", &c->user, DEF_USER);

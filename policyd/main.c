@@ -59,6 +59,7 @@ same_store(const struct store_config *a, const struct store_config *b)
 #define SEQ(x, y) ((x) == NULL ? (y) == NULL : ((y) != NULL && strcmp(x, y) == 0))
 	return SEQ(a->address, b->address) && SEQ(a->username, b->username) &&
 	    SEQ(a->password, b->password) && SEQ(a->prefix, b->prefix) &&
+	    SEQ(a->sentinel_password, b->sentinel_password) &&
 	    a->database == b->database && a->timeout_ms == b->timeout_ms &&
 	    a->connect_timeout_ms == b->connect_timeout_ms;
 #undef SEQ

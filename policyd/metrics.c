@@ -87,6 +87,14 @@ metrics_render(size_t *len)
 		    "dropped and retried.", rs->reconnects);
 		COUNTER("policyd_redis_noscript_total", "Scripts re-sent after "
 		    "NOSCRIPT.", rs->noscript);
+		COUNTER("policyd_redis_moved_total", "Cluster MOVED "
+		    "redirections followed.", rs->moved);
+		COUNTER("policyd_redis_ask_total", "Cluster ASK redirections "
+		    "followed.", rs->ask);
+		COUNTER("policyd_redis_slot_refreshes_total", "CLUSTER SLOTS "
+		    "refreshes.", rs->slot_refreshes);
+		COUNTER("policyd_redis_primary_switches_total", "Sentinel: "
+		    "moves to a new primary.", rs->primary_switches);
 		GAUGE("policyd_redis_latency_seconds_sum", "Total time spent "
 		    "waiting for Redis.", "%.6f", rs->latency_sum_ms / 1000.0);
 	}

@@ -12,14 +12,35 @@
  *	Keys are given without the configured prefix: the store adds it.
  *	A script answers an array of integers (or one integer).
  *
- *	Every command has a deadline (timeout_ms). Redis answers in order,
- *	so one libevent timer watches the oldest command; when it expires
- *	the connection is dropped (a hung server is not waited on) and every
- *	command on it fails. While disconnected, commands fail at once.
+ *	Every command has a deadline (timeout_ms) counted from the
+ *	store_script() call. Redis answers in order, so one libevent timer
+ *	per connection watches the oldest command; when a command has been
+ *	on a connection for timeout_ms the connection is dropped (a hung
+ *	server is not waited on) and every command on it fails. While
+ *	disconnected, commands fail at once.
+ * MODES
+ *	Standalone (address): one connection.
+ *
+ *	Sentinel (sentinels, master_name): the sentinels are asked in turn,
+ *	each over a short connection with a deadline, for the primary
+ *	(SENTINEL get-master-addr-by-name); the primary is confirmed with
+ *	ROLE; one more connection to a sentinel subscribes to
+ *	+switch-master, and a switch moves the store to the new primary at
+ *	once. Every reconnect, and a READONLY reply, asks the sentinels
+ *	again.
+ *
+ *	Cluster (cluster seeds): CLUSTER SLOTS from any node gives the slot
+ *	map; each command goes to the node owning the slot of its first
+ *	key (all keys of one script share a hash tag), one connection per
+ *	node. MOVED updates the slot, re-sends the command and schedules a
+ *	rate-limited refresh of the map; ASK re-sends once with ASKING;
+ *	TRYAGAIN re-sends after a short pause; all within the command's
+ *	deadline and a bounded number of redirections.
  * CONTRACT
  *	The callback runs exactly once per store_script() call: with a
  *	reply, or with r->ok == 0 and r->err set (timeout, disconnect,
- *	not connected, error reply, shutdown). It may run before
+ *	not connected, error reply, shutdown) - also across redirections,
+ *	failovers and node loss. It may run before
  *	store_script() returns (when not connected). Callbacks may call
  *	store_script() again.
  *--*/
@@ -45,17 +66,27 @@ struct store_reply {
 typedef void store_cb(void *arg, const struct store_reply *r);
 
 struct store_config {
-	char	*address;		/* "host:port", "[v6]:port", "unix:/path" */
+	char	*address;		/* "host:port", "[v6]:port", "unix:/path";
+					 * with sentinels or cluster only a
+					 * description (set by config.c) */
 	char	*username;		/* ACL user, or NULL */
 	char	*password;		/* or NULL */
 	int	database;
 	char	*prefix;		/* key prefix, e.g. "pd:" */
 	int	timeout_ms;		/* per command */
 	int	connect_timeout_ms;
+	/* scale-out: at most one of sentinels and cluster (NULL-terminated) */
+	char	**sentinels;		/* "host:port" of the sentinels */
+	char	*master_name;		/* the name the sentinels monitor */
+	char	*sentinel_password;	/* AUTH for the sentinels, or NULL */
+	char	**cluster;		/* seed nodes "host:port" */
 };
 
 struct store_stats {
 	unsigned long long commands, errors, timeouts, reconnects, noscript;
+	unsigned long long moved, ask, tryagain;	/* cluster redirections */
+	unsigned long long slot_refreshes;		/* CLUSTER SLOTS sent */
+	unsigned long long primary_switches;		/* sentinel: new primary */
 	double	latency_sum_ms;
 };
 

@@ -152,9 +152,13 @@ class ClusterSetup:
 
     def __init__(self, n=3):
         self.nodes = []
+        used = set()
         for _ in range(n):
+            # the cluster bus listens on port + 10000: stay below 55536
             port = free_port()
-            d = None
+            while port > 55535 or port in used:
+                port = free_port()
+            used.add(port)
             r = Redis(port=port)
             r.extra = ["--cluster-enabled", "yes", "--cluster-config-file",
                        os.path.join(r.dir, "nodes.conf"), "--cluster-node-timeout", "2000"]
