@@ -42,11 +42,11 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "ratelimit.h"
 #include "rules.h"
 #include "store.h"
 
 #define RL_SEED		0x7064726174656c6dULL	/* "pdratelm" */
-#define RL_MAX_WIN	8
 #define RL_MAX_PARTS	7
 #define RL_PART_MAX	256		/* longer values are hashed */
 #define RL_KEY_MAX	(RL_MAX_PARTS * (RL_PART_MAX + 1) + 1)
@@ -66,11 +66,6 @@ enum rl_count { RLC_RECIPIENTS, RLC_MESSAGES, RLC_BYTES };
 
 static const char *const count_names[] = {
 	"recipients", "messages", "bytes", NULL
-};
-
-struct rl_window {
-	long long limit;
-	long long seconds;
 };
 
 struct ratelimit {
@@ -100,15 +95,6 @@ static const char *const ratelimit_keys[] = {
 #define DEF_NETWORKS	"HOLD Compromised account suspected: %k seen from " \
 			"%c client networks in %w"
 
-/* Pure helpers, exported for tests/unit/ratelimit_test.c. */
-int	ratelimit_parse_windows(const char *s, const struct rl_window *def,
-	    int ndef, struct rl_window *out, int *nout, char *err,
-	    size_t errlen);
-int	ratelimit_window_text(long long seconds, char *buf, size_t len);
-int	ratelimit_key_text(const int *parts, int nparts, int v4prefix,
-	    int v6prefix, const struct policy_req *q, char *buf, size_t len,
-	    char *why, size_t whylen);
-uint64_t ratelimit_tag(const char *rule, const char *key);
 
 /* name_index - position of name in a NULL-ended list, or -1 */
 static int
@@ -932,6 +918,14 @@ rl_windows_for(const struct ratelimit *rl, const char *key,
 	rc = ratelimit_parse_windows(v, rl->win, rl->nwin, w, nw, err,
 	    sizeof(err));
 	return rc < 0 ? 0 : rc;		/* validated at load: never < 0 */
+}
+
+/* ratelimit_windows_of - rl_windows_for() for policyctl (ratelimit.h) */
+int
+ratelimit_windows_of(const void *priv, const char *key, struct rl_window *w,
+    int *nw, char *why, size_t whylen)
+{
+	return rl_windows_for(priv, key, w, nw, why, whylen);
 }
 
 /* rl_cost - what this request counts */

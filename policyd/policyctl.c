@@ -73,6 +73,7 @@
 #include "config.h"
 #include "log.h"
 #include "proto.h"
+#include "ratelimit.h"
 #include "rules.h"
 #include "store.h"
 
@@ -836,22 +837,6 @@ cmd_explain(const struct ctl *ctl, int argc, char **argv)
 
 /* ------------------------------------------------- configuration, Redis */
 
-/*
- * The ratelimit check's pure helpers (check_ratelimit.c, exported for
- * tests/unit/ratelimit_test.c): the same windows syntax, window names and
- * key tag as the daemon.
- */
-struct rl_window {
-	long long limit;
-	long long seconds;
-};
-int	ratelimit_parse_windows(const char *s, const struct rl_window *def,
-	    int ndef, struct rl_window *out, int *nout, char *err,
-	    size_t errlen);
-int	ratelimit_window_text(long long seconds, char *buf, size_t len);
-uint64_t ratelimit_tag(const char *rule, const char *key);
-
-#define RL_MAX_WIN	8		/* as check_ratelimit.c */
 #define RL_ARGS		(3 + 2 * RL_MAX_WIN + 2)
 #define SCAN_COUNT	"1000"
 #define GL_MAX_ENTRIES	(16 * 1024 * 1024)	/* listed at most */
@@ -1233,85 +1218,16 @@ struct rlview {
 	char	rkey[320], nkey[320];	/* with the prefix */
 };
 
-/* rl_rule_windows - the rule's own "windows" (validated by config_load) */
-static void
-rl_rule_windows(const config_setting_t *set, struct rlview *v)
-{
-	const config_setting_t *s = config_setting_get_member(set, "windows");
-	int	n = s ? config_setting_length(s) : 0;
-
-	v->nwin = 0;
-	if (s != NULL && config_setting_type(s) == CONFIG_TYPE_GROUP)
-		n = 1;
-	for (int i = 0; i < n && v->nwin < RL_MAX_WIN; i++) {
-		const config_setting_t *w = config_setting_type(s) ==
-		    CONFIG_TYPE_GROUP ? s : config_setting_get_elem(s, i);
-		long long l, sec;
-
-		if (config_setting_lookup_int64(w, "limit", &l) &&
-		    config_setting_lookup_int64(w, "seconds", &sec)) {
-			v->win[v->nwin].limit = l;
-			v->win[v->nwin].seconds = sec;
-			v->nwin++;
-		}
-	}
-}
-
 /*
- * rl_override - the value of key in the overrides file, read the way the
- * check reads it (first word the key, case-insensitive; the last line
- * wins). 1 found (copied into val), 0 not, -1 after a message.
+ * rl_view - windows and Redis keys of KEY under the compiled rule r: the
+ * check's own ratelimit_windows_of() decides (override, @domain, rule).
  */
 static int
-rl_override(const char *path, const char *key, char *val, size_t vallen)
-{
-	char	line[4096];
-	FILE	*fp;
-	int	found = 0;
-
-	if ((fp = fopen(path, "r")) == NULL) {
-		errx_ctl("%s: %s", path, strerror(errno));
-		return -1;
-	}
-	while (fgets(line, sizeof(line), fp) != NULL) {
-		char	*k, *v, *end;
-
-		line[strcspn(line, "\r\n")] = '\0';
-		k = line + strspn(line, " \t");
-		if (*k == '#' || *k == '\0')
-			continue;
-		v = k + strcspn(k, " \t");
-		if (*v != '\0')
-			*v++ = '\0';
-		v += strspn(v, " \t");
-		end = v + strlen(v);
-		while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-			*--end = '\0';
-		if (strcasecmp(k, key) == 0) {
-			snprintf(val, vallen, "%s", v);
-			found = 1;
-		}
-	}
-	fclose(fp);
-	return found;
-}
-
-/*
- * rl_view - windows and Redis keys of KEY under the rule, as
- * check_ratelimit.c derives them: the key's override line, else that of
- * its "@domain" (single-part sasl_username, sender or recipient keys),
- * else the rule's windows. 0, or EXIT_FAIL after a message.
- */
-static int
-rl_view(const struct ctlconf *cc, const config_setting_t *set,
+rl_view(const struct rule *r, const config_setting_t *set,
     const struct ctlredis *rd, const char *key, struct rlview *v)
 {
-	const config_setting_t *ks = config_setting_get_member(set, "key");
-	const char *ov = NULL, *part = NULL, *d;
-	char	path[4096], val[4096], dom[300], err[256], name[40];
-	struct rl_window w[RL_MAX_WIN];
+	char	name[40];
 	uint64_t tag;
-	int	rc, nw;
 
 	memset(v, 0, sizeof(*v));
 	if (!config_setting_lookup_string(set, "name", &v->tagname))
@@ -1319,53 +1235,14 @@ rl_view(const struct ctlconf *cc, const config_setting_t *set,
 	if (!config_setting_lookup_string(set, "count", &v->count))
 		v->count = "recipients";
 	v->max_networks = conf_int(set, "max_networks", 0);
-	rl_rule_windows(set, v);
-	snprintf(v->source, sizeof(v->source), "the rule's windows");
+	if (ratelimit_windows_of(r->check_priv, key, v->win, &v->nwin,
+	    v->source, sizeof(v->source)) == 1)
+		v->unlimited = 1;
 	tag = ratelimit_tag(v->tagname, key);
 	snprintf(name, sizeof(name), "r{%016" PRIx64 "}", tag);
 	redis_key(rd, name, strlen(name), v->rkey, sizeof(v->rkey));
 	snprintf(name, sizeof(name), "n{%016" PRIx64 "}", tag);
 	redis_key(rd, name, strlen(name), v->nkey, sizeof(v->nkey));
-
-	if (!config_setting_lookup_string(set, "overrides", &ov))
-		return 0;
-	config_path(cc->cfg, ov, path, sizeof(path));
-	if ((rc = rl_override(path, key, val, sizeof(val))) < 0)
-		return EXIT_FAIL;
-	if (rc == 1) {
-		snprintf(v->source, sizeof(v->source), "override %s in %s",
-		    key, path);
-	} else {
-		if (ks != NULL && config_setting_type(ks) == CONFIG_TYPE_STRING)
-			part = config_setting_get_string(ks);
-		else if (ks != NULL && config_setting_length(ks) == 1)
-			part = config_setting_get_string(
-			    config_setting_get_elem(ks, 0));
-		if (part == NULL || (strcmp(part, "sasl_username") != 0 &&
-		    strcmp(part, "sender") != 0 &&
-		    strcmp(part, "recipient") != 0) ||
-		    (d = addr_domain(key)) == NULL)
-			return 0;
-		snprintf(dom, sizeof(dom), "@%s", d);
-		if ((rc = rl_override(path, dom, val, sizeof(val))) < 0)
-			return EXIT_FAIL;
-		if (rc == 0)
-			return 0;
-		snprintf(v->source, sizeof(v->source), "override %s in %s",
-		    dom, path);
-	}
-	rc = ratelimit_parse_windows(val, v->win, v->nwin, w, &nw, err,
-	    sizeof(err));
-	if (rc < 0) {
-		errx_ctl("%s: %s", path, err);
-		return EXIT_FAIL;
-	}
-	if (rc == 1) {
-		v->unlimited = 1;
-	} else {
-		memcpy(v->win, w, sizeof(w));
-		v->nwin = nw;
-	}
 	return 0;
 }
 
@@ -1520,7 +1397,7 @@ cmd_ratelimit(const struct ctl *ctl, int argc, char **argv)
 		conf_close(&cc);
 		return status;
 	}
-	if ((status = rl_view(&cc, set, &rd, argv[2], &v)) != 0)
+	if ((status = rl_view(r, set, &rd, argv[2], &v)) != 0)
 		goto done;
 	printf("rule %s, key %s (redis %s)\n", r->name,
 	    log_escape(esc, sizeof(esc), argv[2], strlen(argv[2])), v.rkey);

@@ -318,7 +318,7 @@ def test_ratelimit_show_and_reset():
         check(w[0].startswith("  3 recipients per hour (3600 s): used 3, 0 left, all free again in "),
               w[0])
         check(w[1].startswith("  100 recipients per minute (60 s): used 3, 97 left"), w[1])
-        check("windows: the rule's windows" in out, out)
+        check("windows: rule default" in out, out)
         check("t:r{" in out, "the Redis key is shown: %r" % out)
         # another key of the same rule is untouched
         rc, out, _ = ctl("-c", p.conf, "ratelimit", "show", "user-rate", "bob@example.net")

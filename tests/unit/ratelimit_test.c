@@ -12,19 +12,7 @@
 #include "rules.h"
 #include "tap.h"
 
-/* the check's pure helpers (check_ratelimit.c) */
-struct rl_window {
-	long long limit;
-	long long seconds;
-};
-int	ratelimit_parse_windows(const char *s, const struct rl_window *def,
-	    int ndef, struct rl_window *out, int *nout, char *err,
-	    size_t errlen);
-int	ratelimit_window_text(long long seconds, char *buf, size_t len);
-int	ratelimit_key_text(const int *parts, int nparts, int v4prefix,
-	    int v6prefix, const struct policy_req *q, char *buf, size_t len,
-	    char *why, size_t whylen);
-uint64_t ratelimit_tag(const char *rule, const char *key);
+#include "ratelimit.h"
 
 enum { P_SASL, P_SENDER, P_SENDER_DOMAIN, P_CLIENT_ADDRESS,
 	P_CLIENT_NETWORK, P_RECIPIENT, P_RECIPIENT_DOMAIN };

@@ -1,0 +1,45 @@
+/*++
+ * NAME
+ *	ratelimit.h - what the ratelimit check exports besides its check_ops
+ * DESCRIPTION
+ *	Pure helpers (no Redis), shared by the check, policyctl and the unit
+ *	tests, so that all of them build the same keys and read the same
+ *	windows syntax:
+ *
+ *	ratelimit_parse_windows() reads an overrides value ("10/3600",
+ *	"2000/1d, 100/1m", "5000" = every default window's limit, "unlimited"):
+ *	0 with windows in out, 1 for unlimited, -1 with a reason in err.
+ *	ratelimit_window_text() names a period ("hour", "5 minutes").
+ *	ratelimit_key_text() builds a request's key text from the key parts.
+ *	ratelimit_tag() is the 64-bit tag of the Redis keys r{TAG} and n{TAG}.
+ *	ratelimit_windows_of() gives the windows a key gets under a compiled
+ *	rule (its check_priv): its own override, its @domain's, or the rule's;
+ *	return as ratelimit_parse_windows(), why says which.
+ *--*/
+#ifndef POLICYD_RATELIMIT_H
+#define POLICYD_RATELIMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+#define RL_MAX_WIN	8
+
+struct rl_window {
+	long long limit;
+	long long seconds;
+};
+
+int	ratelimit_parse_windows(const char *s, const struct rl_window *def,
+	    int ndef, struct rl_window *out, int *nout, char *err,
+	    size_t errlen);
+int	ratelimit_window_text(long long seconds, char *buf, size_t len);
+int	ratelimit_key_text(const int *parts, int nparts, int v4prefix,
+	    int v6prefix, const struct policy_req *q, char *buf, size_t len,
+	    char *why, size_t whylen);
+uint64_t ratelimit_tag(const char *rule, const char *key);
+int	ratelimit_windows_of(const void *priv, const char *key,
+	    struct rl_window *w, int *nw, char *why, size_t whylen);
+
+#endif
