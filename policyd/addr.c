@@ -492,3 +492,26 @@ addr_hash64(const void *data, size_t len, uint64_t seed)
 	h ^= (uint64_t)len;
 	return mix64(h);
 }
+
+/* addr_net_hex - compact hex of the network of ip (see addr.h) */
+int
+addr_net_hex(const struct ipaddr *ip, int v4prefix, int v6prefix, char *buf,
+    size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	struct ipaddr net = *ip;
+	int	prefix = net.family == AF_INET ? v4prefix : v6prefix;
+	int	nbytes = (prefix + 7) / 8, o = 0;
+
+	if (len == 0)
+		return 0;
+	addr_ip_mask(&net, prefix);
+	if (net.family == AF_INET6 && (size_t)o + 1 < len)
+		buf[o++] = '6';
+	for (int i = 0; i < nbytes && (size_t)o + 2 < len; i++) {
+		buf[o++] = hex[net.a[i] >> 4];
+		buf[o++] = hex[net.a[i] & 15];
+	}
+	buf[o] = '\0';
+	return o;
+}

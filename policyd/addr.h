@@ -36,6 +36,15 @@ int	addr_ip_parse(const char *s, struct ipaddr *ip);
 /* addr_ip_mask - clear all bits after the first prefix bits */
 void	addr_ip_mask(struct ipaddr *ip, int prefix);
 
+/*
+ * addr_net_hex - the client network of ip (cut to v4prefix or v6prefix
+ * bits) as compact hex: "c00002" for 192.0.2.0/24, "6" + 16 digits for an
+ * IPv6 /64. The hash tag of greylist keys and the members of the
+ * ratelimit networks set. Returns the length written.
+ */
+int	addr_net_hex(const struct ipaddr *ip, int v4prefix, int v6prefix,
+	    char *buf, size_t len);
+
 /* addr_ip_format - print an address the way inet_ntop does */
 int	addr_ip_format(const struct ipaddr *ip, char *buf, size_t len);
 

@@ -172,10 +172,6 @@ static int
 greylist_net(const struct greylist *g, const struct eval *ev, char *buf,
     size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
-	struct ipaddr ip = ev->client_ip;
-	int	prefix, nbytes, o = 0;
-
 	if (!ev->client_ip_ok) {
 		/* a broken client_address still gets a stable network */
 		uint64_t h = addr_hash64(ev->req->v[A_CLIENT_ADDRESS],
@@ -183,17 +179,8 @@ greylist_net(const struct greylist *g, const struct eval *ev, char *buf,
 
 		return snprintf(buf, len, "x%016llx", (unsigned long long)h);
 	}
-	prefix = ip.family == AF_INET ? g->v4prefix : g->v6prefix;
-	addr_ip_mask(&ip, prefix);
-	nbytes = (prefix + 7) / 8;
-	if (ip.family == AF_INET6)
-		buf[o++] = '6';
-	for (int i = 0; i < nbytes && (size_t)o + 3 < len; i++) {
-		buf[o++] = hex[ip.a[i] >> 4];
-		buf[o++] = hex[ip.a[i] & 15];
-	}
-	buf[o] = '\0';
-	return o;
+	return addr_net_hex(&ev->client_ip, g->v4prefix, g->v6prefix, buf,
+	    len);
 }
 
 struct greylist_call {

@@ -1003,19 +1003,8 @@ rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 		argv[n++] = nums[2 * i + 1];
 	}
 	if (nkeys == 2) {
-		static const char hex[] = "0123456789abcdef";
-		struct ipaddr ip = ev->client_ip;
-		int	pl = ip.family == AF_INET ? rl->v4prefix : rl->v6prefix;
-		int	o = 0;
-
-		addr_ip_mask(&ip, pl);
-		if (ip.family == AF_INET6)
-			net[o++] = '6';
-		for (int i = 0; i < (pl + 7) / 8; i++) {
-			net[o++] = hex[ip.a[i] >> 4];
-			net[o++] = hex[ip.a[i] & 15];
-		}
-		net[o] = '\0';
+		addr_net_hex(&ev->client_ip, rl->v4prefix, rl->v6prefix, net,
+		    sizeof(net));
 		snprintf(maxn, sizeof(maxn), "%d", rl->max_networks);
 		snprintf(nwin, sizeof(nwin), "%d", rl->networks_window);
 		argv[n++] = net;

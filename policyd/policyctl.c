@@ -1436,26 +1436,6 @@ struct gllist {
 	const char *glob;		/* fnmatch() on the network text */
 };
 
-/* gl_net - NET hex of a network, as check_greylist.c's greylist_net() */
-static void
-gl_net(const struct ipaddr *addr, int v4prefix, int v6prefix, char *buf,
-    size_t len)
-{
-	static const char hex[] = "0123456789abcdef";
-	struct ipaddr ip = *addr;
-	int	prefix = ip.family == AF_INET ? v4prefix : v6prefix;
-	int	nbytes = (prefix + 7) / 8, o = 0;
-
-	addr_ip_mask(&ip, prefix);
-	if (ip.family == AF_INET6)
-		buf[o++] = '6';
-	for (int i = 0; i < nbytes && (size_t)o + 3 < len; i++) {
-		buf[o++] = hex[ip.a[i] >> 4];
-		buf[o++] = hex[ip.a[i] & 15];
-	}
-	buf[o] = '\0';
-}
-
 /* hexval - one hex digit, or -1 */
 static int
 hexval(char c)
@@ -1673,7 +1653,7 @@ gl_target(const char *arg, int v4prefix, int v6prefix, char *net,
 			return EXIT_USAGE;
 		}
 	}
-	gl_net(&ip, v4prefix, v6prefix, net, netlen);
+	addr_net_hex(&ip, v4prefix, v6prefix, net, netlen);
 	gl_net_text(net, v4prefix, v6prefix, text, textlen);
 	return 0;
 bad:

@@ -372,9 +372,34 @@ test_lower_hash(void)
 }
 
 /* main - run the addr tests */
+/* the client network as hex, shared by greylist, ratelimit and policyctl */
+static void
+test_net_hex(void)
+{
+	struct ipaddr ip;
+	char	buf[64];
+
+	addr_ip_parse("192.0.2.77", &ip);
+	is_int(addr_net_hex(&ip, 24, 64, buf, sizeof(buf)), 6, "v4 /24 length");
+	is_str(buf, "c00002", "192.0.2.77 in /24");
+	addr_net_hex(&ip, 16, 64, buf, sizeof(buf));
+	is_str(buf, "c000", "/16");
+	addr_net_hex(&ip, 32, 64, buf, sizeof(buf));
+	is_str(buf, "c000024d", "/32");
+	addr_ip_parse("2001:db8:1:2::99", &ip);
+	addr_net_hex(&ip, 24, 64, buf, sizeof(buf));
+	is_str(buf, "620010db800010002", "v6 /64");
+	addr_ip_parse("2001:db8:1:2::5", &ip);
+	addr_net_hex(&ip, 24, 64, buf, sizeof(buf));
+	is_str(buf, "620010db800010002", "same /64, same network");
+	is_int(addr_net_hex(&ip, 24, 64, buf, 5), 3, "cut to the buffer");
+	is_str(buf, "620", "cut text");
+}
+
 int
 main(void)
 {
+	test_net_hex();
 	test_ip_parse();
 	test_ip_format();
 	test_ip_mask();
