@@ -121,22 +121,8 @@ static const struct {
 static void
 test_errors(void)
 {
-	char	errs[4096], name[128];
-	int	nerr;
-
-	for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
-		struct config *c;
-
-		c = load(errors[i].text, errs, sizeof(errs));
-		nerr = load_nerrors;
-		snprintf(name, sizeof(name), "%s: refused", errors[i].name);
-		ok(c == NULL && nerr > 0, name);
-		snprintf(name, sizeof(name), "%s: message", errors[i].name);
-		if (!ok(strstr(errs, errors[i].want) != NULL, name))
-			printf("#   want '%s' in:\n#   %s", errors[i].want, errs);
-		if (c)
-			config_unref(c);
-	}
+	for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)
+		expect_refused(errors[i].text, errors[i].want, errors[i].name);
 }
 
 int

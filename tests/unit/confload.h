@@ -16,6 +16,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -61,6 +62,25 @@ load(const char *text, char *errs, size_t errlen)
 	errs[n > 0 ? n : 0] = '\0';
 	close(fd);
 	return c;
+}
+
+/*
+ * expect_refused - text must not load, and the log must say want: two
+ * assertions, "WHAT: refused" and "WHAT: message" (needs tap.h first)
+ */
+static void
+expect_refused(const char *text, const char *want, const char *what)
+{
+	char	errs[4096], name[200];
+	struct config *c = load(text, errs, sizeof(errs));
+
+	snprintf(name, sizeof(name), "%s: refused", what);
+	ok(c == NULL && load_nerrors > 0, name);
+	snprintf(name, sizeof(name), "%s: message", what);
+	if (!ok(strstr(errs, want) != NULL, name))
+		printf("#   want '%s' in:\n#   %s", want, errs);
+	if (c)
+		config_unref(c);
 }
 
 #endif

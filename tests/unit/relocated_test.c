@@ -323,7 +323,7 @@ static const struct {
 static void
 test_errors(void)
 {
-	char	errs[4096], conf[1024], name[160];
+	char	errs[4096], conf[1024];
 	struct config *c;
 
 	write_file("ok.map", "a@example.net b@example.net\n");
@@ -332,14 +332,7 @@ test_errors(void)
 			write_file("bad.map", errors[i].map);
 		snprintf(conf, sizeof(conf), "rules = (\n  { name = \"rel\"; check "
 		    "= \"relocated\"; %s } );\n", errors[i].opts);
-		c = load(conf, errs, sizeof(errs));
-		snprintf(name, sizeof(name), "%s: refused", errors[i].name);
-		ok(c == NULL, name);
-		snprintf(name, sizeof(name), "%s: message", errors[i].name);
-		if (!ok(strstr(errs, errors[i].want) != NULL, name))
-			printf("#   want '%s' in:\n#   %s", errors[i].want, errs);
-		if (c)
-			config_unref(c);
+		expect_refused(conf, errors[i].want, errors[i].name);
 	}
 	c = load("rules = (\n  { name = \"rel\"; check = \"relocated\"; map = "
 	    "\"ok.map\";\n    match = { protocol_state = \"END-OF-MESSAGE\"; }; } );\n",
