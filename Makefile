@@ -80,7 +80,7 @@ $(BUILD)/store_stub.o: tests/unit/store_stub.c policyd/*.h | $(BUILD)
 	$(CC) $(CFLAGS) -Ipolicyd -c -o $@ $<
 
 define UNIT_RULE
-$$(BUILD)/$(1): tests/unit/$(1).c tests/unit/tap.h $$(wildcard policyd/*.h) \
+$$(BUILD)/$(1): tests/unit/$(1).c $$(wildcard tests/unit/*.h) $$(wildcard policyd/*.h) \
 		$$(addprefix $$(BUILD)/,$$(UNIT_$(1))) | $$(BUILD)
 	$$(CC) $$(CFLAGS) $$(LDFLAGS) -Ipolicyd -Itests/unit -o $$@ $$< \
 		$$(addprefix $$(BUILD)/,$$(UNIT_$(1))) $$(LDLIBS)

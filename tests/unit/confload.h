@@ -24,7 +24,7 @@
 static int load_nerrors;		/* errors of the last load() */
 
 /* write_file - dir/name with text; returns the path (static buffer) */
-static const char *
+static const char * __attribute__((unused))
 write_file(const char *name, const char *text)
 {
 	static char path[512];
@@ -68,7 +68,7 @@ load(const char *text, char *errs, size_t errlen)
  * expect_refused - text must not load, and the log must say want: two
  * assertions, "WHAT: refused" and "WHAT: message" (needs tap.h first)
  */
-static void
+static void __attribute__((unused))
 expect_refused(const char *text, const char *want, const char *what)
 {
 	char	errs[4096], name[200];
