@@ -125,28 +125,34 @@ access_run(void *priv, struct eval *ev)
 	const struct access *a = priv;
 	const struct policy_req *q = ev->req;
 	const char *v = NULL;
-	char	buf[1024], matched[600], detail[700];
+	char	matched[600], detail[700];
+	const char *val;
 
+	/*
+	 * The lookups lowercase each candidate key themselves, so the value
+	 * is looked up as it arrived, whatever its length (up to max_line):
+	 * a long local part still meets the @domain and .parent entries.
+	 */
 	matched[0] = '\0';
 	if (a->key == AK_CLIENT_ADDRESS) {
 		if (ev->client_ip_ok)
 			v = cidrmap_lookup(a->cidr, &ev->client_ip);
 		snprintf(matched, sizeof(matched), "%s", "network");
-	} else if (q->len[a->attr] < sizeof(buf)) {
-		memcpy(buf, q->v[a->attr], q->len[a->attr] + 1);
-		addr_lower(buf);
+	} else {
+		val = q->v[a->attr];
 		switch (a->key) {
 		case AK_SENDER:
 		case AK_RECIPIENT:
-			v = map_lookup_address(a->map, buf, '+', matched,
+			v = map_lookup_address(a->map, val, '+', matched,
 			    sizeof(matched));
 			break;
 		case AK_SASL:
-			v = map_get(a->map, buf);
-			snprintf(matched, sizeof(matched), "%s", buf);
+			v = map_get(a->map, val);
+			snprintf(matched, sizeof(matched), "%.500s", val);
+			addr_lower(matched);
 			break;
 		default:
-			v = map_lookup_domain(a->map, buf, matched,
+			v = map_lookup_domain(a->map, val, matched,
 			    sizeof(matched));
 			break;
 		}

@@ -270,6 +270,13 @@ greylist_run(void *priv, struct eval *ev)
 		    "no recipient attribute: not greylisted");
 		return;
 	}
+	/* whitelisted recipients pass whatever their length */
+	if (rcptlist_count(g->wl_rcpts) && rcptlist_match(g->wl_rcpts,
+	    q->v[A_RECIPIENT])) {
+		eval_check_done(ev, CHECK_NOMATCH, NULL,
+		    "recipient whitelisted (whitelist_recipients)");
+		return;
+	}
 	if (q->len[A_RECIPIENT] >= 1024 || q->len[A_SENDER] >= 1024) {
 		/* longer than any valid address: hash the raw value */
 		sl = snprintf(sender, sizeof(sender), "%016llx",
@@ -285,12 +292,6 @@ greylist_run(void *priv, struct eval *ev)
 			    q->v[A_SENDER]);
 		rl = snprintf(rcpt, sizeof(rcpt), "%s", q->v[A_RECIPIENT]);
 		addr_lower(rcpt);
-		if (rcptlist_count(g->wl_rcpts) &&
-		    rcptlist_match(g->wl_rcpts, rcpt)) {
-			eval_check_done(ev, CHECK_NOMATCH, NULL,
-			    "recipient whitelisted (whitelist_recipients)");
-			return;
-		}
 	}
 	if (!ev->client_ip_ok)
 		log_warnx("greylist: invalid client_address; greylisting by "

@@ -34,7 +34,7 @@
 #include "log.h"
 #include "rules.h"
 
-#define RELOC_ADDR_MAX	1024		/* longer recipients are never moved */
+#define RELOC_ADDR_MAX	1024		/* longer: only @domain entries apply */
 #define RELOC_NEW_MAX	512		/* longest new address in a map */
 
 #define RELOC_DEF_REPLY	"551 5.1.6 User has moved; please try <%a>"
@@ -174,19 +174,24 @@ relocated_lookup(const struct map *map, const char *rcpt, long long now,
 		newaddr[0] = '\0';
 	if (map == NULL || rcpt == NULL || *rcpt == '\0')
 		return RELOC_NONE;
-	if ((rlen = strlen(rcpt)) > RELOC_ADDR_MAX) {
-		snprintf(why, whylen, "recipient longer than %d bytes",
-		    RELOC_ADDR_MAX);
-		return RELOC_NONE;
+	/*
+	 * A recipient too long for an address key (no such key can be in the
+	 * map) is still looked up by its domain: "@old.example" moves every
+	 * local part, however long.
+	 */
+	rlen = strlen(rcpt);
+	if (rlen <= RELOC_ADDR_MAX) {
+		memcpy(lbuf, rcpt, rlen + 1);
+		addr_lower(lbuf);
+		keys[nk++] = lbuf;
+		if (addr_canon(lbuf, '+', cbuf, sizeof(cbuf)) >= 0 &&
+		    strcmp(cbuf, lbuf) != 0)
+			keys[nk++] = cbuf;
 	}
-	memcpy(lbuf, rcpt, rlen + 1);
-	addr_lower(lbuf);
-	keys[nk++] = lbuf;
-	if (addr_canon(lbuf, '+', cbuf, sizeof(cbuf)) >= 0 &&
-	    strcmp(cbuf, lbuf) != 0)
-		keys[nk++] = cbuf;
-	if ((dom = addr_domain(lbuf)) != NULL && *dom != '\0') {
+	if ((dom = addr_domain(rcpt)) != NULL && *dom != '\0' &&
+	    strlen(dom) < sizeof(dbuf) - 1) {
 		snprintf(dbuf, sizeof(dbuf), "@%s", dom);
+		addr_lower(dbuf);
 		keys[nk++] = dbuf;
 	}
 	for (int i = 0; i < nk && v == NULL; i++)

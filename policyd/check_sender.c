@@ -95,9 +95,10 @@ sender_owned(const char *login, const char *sender, const struct map *map,
 {
 	char	lbuf[SENDER_ADDR_MAX + 1], sbuf[SENDER_ADDR_MAX + 1];
 	char	cbuf[SENDER_ADDR_MAX + 1], dbuf[SENDER_ADDR_MAX + 2];
+	char	dombuf[SENDER_ADDR_MAX + 1];
 	const char *owners = NULL, *key = NULL, *sdom, *ldom;
 	const char *keys[3];
-	int	addr_entry = 0;
+	int	addr_entry = 0, long_sender;
 
 	if (why != NULL && whylen > 0)
 		why[0] = '\0';
@@ -114,26 +115,40 @@ sender_owned(const char *login, const char *sender, const struct map *map,
 		    "reject)");
 		return SENDER_NOT_OWNED;
 	}
-	if (strlen(login) > SENDER_ADDR_MAX || strlen(sender) > SENDER_ADDR_MAX) {
-		why_set(why, whylen, "login or sender longer than %d bytes",
+	if (strlen(login) > SENDER_ADDR_MAX) {
+		why_set(why, whylen, "login longer than %d bytes owns nothing",
 		    SENDER_ADDR_MAX);
 		return SENDER_NOT_OWNED;
 	}
 	memcpy(lbuf, login, strlen(login) + 1);
 	addr_lower(lbuf);
-	memcpy(sbuf, sender, strlen(sender) + 1);
-	addr_lower(sbuf);
-	if (addr_canon(sbuf, '+', cbuf, sizeof(cbuf)) < 0)
-		memcpy(cbuf, sbuf, strlen(sbuf) + 1);
-	sdom = addr_domain(sbuf);
+	if ((long_sender = strlen(sender) > SENDER_ADDR_MAX) != 0) {
+		/* no address key is that long: only @domain entries apply */
+		sbuf[0] = cbuf[0] = '\0';
+	} else {
+		memcpy(sbuf, sender, strlen(sender) + 1);
+		addr_lower(sbuf);
+		if (addr_canon(sbuf, '+', cbuf, sizeof(cbuf)) < 0)
+			memcpy(cbuf, sbuf, strlen(sbuf) + 1);
+	}
+	sdom = addr_domain(sender);
+	if (sdom != NULL && strlen(sdom) < sizeof(dombuf)) {
+		memcpy(dombuf, sdom, strlen(sdom) + 1);
+		addr_lower(dombuf);
+		sdom = dombuf;
+	} else {
+		sdom = NULL;
+	}
 
 	/* the map: address, address without +extension, @domain */
 	if (map != NULL) {
 		int	nk = 0;
 
-		keys[nk++] = sbuf;
-		if (strcmp(cbuf, sbuf) != 0)
-			keys[nk++] = cbuf;
+		if (!long_sender) {
+			keys[nk++] = sbuf;
+			if (strcmp(cbuf, sbuf) != 0)
+				keys[nk++] = cbuf;
+		}
 		if (sdom != NULL && *sdom != '\0') {
 			snprintf(dbuf, sizeof(dbuf), "@%s", sdom);
 			keys[nk++] = dbuf;
@@ -325,7 +340,7 @@ sender_run(void *priv, struct eval *ev)
 	const struct policy_req *q = ev->req;
 	const char *login = q->v[A_SASL_USERNAME], *sender = q->v[A_SENDER];
 	const char *vals[2], *dom;
-	char	action[EVAL_TEXT], why[256], dbuf[SENDER_ADDR_MAX + 1];
+	char	action[EVAL_TEXT], why[256];
 
 	if (!(q->present & (1ULL << A_SENDER))) {
 		eval_check_done(ev, CHECK_NOMATCH, NULL,
@@ -334,15 +349,13 @@ sender_run(void *priv, struct eval *ev)
 	}
 	if (*login == '\0') {
 		dom = addr_domain(sender);
-		if (s->protect == NULL || dom == NULL || *dom == '\0'
-		    || strlen(dom) >= sizeof(dbuf)) {
+		if (s->protect == NULL || dom == NULL || *dom == '\0') {
 			eval_check_done(ev, CHECK_NOMATCH, NULL,
 			    "not authenticated");
 			return;
 		}
-		memcpy(dbuf, dom, strlen(dom) + 1);
-		addr_lower(dbuf);
-		if (map_lookup_domain(s->protect, dbuf, NULL, 0) == NULL) {
+		/* looked up as it is, whatever its length (maps lowercase) */
+		if (map_lookup_domain(s->protect, dom, NULL, 0) == NULL) {
 			eval_check_done(ev, CHECK_NOMATCH, NULL, "not "
 			    "authenticated, sender domain not protected");
 			return;
@@ -350,7 +363,7 @@ sender_run(void *priv, struct eval *ev)
 		vals[0] = sender;
 		check_expand(action, sizeof(action), s->unauth_reply, "s", vals);
 		snprintf(why, sizeof(why), "not authenticated, sender domain "
-		    "%.200s is protected", dbuf);
+		    "%.200s is protected", dom);
 		eval_check_done(ev, CHECK_MATCH, action, why);
 		return;
 	}

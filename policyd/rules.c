@@ -372,18 +372,6 @@ rules_free(struct rule *r, int n)
 	free(r);
 }
 
-/* lower_copy - lowercase a value into buf; 0 when it does not fit */
-static int
-lower_copy(const char *v, size_t len, char *buf, size_t buflen)
-{
-	if (len >= buflen)
-		return 0;
-	for (size_t i = 0; i < len; i++)
-		buf[i] = (char)tolower((unsigned char)v[i]);
-	buf[len] = '\0';
-	return 1;
-}
-
 /* a reason costs a snprintf: only when somebody reads it */
 #define WHY(...) do { if (why != NULL) snprintf(why, whylen, __VA_ARGS__); } while (0)
 
@@ -393,7 +381,6 @@ cond_match(const struct cond *cd, const struct eval *ev, char *why,
     size_t whylen)
 {
 	const struct policy_req *q = ev->req;
-	char	buf[1024];
 
 	if ((cd->states & ev->state_bit) == 0) {
 		WHY("protocol_state %s not matched",
@@ -411,9 +398,9 @@ cond_match(const struct cond *cd, const struct eval *ev, char *why,
 		    cd->sasl ? "not " : "");
 		return 0;
 	}
-	if (cd->sasl_login && (!lower_copy(q->v[A_SASL_USERNAME],
-	    q->len[A_SASL_USERNAME], buf, sizeof(buf)) ||
-	    map_get(cd->sasl_login, buf) == NULL)) {
+	/* map lookups lowercase each candidate themselves: no copy, no bound */
+	if (cd->sasl_login && map_get(cd->sasl_login,
+	    q->v[A_SASL_USERNAME]) == NULL) {
 		WHY("sasl_username not listed");
 		return 0;
 	}
@@ -422,27 +409,23 @@ cond_match(const struct cond *cd, const struct eval *ev, char *why,
 		WHY("client_address not listed");
 		return 0;
 	}
-	if (cd->client_name && (!lower_copy(q->v[A_CLIENT_NAME],
-	    q->len[A_CLIENT_NAME], buf, sizeof(buf)) ||
-	    map_lookup_domain(cd->client_name, buf, NULL, 0) == NULL)) {
+	if (cd->client_name && map_lookup_domain(cd->client_name,
+	    q->v[A_CLIENT_NAME], NULL, 0) == NULL) {
 		WHY("client_name not listed");
 		return 0;
 	}
-	if (cd->helo_name && (!lower_copy(q->v[A_HELO_NAME],
-	    q->len[A_HELO_NAME], buf, sizeof(buf)) ||
-	    map_lookup_domain(cd->helo_name, buf, NULL, 0) == NULL)) {
+	if (cd->helo_name && map_lookup_domain(cd->helo_name,
+	    q->v[A_HELO_NAME], NULL, 0) == NULL) {
 		WHY("helo_name not listed");
 		return 0;
 	}
-	if (cd->sender && (!lower_copy(q->v[A_SENDER], q->len[A_SENDER], buf,
-	    sizeof(buf)) || map_lookup_address(cd->sender, buf, '+', NULL,
-	    0) == NULL)) {
+	if (cd->sender && map_lookup_address(cd->sender, q->v[A_SENDER], '+',
+	    NULL, 0) == NULL) {
 		WHY("sender not listed");
 		return 0;
 	}
-	if (cd->recipient && (!lower_copy(q->v[A_RECIPIENT],
-	    q->len[A_RECIPIENT], buf, sizeof(buf)) ||
-	    map_lookup_address(cd->recipient, buf, '+', NULL, 0) == NULL)) {
+	if (cd->recipient && map_lookup_address(cd->recipient,
+	    q->v[A_RECIPIENT], '+', NULL, 0) == NULL) {
 		WHY("recipient not listed");
 		return 0;
 	}

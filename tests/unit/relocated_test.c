@@ -190,7 +190,17 @@ test_lookup(void)
 		big[sizeof(big) - 1] = '\0';
 		memcpy(big + sizeof(big) - 13, "@old.example", 12);
 		is_int(relocated_lookup(m, big, T_NOON, na, sizeof(na), why,
-		    sizeof(why)), RELOC_NONE, "8 KB recipient: no lookup");
+		    sizeof(why)), RELOC_MOVED, "8 KB local part: @domain entry applies");
+		ok(strstr(why, "entry @old.example") != NULL, "  why names the @domain entry");
+		ok(strncmp(na, "aaaa", 4) == 0 && strlen(na) == sizeof(na) - 1,
+		    "  new address keeps the local part, cut to the buffer");
+		memcpy(big + sizeof(big) - 13, "@stay.exampl", 12);
+		is_int(relocated_lookup(m, big, T_NOON, na, sizeof(na), why,
+		    sizeof(why)), RELOC_NONE, "8 KB local part elsewhere: not moved");
+		big[1030] = '\0';
+		memcpy(big + 1030 - 12, "@old.example", 12);
+		is_int(relocated_lookup(m, big, T_NOON, na, sizeof(na), why,
+		    sizeof(why)), RELOC_MOVED, "1,030-byte recipient at @old.example: moved");
 		is_int(relocated_lookup(m, "user@old.example", T_NOON, na, 10,
 		    NULL, 0), RELOC_MOVED, "small buffer, NULL why");
 		is_str(na, "user@new.", "  new address cut to the buffer");

@@ -154,7 +154,21 @@ test_sender_owned(void)
 		big[1500] = '@';
 		is_int(sender_owned("alice@example.net", big, m, B | D, why,
 		    sizeof(why)), SENDER_NOT_OWNED, "2 KB sender: not owned");
-		ok(strstr(why, "longer than") != NULL, "  why says too long");
+		ok(strstr(why, "no map entry") != NULL, "  why: no map entry");
+		/* a long local part still meets the @domain entry */
+		memcpy(big + 1500, "@example.org", 13);
+		is_int(sender_owned("admin@example.net", big, m, B, why,
+		    sizeof(why)), SENDER_OWNED, "1,500-byte local part: @example.org entry lists admin");
+		ok(strstr(why, "@example.org") != NULL, "  why names the @domain entry");
+		is_int(sender_owned("alice@example.net", big, m, B | D, why,
+		    sizeof(why)), SENDER_NOT_OWNED, "  and not alice");
+		memcpy(big + 1500, "@example.net", 13);
+		is_int(sender_owned("alice@example.net", big, m, B | D, why,
+		    sizeof(why)), SENDER_OWNED, "1,500-byte local part in the login's domain: same_domain");
+		is_int(sender_owned("alice@example.net", big, m, B, why,
+		    sizeof(why)), SENDER_NOT_OWNED, "  not without same_domain");
+		big[1500] = '@';
+		memset(big + 1501, 'a', sizeof(big) - 1502);
 		is_int(sender_owned(big, big, m, B, why, sizeof(why)),
 		    SENDER_NOT_OWNED, "2 KB login: not owned");
 		is_int(sender_owned("alice@example.net", "bob@example.net", m,
