@@ -515,3 +515,59 @@ addr_net_hex(const struct ipaddr *ip, int v4prefix, int v6prefix, char *buf,
 	buf[o] = '\0';
 	return o;
 }
+
+/* ---------------------------------------------------------------- */
+/* SipHash-2-4 (Aumasson and Bernstein): a keyed hash for keys a     */
+/* client must not be able to collide                                */
+/* ---------------------------------------------------------------- */
+
+#define SIP_ROTL(x, b)	(uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIP_ROUND(v0, v1, v2, v3) do { \
+	v0 += v1; v1 = SIP_ROTL(v1, 13); v1 ^= v0; v0 = SIP_ROTL(v0, 32); \
+	v2 += v3; v3 = SIP_ROTL(v3, 16); v3 ^= v2; \
+	v0 += v3; v3 = SIP_ROTL(v3, 21); v3 ^= v0; \
+	v2 += v1; v1 = SIP_ROTL(v1, 17); v1 ^= v2; v2 = SIP_ROTL(v2, 32); \
+} while (0)
+
+/* le64 - eight bytes, little-endian */
+static uint64_t
+le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/* addr_siphash - SipHash-2-4 of data under a 128-bit key */
+uint64_t
+addr_siphash(const uint8_t key[16], const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	uint64_t k0 = le64(key), k1 = le64(key + 8), m, b;
+	uint64_t v0 = k0 ^ 0x736f6d6570736575ULL;
+	uint64_t v1 = k1 ^ 0x646f72616e646f6dULL;
+	uint64_t v2 = k0 ^ 0x6c7967656e657261ULL;
+	uint64_t v3 = k1 ^ 0x7465646279746573ULL;
+	size_t	i, left = len & 7;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		m = le64(p + i);
+		v3 ^= m;
+		SIP_ROUND(v0, v1, v2, v3);
+		SIP_ROUND(v0, v1, v2, v3);
+		v0 ^= m;
+	}
+	b = (uint64_t)len << 56;
+	for (size_t j = 0; j < left; j++)
+		b |= (uint64_t)p[i + j] << (8 * j);
+	v3 ^= b;
+	SIP_ROUND(v0, v1, v2, v3);
+	SIP_ROUND(v0, v1, v2, v3);
+	v0 ^= b;
+	v2 ^= 0xff;
+	for (int r = 0; r < 4; r++)
+		SIP_ROUND(v0, v1, v2, v3);
+	return v0 ^ v1 ^ v2 ^ v3;
+}

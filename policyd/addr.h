@@ -105,4 +105,11 @@ void	addr_lower(char *s);
  */
 uint64_t addr_hash64(const void *data, size_t len, uint64_t seed);
 
+/*
+ * addr_siphash - SipHash-2-4 of data under a 128-bit secret key: for keys
+ * built from client values where a client must not be able to produce a
+ * collision (ratelimit keys).
+ */
+uint64_t addr_siphash(const uint8_t key[16], const void *data, size_t len);
+
 #endif

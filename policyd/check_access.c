@@ -60,6 +60,28 @@ access_free(void *priv)
 	free(a);
 }
 
+/*
+ * access_value_ok - every value of an access map is an action, checked at
+ * load (and reload): a typo ("REJCT") is a file:line error at policyd -t,
+ * never a silent DUNNO at run time.
+ */
+static int
+access_value_ok(const char *value, char *why, size_t whylen)
+{
+	char	msg[200];
+
+	if (strlen(value) >= EVAL_TEXT) {
+		snprintf(why, whylen, "action longer than %d bytes",
+		    EVAL_TEXT - 1);
+		return -1;
+	}
+	if (action_parse(value, msg, sizeof(msg)) == ACT_INVALID) {
+		snprintf(why, whylen, "not an access(5) action: %s", msg);
+		return -1;
+	}
+	return 0;
+}
+
 /* access_compile - load the map */
 static int
 access_compile(const config_setting_t *rs, const struct config *c, void **priv,
@@ -100,10 +122,12 @@ access_compile(const config_setting_t *rs, const struct config *c, void **priv,
 
 		if (a->key == AK_CLIENT_ADDRESS) {
 			a->cidr = cidrmap_new();
-			rc = cidrmap_load_file(a->cidr, path, why, sizeof(why));
+			rc = cidrmap_load_file_checked(a->cidr, path,
+			    access_value_ok, why, sizeof(why));
 		} else {
 			a->map = map_new();
-			rc = map_load_file(a->map, path, 0, why, sizeof(why));
+			rc = map_load_file_checked(a->map, path, 0,
+			    access_value_ok, why, sizeof(why));
 		}
 		if (rc < 0) {
 			/* the setting's file:line, then the map's own */

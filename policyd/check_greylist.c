@@ -253,9 +253,9 @@ greylist_run(void *priv, struct eval *ev)
 	const struct greylist *g = priv;
 	const struct policy_req *q = ev->req;
 	char	net[64], key[96], awl[80], sender[1100], rcpt[1100];
-	char	nows[24], delay[16], window[16], maxage[16], awlmin[16];
-	const char *argv[7];
-	size_t	argvlen[7];
+	char	delay[16], window[16], maxage[16], awlmin[16];
+	const char *argv[6];
+	size_t	argvlen[6];
 	uint64_t h;
 	int	nl, sl, rl;
 
@@ -312,18 +312,18 @@ greylist_run(void *priv, struct eval *ev)
 	for (int i = 0; i < 8; i++)
 		key[3 + nl + i] = (char)(h >> (56 - 8 * i));
 	snprintf(awl, sizeof(awl), "a{%s}", net);
-	snprintf(nows, sizeof(nows), "%lld", (long long)ev->now);
+	/* no time argument: the script reads Redis's clock (TIME) */
 	snprintf(delay, sizeof(delay), "%d", g->delay);
 	snprintf(window, sizeof(window), "%d", g->retry_window);
 	snprintf(maxage, sizeof(maxage), "%d", g->max_age);
 	snprintf(awlmin, sizeof(awlmin), "%d", g->awl);
 	argv[0] = key; argvlen[0] = 3 + nl + 8;
 	argv[1] = awl; argvlen[1] = strlen(awl);
-	argv[2] = nows; argv[3] = delay; argv[4] = window;
-	argv[5] = maxage; argv[6] = awlmin;
-	for (int i = 2; i < 7; i++)
+	argv[2] = delay; argv[3] = window;
+	argv[4] = maxage; argv[5] = awlmin;
+	for (int i = 2; i < 6; i++)
 		argvlen[i] = strlen(argv[i]);
-	store_script(ev->store, SCRIPT_GREYLIST, 2, 7, argv, argvlen,
+	store_script(ev->store, SCRIPT_GREYLIST, 2, 6, argv, argvlen,
 	    greylist_done, ev);
 }
 

@@ -49,7 +49,8 @@
 #define RL_SEED		0x7064726174656c6dULL	/* "pdratelm" */
 #define RL_MAX_PARTS	7
 #define RL_PART_MAX	256		/* longer values are hashed */
-#define RL_KEY_MAX	(RL_MAX_PARTS * (RL_PART_MAX + 1) + 1)
+/* every part escaped at worst (3 bytes a byte) plus its separator */
+#define RL_KEY_MAX	(RL_MAX_PARTS * (3 * RL_PART_MAX + 1) + 1)
 #define RL_MAX_CHILDREN	16
 
 enum rl_part {
@@ -77,6 +78,8 @@ struct ratelimit {
 	int	nwin;
 	struct map *overrides;		/* key -> window text (validated) */
 	char	*word;			/* "DEFER_IF_PERMIT 4.7.1", "HOLD" */
+	char	*oversize;		/* when one request exceeds a whole
+					 * window: "552 5.3.4", "550 5.7.1" */
 	char	*reply;			/* template: %k %l %u %w %r */
 	int	max_networks, networks_window;
 	char	*networks_action;	/* template: %k %c %w */
@@ -87,7 +90,7 @@ struct ratelimit {
 static const char *const ratelimit_keys[] = {
 	"key", "count", "windows", "overrides", "exceeded_action", "reply",
 	"max_networks", "networks_window", "networks_action", "ipv4_prefix",
-	"ipv6_prefix", "notify_command", NULL
+	"ipv6_prefix", "notify_command", "oversize_action", NULL
 };
 
 #define DEF_REPLY	"Rate limit exceeded for %k: %l %u per %w; " \
@@ -231,47 +234,74 @@ ratelimit_window_text(long long seconds, char *buf, size_t len)
 	    seconds == 1 ? "" : "s");
 }
 
-/* ratelimit_tag - the hash tag of a rule's key */
+/* ratelimit_tag - the hash tag of a rule's key (keyed: see ratelimit.h) */
 uint64_t
-ratelimit_tag(const char *rule, const char *key)
+ratelimit_tag(const uint8_t secret[16], const char *rule, const char *key)
 {
 	size_t	rl = strlen(rule), kl = strlen(key);
 	char	buf[RL_KEY_MAX + 256];
 
 	if (rl > 255)
 		rl = 255;
+	if (kl > RL_KEY_MAX)
+		kl = RL_KEY_MAX;
 	memcpy(buf, rule, rl);
 	buf[rl] = '\0';
 	memcpy(buf + rl + 1, key, kl);
-	return addr_hash64(buf, rl + 1 + kl, RL_SEED);
+	return addr_siphash(secret, buf, rl + 1 + kl);
 }
 
-/* put_part - append one part (hashed when too long) */
+/*
+ * put_part - append one part to the key text. Parts are joined with '|';
+ * a '|' or '%' inside a value is written %7c / %25 and a leading '#' %23,
+ * so that no value can pass for two parts or for a hashed one. A value
+ * longer than RL_PART_MAX becomes '#' and its keyed hash (of the whole
+ * value: two long values differ in their hash wherever they differ).
+ */
 static int
-put_part(char *buf, size_t len, size_t *o, const char *v, size_t vl)
+put_part(char *buf, size_t len, size_t *o, const char *v, size_t vl,
+    const uint8_t *secret)
 {
 	char	tmp[24];
+	size_t	need = 0;
 
 	if (vl > RL_PART_MAX) {
 		vl = (size_t)snprintf(tmp, sizeof(tmp), "#%016" PRIx64,
-		    addr_hash64(v, vl, RL_SEED));
+		    addr_siphash(secret, v, vl));
 		v = tmp;
+		if (*o + vl + 2 > len)
+			return -1;
+		if (*o > 0)
+			buf[(*o)++] = '|';
+		memcpy(buf + *o, v, vl);
+		*o += vl;
+		buf[*o] = '\0';
+		return 0;
 	}
-	if (*o + vl + 2 > len)
+	for (size_t i = 0; i < vl; i++)
+		need += (v[i] == '|' || v[i] == '%' || (i == 0 && v[i] == '#'))
+		    ? 3 : 1;
+	if (*o + need + 2 > len)
 		return -1;
 	if (*o > 0)
 		buf[(*o)++] = '|';
-	memcpy(buf + *o, v, vl);
-	*o += vl;
+	for (size_t i = 0; i < vl; i++) {
+		if (v[i] == '|' || v[i] == '%' || (i == 0 && v[i] == '#')) {
+			snprintf(buf + *o, 4, "%%%02x", (unsigned char)v[i]);
+			*o += 3;
+		} else {
+			buf[(*o)++] = v[i];
+		}
+	}
 	buf[*o] = '\0';
 	return 0;
 }
 
-/* canon_addr - lowercase, +extension removed; raw lowercase if too long */
+/* canon_addr - lowercase, +extension removed (buf holds vl + 1 bytes) */
 static int
 canon_addr(const char *v, size_t vl, char *buf, size_t len)
 {
-	int	n = vl < len ? addr_canon(v, '+', buf, len) : -1;
+	int	n = addr_canon(v, '+', buf, len);
 
 	if (n < 0) {
 		n = (int)(vl < len - 1 ? vl : len - 1);
@@ -283,21 +313,35 @@ canon_addr(const char *v, size_t vl, char *buf, size_t len)
 }
 
 /*
- * ratelimit_key_text - the key of a request: parts joined with '|'.
- * Returns the length, or -1 (with why) when a part is missing.
+ * ratelimit_key_text - the key of a request: parts joined with '|' (see
+ * put_part). Every value is used whole, whatever its length. Returns the
+ * length, or -1 (with why) when a part is missing.
  */
 int
-ratelimit_key_text(const int *parts, int nparts, int v4prefix, int v6prefix,
-    const struct policy_req *q, char *buf, size_t len, char *why,
-    size_t whylen)
+ratelimit_key_text(const uint8_t secret[16], const int *parts, int nparts,
+    int v4prefix, int v6prefix, const struct policy_req *q, char *buf,
+    size_t len, char *why, size_t whylen)
 {
-	char	v[1100];
+	char	stackv[1100], *v = stackv;
 	const char *d;
-	size_t	o = 0;
+	size_t	o = 0, vcap = sizeof(stackv), need = 0;
 	struct ipaddr ip;
-	int	n, ipok;
+	int	n, ipok, rc = -1;
 
 	buf[0] = '\0';
+	/* room for the longest value a part may take, on the heap if long */
+	need = q->len[A_SASL_USERNAME];
+	if (q->len[A_SENDER] > need)
+		need = q->len[A_SENDER];
+	if (q->len[A_RECIPIENT] > need)
+		need = q->len[A_RECIPIENT];
+	if (need + 1 > vcap) {
+		if ((v = malloc(need + 1)) == NULL) {
+			snprintf(why, whylen, "out of memory");
+			return -1;
+		}
+		vcap = need + 1;
+	}
 	ipok = q->len[A_CLIENT_ADDRESS] < 64 &&
 	    addr_ip_parse(q->v[A_CLIENT_ADDRESS], &ip) == 0;
 	for (int i = 0; i < nparts; i++) {
@@ -307,11 +351,10 @@ ratelimit_key_text(const int *parts, int nparts, int v4prefix, int v6prefix,
 		case RLP_SASL:
 			if (q->len[A_SASL_USERNAME] == 0) {
 				snprintf(why, whylen, "no sasl_username");
-				return -1;
+				goto out;
 			}
 			/* a login keeps its +extension: it is a name */
-			n = (int)(q->len[A_SASL_USERNAME] < sizeof(v) ?
-			    q->len[A_SASL_USERNAME] : sizeof(v) - 1);
+			n = (int)q->len[A_SASL_USERNAME];
 			memcpy(v, q->v[A_SASL_USERNAME], n);
 			v[n] = '\0';
 			addr_lower(v);
@@ -319,11 +362,11 @@ ratelimit_key_text(const int *parts, int nparts, int v4prefix, int v6prefix,
 		case RLP_SENDER:
 		case RLP_SENDER_DOMAIN:
 			if (q->len[A_SENDER] == 0) {
-				n = snprintf(v, sizeof(v), "<>");
+				n = snprintf(v, vcap, "<>");
 				break;
 			}
 			n = canon_addr(q->v[A_SENDER], q->len[A_SENDER], v,
-			    sizeof(v));
+			    vcap);
 			if (parts[i] == RLP_SENDER_DOMAIN) {
 				d = addr_domain(v);
 				val = d ? d : "<>";
@@ -334,10 +377,10 @@ ratelimit_key_text(const int *parts, int nparts, int v4prefix, int v6prefix,
 		case RLP_RECIPIENT_DOMAIN:
 			if (q->len[A_RECIPIENT] == 0) {
 				snprintf(why, whylen, "no recipient");
-				return -1;
+				goto out;
 			}
 			n = canon_addr(q->v[A_RECIPIENT], q->len[A_RECIPIENT],
-			    v, sizeof(v));
+			    v, vcap);
 			if (parts[i] == RLP_RECIPIENT_DOMAIN) {
 				d = addr_domain(v);
 				val = d ? d : v;
@@ -348,10 +391,10 @@ ratelimit_key_text(const int *parts, int nparts, int v4prefix, int v6prefix,
 		case RLP_CLIENT_NETWORK:
 			if (q->len[A_CLIENT_ADDRESS] == 0) {
 				snprintf(why, whylen, "no client_address");
-				return -1;
+				goto out;
 			}
 			if (!ipok) {
-				/* not an address: its raw value, bounded */
+				/* not an address: its raw value (hashed if long) */
 				val = q->v[A_CLIENT_ADDRESS];
 				n = (int)q->len[A_CLIENT_ADDRESS];
 				break;
@@ -364,29 +407,36 @@ ratelimit_key_text(const int *parts, int nparts, int v4prefix, int v6prefix,
 
 				addr_ip_mask(&m, pl);
 				addr_ip_format(&m, a, sizeof(a));
-				n = snprintf(v, sizeof(v), "%s/%d", a, pl);
+				n = snprintf(v, vcap, "%s/%d", a, pl);
 			} else {
-				n = addr_ip_format(&ip, v, sizeof(v));
+				n = addr_ip_format(&ip, v, vcap);
 			}
 			break;
 		default:
 			snprintf(why, whylen, "unknown key part");
-			return -1;
+			goto out;
 		}
-		if (n < 0 || put_part(buf, len, &o, val, (size_t)n) < 0) {
+		if (n < 0 || put_part(buf, len, &o, val, (size_t)n,
+		    secret) < 0) {
 			snprintf(why, whylen, "key too long");
-			return -1;
+			goto out;
 		}
 	}
-	return (int)o;
+	rc = (int)o;
+out:
+	if (v != stackv)
+		free(v);
+	return rc;
 }
 
 /* ------------------------------------------------------ configuration */
 
+/* "file:line: message"; a prefix longer than err (a long path) is cut */
 #define RLERR(set, ...) do { \
 	int n_ = snprintf(err, errlen, "%s:%d: ", c->path, \
 	    config_setting_source_line(set)); \
-	snprintf(err + n_, errlen - n_, __VA_ARGS__); \
+	if (n_ >= 0 && (size_t)n_ < errlen) \
+		snprintf(err + n_, errlen - (size_t)n_, __VA_ARGS__); \
 } while (0)
 
 /* rl_int - an optional integer option with bounds */
@@ -670,6 +720,7 @@ ratelimit_free(void *priv)
 	if (rl == NULL)
 		return;
 	free(rl->rule);
+	free(rl->oversize);
 	if (rl->overrides)
 		map_free(rl->overrides);
 	free(rl->word);
@@ -681,20 +732,23 @@ ratelimit_free(void *priv)
 	free(rl);
 }
 
-/* rl_word - exceeded_action: a verb with an optional status code */
+/*
+ * rl_verb - option name (exceeded_action, oversize_action): a verb with
+ * an optional status code; a bare verb gets the enhanced code x.7.1
+ * (DEFER, DEFER_IF_PERMIT, REJECT, 4NN, 5NN). def when absent.
+ */
 static int
-rl_word(struct ratelimit *rl, const config_setting_t *rs,
-    const struct config *c, char *err, size_t errlen)
+rl_verb(const config_setting_t *rs, const char *name, const char *def,
+    char **out, const struct config *c, char *err, size_t errlen)
 {
-	const config_setting_t *s = config_setting_get_member(rs,
-	    "exceeded_action");
-	const char *v = s ? config_setting_get_string(s) : "DEFER_IF_PERMIT";
+	const config_setting_t *s = config_setting_get_member(rs, name);
+	const char *v = s ? config_setting_get_string(s) : def;
 	char	buf[128], test[256], why[128];
 	enum action_kind k;
 
 	if (v == NULL || strlen(v) > 64) {
-		RLERR(s, "exceeded_action: expected DEFER_IF_PERMIT, DEFER, "
-		    "REJECT, HOLD, DISCARD or a 4NN/5NN code");
+		RLERR(s, "%s: expected DEFER_IF_PERMIT, DEFER, REJECT, HOLD, "
+		    "DISCARD or a 4NN/5NN code", name);
 		return -1;
 	}
 	snprintf(test, sizeof(test), "%s x", v);
@@ -721,11 +775,11 @@ rl_word(struct ratelimit *rl, const config_setting_t *rs,
 	case ACT_DISCARD:
 		break;
 	default:
-		RLERR(s, "exceeded_action: \"%s\": expected DEFER_IF_PERMIT, "
-		    "DEFER, REJECT, HOLD, DISCARD or a 4NN/5NN code", v);
+		RLERR(s, "%s: \"%s\": expected DEFER_IF_PERMIT, DEFER, "
+		    "REJECT, HOLD, DISCARD or a 4NN/5NN code", name, v);
 		return -1;
 	}
-	if ((rl->word = strdup(buf)) == NULL)
+	if ((*out = strdup(buf)) == NULL)
 		fatalx("out of memory");
 	return 0;
 }
@@ -742,8 +796,18 @@ ratelimit_compile(const config_setting_t *rs, const struct config *c,
 
 	if (rl == NULL)
 		return -1;
-	if (!config_setting_lookup_string(rs, "name", &name))
-		name = "ratelimit";
+	/*
+	 * The name is part of every Redis key of the rule: two rules must
+	 * never share counters, and a counter must not move when rules are
+	 * inserted above it (a position-based default name would).
+	 */
+	if (!config_setting_lookup_string(rs, "name", &name) || *name == '\0') {
+		RLERR(rs, "ratelimit: a ratelimit rule needs a name (it is "
+		    "part of the rule's Redis keys, so two rules never share "
+		    "a counter)");
+		free(rl);
+		return -1;
+	}
 	if ((rl->rule = strdup(name)) == NULL)
 		fatalx("out of memory");
 	if ((s = config_setting_get_member(rs, "count")) != NULL) {
@@ -768,7 +832,10 @@ ratelimit_compile(const config_setting_t *rs, const struct config *c,
 	}
 	if (rl_key(rl, rs, c, err, errlen) < 0 ||
 	    rl_windows(rl, rs, c, err, errlen) < 0 ||
-	    rl_word(rl, rs, c, err, errlen) < 0 ||
+	    rl_verb(rs, "exceeded_action", "DEFER_IF_PERMIT", &rl->word, c,
+	    err, errlen) < 0 ||
+	    rl_verb(rs, "oversize_action", rl->count == RLC_BYTES ?
+	    "552 5.3.4" : "550 5.7.1", &rl->oversize, c, err, errlen) < 0 ||
 	    rl_string(rs, "reply", DEF_REPLY, &rl->reply, c, err, errlen) < 0 ||
 	    rl_string(rs, "networks_action", DEF_NETWORKS,
 	    &rl->networks_action, c, err, errlen) < 0 ||
@@ -889,10 +956,15 @@ struct rl_call {
 	char	key[RL_KEY_MAX];
 };
 
-/* rl_windows_for - the windows of a key: override, its domain's, the rule's */
+/*
+ * rl_windows_for - the windows of a key: override, its domain's, the
+ * rule's. domain, when not NULL, is the domain of the request's value (a
+ * long value's key text is a hash that has none).
+ */
 static int
 rl_windows_for(const struct ratelimit *rl, const char *key,
-    struct rl_window *w, int *nw, char *why, size_t whylen)
+    const char *domain, struct rl_window *w, int *nw, char *why,
+    size_t whylen)
 {
 	const char *v = NULL, *d;
 	char	err[128], dom[RL_PART_MAX + 2];
@@ -903,7 +975,8 @@ rl_windows_for(const struct ratelimit *rl, const char *key,
 			snprintf(why, whylen, "override %s", key);
 		else if (rl->nparts == 1 && (rl->parts[0] == RLP_SASL ||
 		    rl->parts[0] == RLP_SENDER || rl->parts[0] ==
-		    RLP_RECIPIENT) && (d = addr_domain(key)) != NULL) {
+		    RLP_RECIPIENT) && ((d = domain) != NULL ||
+		    (d = addr_domain(key)) != NULL)) {
 			snprintf(dom, sizeof(dom), "@%s", d);
 			if ((v = map_get(rl->overrides, dom)) != NULL)
 				snprintf(why, whylen, "override %s", dom);
@@ -925,7 +998,7 @@ int
 ratelimit_windows_of(const void *priv, const char *key, struct rl_window *w,
     int *nw, char *why, size_t whylen)
 {
-	return rl_windows_for(priv, key, w, nw, why, whylen);
+	return rl_windows_for(priv, key, NULL, w, nw, why, whylen);
 }
 
 /* rl_cost - what this request counts */
@@ -946,23 +1019,135 @@ rl_cost(const struct ratelimit *rl, const struct policy_req *q)
 	return v;
 }
 
+/*
+ * The installation's secret for the keyed hashes of the ratelimit keys:
+ * made once in Redis (secret.lua, SET NX) and the same for every
+ * instance; read again every SECRET_REFRESH seconds so that instances
+ * agree again soon after Redis lost it (a flush).
+ */
+#define SECRET_KEY	"secret"
+#define SECRET_REFRESH	60
+
+static struct {
+	const struct store *store;	/* whose Redis it is from */
+	int	known;
+	int	inflight;		/* a refresh is out */
+	time_t	fetched;
+	uint8_t	key[16];
+} secret;
+
+/* secret_candidate - 32 random hex digits, 0 or -1 */
+static int
+secret_candidate(char *hex)
+{
+	uint8_t	b[16];
+	ssize_t	n = -1;
+	int	fd;
+
+	if ((fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)) >= 0) {
+		n = read(fd, b, sizeof(b));
+		close(fd);
+	}
+	if (n != (ssize_t)sizeof(b))
+		return -1;
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", b[i]);
+	return 0;
+}
+
+/* secret_take - the script's answer into the cache; 0 or -1 */
+static int
+secret_take(const struct store *st, const struct store_reply *r, time_t now)
+{
+	uint8_t	key[16];
+
+	if (!r->ok || r->n != 4)
+		return -1;
+	for (int i = 0; i < 4; i++) {
+		unsigned long long v = (unsigned long long)r->v[i];
+
+		for (int j = 0; j < 4; j++)
+			key[4 * i + j] = (uint8_t)(v >> (24 - 8 * j));
+	}
+	if (secret.known && secret.store == st &&
+	    memcmp(secret.key, key, sizeof(key)) != 0)
+		log_warnx("ratelimit: the key-hash secret in Redis (%s%s) "
+		    "changed (Redis lost its data, or another installation "
+		    "shares it): rate-limit counters start anew",
+		    store_prefix(st), SECRET_KEY);
+	memcpy(secret.key, key, sizeof(key));
+	secret.store = st;
+	secret.known = 1;
+	secret.fetched = now;
+	return 0;
+}
+
+/* secret_ask - run secret.lua */
+static void
+secret_ask(struct store *st, store_cb *cb, void *arg)
+{
+	char	hex[33];
+	const char *argv[2] = { SECRET_KEY, hex };
+	size_t	argvlen[2] = { sizeof(SECRET_KEY) - 1, 32 };
+
+	if (secret_candidate(hex) < 0) {
+		struct store_reply r = { .ok = 0,
+		    .err = "no random bytes from /dev/urandom" };
+
+		cb(arg, &r);
+		return;
+	}
+	store_script(st, SCRIPT_SECRET, 1, 2, argv, argvlen, cb, arg);
+}
+
+/* secret_refreshed - a background refresh came back */
+static void
+secret_refreshed(void *arg, const struct store_reply *r)
+{
+	struct store *st = arg;
+
+	secret.inflight = 0;
+	if (secret.store == st && secret_take(st, r, time(NULL)) < 0 &&
+	    !r->ok)
+		log_debug("ratelimit: refreshing the key-hash secret: %s",
+		    r->err);
+}
+
 /* rl_call_new - key, windows and cost of a request; NULL: not limited */
 static struct rl_call *
 rl_call_new(const struct ratelimit *rl, struct eval *ev, char *why,
     size_t whylen)
 {
 	struct rl_call *k = calloc(1, sizeof(*k));
+	const char *d = NULL;
+	char	dom[RL_PART_MAX + 2];
 
 	if (k == NULL)
 		fatalx("out of memory");
 	k->ev = ev;
 	k->rl = rl;
-	if (ratelimit_key_text(rl->parts, rl->nparts, rl->v4prefix,
-	    rl->v6prefix, ev->req, k->key, sizeof(k->key), why, whylen) < 0) {
+	if (ratelimit_key_text(secret.key, rl->parts, rl->nparts,
+	    rl->v4prefix, rl->v6prefix, ev->req, k->key, sizeof(k->key), why,
+	    whylen) < 0) {
 		free(k);
 		return NULL;
 	}
-	if (rl_windows_for(rl, k->key, k->win, &k->nwin, why, whylen) == 1) {
+	if (rl->nparts == 1) {
+		int	a = rl->parts[0] == RLP_SASL ? A_SASL_USERNAME :
+		    rl->parts[0] == RLP_SENDER ? A_SENDER :
+		    rl->parts[0] == RLP_RECIPIENT ? A_RECIPIENT : -1;
+
+		if (a >= 0 && (d = addr_domain(ev->req->v[a])) != NULL &&
+		    strlen(d) < sizeof(dom)) {
+			snprintf(dom, sizeof(dom), "%s", d);
+			addr_lower(dom);
+			d = dom;
+		} else {
+			d = NULL;
+		}
+	}
+	if (rl_windows_for(rl, k->key, d, k->win, &k->nwin, why,
+	    whylen) == 1) {
 		free(k);
 		return NULL;		/* unlimited */
 	}
@@ -979,7 +1164,7 @@ rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 	char	nums[RL_MAX_WIN * 2][24], net[64], maxn[16], nwin[16];
 	const char *argv[32];
 	size_t	argvlen[32];
-	uint64_t tag = ratelimit_tag(rl->rule, k->key);
+	uint64_t tag = ratelimit_tag(secret.key, rl->rule, k->key);
 	int	n = 0, nkeys = 1;
 
 	snprintf(rkey, sizeof(rkey), "r{%016" PRIx64 "}", tag);
@@ -1067,9 +1252,13 @@ ratelimit_done(void *arg, const struct store_reply *r)
 		ratelimit_window_text(w->seconds, wt, sizeof(wt));
 		snprintf(lim, sizeof(lim), "%lld", w->limit);
 		if (r->v[2] < 0) {
+			/*
+			 * It can never fit: a deferral would only be retried
+			 * for days, so refuse it permanently (oversize_action).
+			 */
 			snprintf(action, sizeof(action), "%s Rate limit for %s "
 			    "is %lld %s per %s: this message alone exceeds it",
-			    rl->word, key, w->limit, count_names[rl->count],
+			    rl->oversize, key, w->limit, count_names[rl->count],
 			    wt);
 			snprintf(detail, sizeof(detail), "key %s: cost %lld "
 			    "exceeds %lld per %s", key, k->cost, w->limit, wt);
@@ -1124,16 +1313,13 @@ ratelimit_done(void *arg, const struct store_reply *r)
 	free(k);
 }
 
-/* ratelimit_run - key, windows, one script call */
+/* rl_start - key, windows, one script call (the secret is known) */
 static void
-ratelimit_run(void *priv, struct eval *ev)
+rl_start(const struct ratelimit *rl, struct eval *ev)
 {
-	const struct ratelimit *rl = priv;
 	struct rl_call *k;
 	char	why[128];
 
-	if (rl->notify)
-		notify_reap();
 	if ((k = rl_call_new(rl, ev, why, sizeof(why))) == NULL) {
 		char	d[160];
 
@@ -1147,6 +1333,55 @@ ratelimit_run(void *priv, struct eval *ev)
 		return;
 	}
 	rl_send(k, ev, 1, ratelimit_done, k);
+}
+
+struct rl_wait {
+	const struct ratelimit *rl;
+	struct eval *ev;
+};
+
+/* secret_first - the secret arrived for a request that waits on it */
+static void
+secret_first(void *arg, const struct store_reply *r)
+{
+	struct rl_wait *w = arg;
+	struct eval *ev = w->ev;
+	const struct ratelimit *rl = w->rl;
+	char	d[200];
+
+	free(w);
+	if (secret_take(ev->store, r, ev->now) < 0) {
+		snprintf(d, sizeof(d), "cannot read the key-hash secret from "
+		    "Redis: %s", r->ok ? "unexpected answer" : r->err);
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL, d);
+		return;
+	}
+	rl_start(rl, ev);
+}
+
+/* ratelimit_run - the secret first (once), then the decision */
+static void
+ratelimit_run(void *priv, struct eval *ev)
+{
+	const struct ratelimit *rl = priv;
+	struct rl_wait *w;
+
+	if (rl->notify)
+		notify_reap();
+	if (!secret.known || secret.store != ev->store) {
+		if ((w = malloc(sizeof(*w))) == NULL)
+			fatalx("out of memory");
+		w->rl = rl;
+		w->ev = ev;
+		secret_ask(ev->store, secret_first, w);
+		return;
+	}
+	if (ev->now - secret.fetched >= SECRET_REFRESH && !secret.inflight) {
+		secret.inflight = 1;
+		secret.fetched = ev->now;
+		secret_ask(ev->store, secret_refreshed, ev->store);
+	}
+	rl_start(rl, ev);
 }
 
 /* undo_done - the refund needs no answer */
@@ -1166,6 +1401,11 @@ ratelimit_undo(void *priv, struct eval *ev)
 	struct rl_call *k;
 	char	why[128];
 
+	if (!secret.known || secret.store != ev->store) {
+		log_warnx("ratelimit: rule %s: no refund (the key-hash secret "
+		    "is not known for this Redis)", rl->rule);
+		return;
+	}
 	if ((k = rl_call_new(rl, ev, why, sizeof(why))) == NULL)
 		return;
 	k->ev = NULL;

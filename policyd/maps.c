@@ -475,18 +475,46 @@ map_free(struct map *m)
 	free(m);
 }
 
+/* a loader's target and its optional value check */
+struct load_ctx {
+	void   *map;
+	map_value_check *check;
+};
+
+/* check_value - the loader's value check: 0, or -1 with "path:line: why" */
+static int
+check_value(const struct load_ctx *lc, const char *path, int lineno,
+	const char *key, const char *value, char *err, size_t errlen)
+{
+	char	why[256];
+
+	if (lc->check == NULL || lc->check(value, why, sizeof(why)) == 0)
+		return 0;
+	set_err(err, errlen, "%s:%d: key \"%.100s\": %s", path, lineno, key,
+	    why);
+	return -1;
+}
+
 /* map_table_entry - table_read callback for map_load_file */
 static int
 map_table_entry(void *ctx, const char *path, int lineno, const char *key,
 	const char *value, char *err, size_t errlen)
 {
-	struct map *m = ctx;
+	const struct load_ctx *lc = ctx;
+	struct map *m = lc->map;
 
 	if (*value == '\0' && !(m->flags & MAP_F_SET)) {
 		set_err(err, errlen, "%s:%d: missing value for key \"%s\"",
 		    path, lineno, key);
 		return -1;
 	}
+	if (strlen(key) > MAP_KEY_MAX) {
+		set_err(err, errlen, "%s:%d: key longer than %d bytes", path,
+		    lineno, MAP_KEY_MAX);
+		return -1;
+	}
+	if (check_value(lc, path, lineno, key, value, err, errlen) < 0)
+		return -1;
 	if (map_put(m, key, value) != 0) {
 		set_err(err, errlen, "%s:%d: out of memory", path, lineno);
 		return -1;
@@ -494,11 +522,12 @@ map_table_entry(void *ctx, const char *path, int lineno, const char *key,
 	return 0;
 }
 
-/* map_load_file - add the entries of a Postfix-style table file */
+/* map_load_file_checked - map_load_file, every value through check */
 int
-map_load_file(struct map *m, const char *path, int flags, char *err,
-	size_t errlen)
+map_load_file_checked(struct map *m, const char *path, int flags,
+	map_value_check *check, char *err, size_t errlen)
 {
+	struct load_ctx lc = { m, check };
 	int	saved, rc;
 
 	if (m == NULL) {
@@ -507,9 +536,17 @@ map_load_file(struct map *m, const char *path, int flags, char *err,
 	}
 	saved = m->flags;
 	m->flags = flags;
-	rc = table_read(path, map_table_entry, m, err, errlen);
+	rc = table_read(path, map_table_entry, &lc, err, errlen);
 	m->flags = saved | flags;
 	return rc;
+}
+
+/* map_load_file - add the entries of a Postfix-style table file */
+int
+map_load_file(struct map *m, const char *path, int flags, char *err,
+	size_t errlen)
+{
+	return map_load_file_checked(m, path, flags, NULL, err, errlen);
 }
 
 /* Candidate key builder for the address and domain lookups. */
@@ -790,6 +827,7 @@ static int
 cidr_table_entry(void *ctx, const char *path, int lineno, const char *key,
 	const char *value, char *err, size_t errlen)
 {
+	const struct load_ctx *lc = ctx;
 	char	msg[256];
 
 	if (*value == '\0') {
@@ -797,11 +835,27 @@ cidr_table_entry(void *ctx, const char *path, int lineno, const char *key,
 		    path, lineno, key);
 		return -1;
 	}
-	if (cidrmap_put(ctx, key, value, msg, sizeof(msg)) != 0) {
+	if (check_value(lc, path, lineno, key, value, err, errlen) < 0)
+		return -1;
+	if (cidrmap_put(lc->map, key, value, msg, sizeof(msg)) != 0) {
 		set_err(err, errlen, "%s:%d: %s", path, lineno, msg);
 		return -1;
 	}
 	return 0;
+}
+
+/* cidrmap_load_file_checked - cidrmap_load_file, values through check */
+int
+cidrmap_load_file_checked(struct cidrmap *m, const char *path,
+	map_value_check *check, char *err, size_t errlen)
+{
+	struct load_ctx lc = { m, check };
+
+	if (m == NULL) {
+		set_err(err, errlen, "%s: no map", path ? path : "(null)");
+		return -1;
+	}
+	return table_read(path, cidr_table_entry, &lc, err, errlen);
 }
 
 /* cidrmap_load_file - add "network value" lines from a file */
@@ -809,11 +863,7 @@ int
 cidrmap_load_file(struct cidrmap *m, const char *path, char *err,
 	size_t errlen)
 {
-	if (m == NULL) {
-		set_err(err, errlen, "%s: no map", path ? path : "(null)");
-		return -1;
-	}
-	return table_read(path, cidr_table_entry, m, err, errlen);
+	return cidrmap_load_file_checked(m, path, NULL, err, errlen);
 }
 
 /* cidrmap_lookup - value of the longest matching network, or NULL */

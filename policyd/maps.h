@@ -56,6 +56,14 @@ struct map *map_new(void);
 int	map_put(struct map *m, const char *key, const char *value);
 int	map_load_file(struct map *m, const char *path, int flags, char *err,
 	    size_t errlen);
+/*
+ * A value check for the loaders: 0, or -1 with a reason in why. The
+ * _checked loaders refuse a line whose value fails it, as
+ * "path:line: key "K": reason" (access maps: every value is an action).
+ */
+typedef int map_value_check(const char *value, char *why, size_t whylen);
+int	map_load_file_checked(struct map *m, const char *path, int flags,
+	    map_value_check *check, char *err, size_t errlen);
 const char *map_get(const struct map *m, const char *key);
 size_t	map_count(const struct map *m);
 void	map_free(struct map *m);
@@ -86,6 +94,8 @@ int	cidrmap_put(struct cidrmap *m, const char *network, const char *value,
 	    char *err, size_t errlen);
 int	cidrmap_load_file(struct cidrmap *m, const char *path, char *err,
 	    size_t errlen);
+int	cidrmap_load_file_checked(struct cidrmap *m, const char *path,
+	    map_value_check *check, char *err, size_t errlen);
 const char *cidrmap_lookup(const struct cidrmap *m, const struct ipaddr *ip);
 size_t	cidrmap_count(const struct cidrmap *m);
 void	cidrmap_free(struct cidrmap *m);

@@ -1219,26 +1219,67 @@ struct rlview {
 };
 
 /*
+ * rl_secret - the installation's key-hash secret, from Redis as the
+ * daemon gets it (secret.lua: made once, SET NX); 0 or -1 after a message
+ */
+static int
+rl_secret(struct ctlredis *rd, uint8_t secret[16])
+{
+	char	key[320], hex[33];
+	const char *argv[2] = { key, hex };
+	long long r[4];
+	uint8_t	b[16];
+	int	nr = 0, fd;
+
+	redis_key(rd, "secret", 6, key, sizeof(key));
+	if ((fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)) < 0 ||
+	    read(fd, b, sizeof(b)) != (ssize_t)sizeof(b)) {
+		errx_ctl("no random bytes from /dev/urandom");
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", b[i]);
+	if (redis_script(rd, SCRIPT_SECRET, 1, 2, argv, r, 4, &nr) < 0)
+		return -1;
+	if (nr != 4) {
+		errx_ctl("redis at %s: unexpected answer from the secret "
+		    "script", rd->where);
+		return -1;
+	}
+	for (int i = 0; i < 4; i++)
+		for (int j = 0; j < 4; j++)
+			secret[4 * i + j] = (uint8_t)((unsigned long long)r[i]
+			    >> (24 - 8 * j));
+	return 0;
+}
+
+/*
  * rl_view - windows and Redis keys of KEY under the compiled rule r: the
  * check's own ratelimit_windows_of() decides (override, @domain, rule).
  */
 static int
 rl_view(const struct rule *r, const config_setting_t *set,
-    const struct ctlredis *rd, const char *key, struct rlview *v)
+    struct ctlredis *rd, const char *key, struct rlview *v)
 {
 	char	name[40];
+	uint8_t	secret[16];
 	uint64_t tag;
 
 	memset(v, 0, sizeof(*v));
 	if (!config_setting_lookup_string(set, "name", &v->tagname))
-		v->tagname = "ratelimit";
+		v->tagname = "";	/* refused by the loader */
+	if (rl_secret(rd, secret) < 0)
+		return EXIT_FAIL;
 	if (!config_setting_lookup_string(set, "count", &v->count))
 		v->count = "recipients";
 	v->max_networks = conf_int(set, "max_networks", 0);
 	if (ratelimit_windows_of(r->check_priv, key, v->win, &v->nwin,
 	    v->source, sizeof(v->source)) == 1)
 		v->unlimited = 1;
-	tag = ratelimit_tag(v->tagname, key);
+	tag = ratelimit_tag(secret, v->tagname, key);
 	snprintf(name, sizeof(name), "r{%016" PRIx64 "}", tag);
 	redis_key(rd, name, strlen(name), v->rkey, sizeof(v->rkey));
 	snprintf(name, sizeof(name), "n{%016" PRIx64 "}", tag);

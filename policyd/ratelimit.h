@@ -10,8 +10,14 @@
  *	"2000/1d, 100/1m", "5000" = every default window's limit, "unlimited"):
  *	0 with windows in out, 1 for unlimited, -1 with a reason in err.
  *	ratelimit_window_text() names a period ("hour", "5 minutes").
- *	ratelimit_key_text() builds a request's key text from the key parts.
- *	ratelimit_tag() is the 64-bit tag of the Redis keys r{TAG} and n{TAG}.
+ *	ratelimit_key_text() builds a request's key text from the key parts:
+ *	joined with '|', a '|' or '%' inside a value written %7c / %25 and a
+ *	leading '#' %23 (no value can pass for two parts or a hashed one),
+ *	a value longer than 256 bytes as '#' and its keyed hash.
+ *	ratelimit_tag() is the 64-bit tag of the Redis keys r{TAG} and n{TAG}:
+ *	SipHash-2-4 of the rule name and the key text under the installation's
+ *	secret (secret.lua makes it once in Redis, PREFIX "secret"), so that
+ *	no client can choose a value whose counter is somebody else's.
  *	ratelimit_windows_of() gives the windows a key gets under a compiled
  *	rule (its check_priv): its own override, its @domain's, or the rule's;
  *	return as ratelimit_parse_windows(), why says which.
@@ -35,10 +41,11 @@ int	ratelimit_parse_windows(const char *s, const struct rl_window *def,
 	    int ndef, struct rl_window *out, int *nout, char *err,
 	    size_t errlen);
 int	ratelimit_window_text(long long seconds, char *buf, size_t len);
-int	ratelimit_key_text(const int *parts, int nparts, int v4prefix,
-	    int v6prefix, const struct policy_req *q, char *buf, size_t len,
-	    char *why, size_t whylen);
-uint64_t ratelimit_tag(const char *rule, const char *key);
+int	ratelimit_key_text(const uint8_t secret[16], const int *parts,
+	    int nparts, int v4prefix, int v6prefix, const struct policy_req *q,
+	    char *buf, size_t len, char *why, size_t whylen);
+uint64_t ratelimit_tag(const uint8_t secret[16], const char *rule,
+	    const char *key);
 int	ratelimit_windows_of(const void *priv, const char *key,
 	    struct rl_window *w, int *nw, char *why, size_t whylen);
 

@@ -51,7 +51,9 @@
 
 struct event_base;
 
-enum store_script_id { SCRIPT_GREYLIST, SCRIPT_RATELIMIT, SCRIPT_COUNT };
+/* in the sorted order of the files in policyd/scripts (gen-scripts.sh) */
+enum store_script_id { SCRIPT_GREYLIST, SCRIPT_RATELIMIT, SCRIPT_SECRET,
+	SCRIPT_COUNT };
 
 #define STORE_MAX_INTS	16
 

@@ -1,6 +1,8 @@
 -- greylist.lua: one greylist decision, atomically.
 -- KEYS[1] triplet key   KEYS[2] auto-whitelist counter of the client network
--- ARGV: now delay retry_window max_age awl_count(0 = off)
+-- ARGV: delay retry_window max_age awl_count(0 = off)
+-- The time is Redis's (TIME), never the asking host's: instances whose
+-- clocks differ still agree on every delay.
 -- value of KEYS[1]: first_seen * 2 + passed
 -- returns {status, seconds, awl}:
 --   0 new triplet (defer, seconds = delay)
@@ -8,11 +10,12 @@
 --   2 first pass after the delay (seconds = how long it was delayed)
 --   3 known triplet that passed before (seconds = age)
 --   4 client network auto-whitelisted (awl = successful retries)
-local now = tonumber(ARGV[1])
-local delay = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-local maxage = tonumber(ARGV[4])
-local awlmin = tonumber(ARGV[5])
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local now = tonumber(redis.call('TIME')[1])
+local delay = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local maxage = tonumber(ARGV[3])
+local awlmin = tonumber(ARGV[4])
 if awlmin > 0 then
   local n = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
   if n >= awlmin then

@@ -134,7 +134,8 @@ def test_messages_and_bytes_at_end_of_message():
             eq(c.ask(eom("b3@example.net", 400, **s)), "DUNNO", "400 more bytes fit exactly")
             eq(c.ask(eom("b4@example.net", 0, **s)), "DUNNO", "an empty message costs nothing")
             a = c.ask(eom("b5@example.net", 5000, sender="other@sender.test"))
-            check(a.startswith("REJECT 5.7.1 Rate limit for other@sender.test is 1000 bytes per hour: "
+            # it can never fit: a permanent refusal (oversize_action), not a deferral
+            check(a.startswith("552 5.3.4 Rate limit for other@sender.test is 1000 bytes per hour: "
                                "this message alone exceeds it"), a)
 
 

@@ -396,9 +396,32 @@ test_net_hex(void)
 	is_str(buf, "620", "cut text");
 }
 
+/* test_siphash - SipHash-2-4 against the reference vectors of its paper */
+static void
+test_siphash(void)
+{
+	uint8_t	key[16], msg[64], key2[16];
+
+	for (int i = 0; i < 16; i++)
+		key[i] = (uint8_t)i;
+	for (int i = 0; i < 64; i++)
+		msg[i] = (uint8_t)i;
+	ok(addr_siphash(key, msg, 0) == 0x726fdb47dd0e0e31ULL,
+	    "siphash: empty message (reference vector 0)");
+	ok(addr_siphash(key, msg, 15) == 0xa129ca6149be45e5ULL,
+	    "siphash: 15 bytes (the paper's example)");
+	ok(addr_siphash(key, msg, 8) == 0x93f5f5799a932462ULL,
+	    "siphash: one full block (reference vector 8)");
+	memcpy(key2, key, 16);
+	key2[15] ^= 1;
+	ok(addr_siphash(key2, msg, 15) != 0xa129ca6149be45e5ULL,
+	    "siphash: another key, another hash");
+}
+
 int
 main(void)
 {
+	test_siphash();
 	test_net_hex();
 	test_ip_parse();
 	test_ip_format();

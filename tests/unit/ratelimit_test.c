@@ -38,6 +38,11 @@ request(struct policy_req *q)
 		q->v[i] = "";
 }
 
+static const uint8_t S[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+	14, 15, 16 };
+static const uint8_t S2[16] = { 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,
+	4, 3, 2, 1 };
+
 static void
 test_keys(void)
 {
@@ -50,54 +55,125 @@ test_keys(void)
 	int	n;
 
 	request(&q);
-	n = ratelimit_key_text(p1, 1, 24, 64, &q, buf, sizeof(buf), why,
+	n = ratelimit_key_text(S, p1, 1, 24, 64, &q, buf, sizeof(buf), why,
 	    sizeof(why));
 	is_int(n, -1, "no login: not limited");
 	is_str(why, "no sasl_username", "reason");
 	set(&q, A_SASL_USERNAME, "Alice+Tag@Example.NET");
-	ratelimit_key_text(p1, 1, 24, 64, &q, buf, sizeof(buf), why,
+	ratelimit_key_text(S, p1, 1, 24, 64, &q, buf, sizeof(buf), why,
 	    sizeof(why));
 	is_str(buf, "alice+tag@example.net", "login lowercased, kept whole");
 
 	set(&q, A_CLIENT_ADDRESS, "192.0.2.77");
 	set(&q, A_SENDER, "Bob+x@Sender.Test");
-	ratelimit_key_text(p2, 2, 24, 64, &q, buf, sizeof(buf), why,
+	ratelimit_key_text(S, p2, 2, 24, 64, &q, buf, sizeof(buf), why,
 	    sizeof(why));
 	is_str(buf, "192.0.2.0/24|sender.test", "network and sender domain");
 	set(&q, A_RECIPIENT, "Carol@Example.ORG");
-	ratelimit_key_text(p3, 3, 24, 64, &q, buf, sizeof(buf), why,
+	ratelimit_key_text(S, p3, 3, 24, 64, &q, buf, sizeof(buf), why,
 	    sizeof(why));
 	is_str(buf, "bob@sender.test|example.org|192.0.2.77",
 	    "sender canonical, recipient domain, address");
 	set(&q, A_SENDER, "");
-	ratelimit_key_text(p3, 1, 24, 64, &q, buf, sizeof(buf), why,
+	ratelimit_key_text(S, p3, 1, 24, 64, &q, buf, sizeof(buf), why,
 	    sizeof(why));
 	is_str(buf, "<>", "null sender");
 	set(&q, A_CLIENT_ADDRESS, "2001:DB8:1:2:3::4");
-	ratelimit_key_text(p4, 1, 24, 64, &q, buf, sizeof(buf), why,
+	ratelimit_key_text(S, p4, 1, 24, 64, &q, buf, sizeof(buf), why,
 	    sizeof(why));
 	is_str(buf, "2001:db8:1:2::/64", "IPv6 /64");
-	ratelimit_key_text(p4, 1, 24, 48, &q, buf, sizeof(buf), why,
+	ratelimit_key_text(S, p4, 1, 24, 48, &q, buf, sizeof(buf), why,
 	    sizeof(why));
 	is_str(buf, "2001:db8:1::/48", "IPv6 prefix configurable");
 	set(&q, A_CLIENT_ADDRESS, "not-an-ip");
-	ratelimit_key_text(p4, 1, 24, 64, &q, buf, sizeof(buf), why,
+	ratelimit_key_text(S, p4, 1, 24, 64, &q, buf, sizeof(buf), why,
 	    sizeof(why));
 	is_str(buf, "not-an-ip", "a broken address: its raw value");
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	set(&q, A_SASL_USERNAME, big);
-	n = ratelimit_key_text(p1, 1, 24, 64, &q, buf, sizeof(buf), why,
+	n = ratelimit_key_text(S, p1, 1, 24, 64, &q, buf, sizeof(buf), why,
 	    sizeof(why));
 	ok(n == 17 && buf[0] == '#', "a huge value is hashed to 17 bytes");
 	set(&q, A_RECIPIENT, "");
-	n = ratelimit_key_text(p3, 3, 24, 64, &q, buf, sizeof(buf), why,
+	n = ratelimit_key_text(S, p3, 3, 24, 64, &q, buf, sizeof(buf), why,
 	    sizeof(why));
 	is_int(n, -1, "no recipient: not limited");
-	ok(ratelimit_tag("a", "b") != ratelimit_tag("b", "a"),
+	ok(ratelimit_tag(S, "a", "b") != ratelimit_tag(S, "b", "a"),
 	    "the tag depends on the rule");
-	ok(ratelimit_tag("r", "alice") == ratelimit_tag("r", "alice"),
-	    "the tag is stable");
+	ok(ratelimit_tag(S, "r", "alice") == addr_siphash(S, "r\0alice", 7),
+	    "the tag is SipHash-2-4 of rule NUL key under the secret");
+	ok(ratelimit_tag(S, "r", "alice") != ratelimit_tag(S2, "r", "alice"),
+	    "the tag depends on the secret");
+
+	/* forged keys: a '|' in a value cannot pass for two parts */
+	set(&q, A_SENDER, "a|b@x.test");
+	set(&q, A_RECIPIENT, "c@y.test");
+	set(&q, A_CLIENT_ADDRESS, "192.0.2.77");
+	ratelimit_key_text(S, p3, 3, 24, 64, &q, buf, sizeof(buf), why,
+	    sizeof(why));
+	is_str(buf, "a%7cb@x.test|y.test|192.0.2.77", "'|' in a value is %7c");
+	set(&q, A_SASL_USERNAME, "bob@x.test|192.0.2.0/24");
+	ratelimit_key_text(S, p1, 1, 24, 64, &q, buf, sizeof(buf), why,
+	    sizeof(why));
+	is_str(buf, "bob@x.test%7c192.0.2.0/24", "a login cannot pose as login|network");
+	set(&q, A_SASL_USERNAME, "100%@x.test");
+	ratelimit_key_text(S, p1, 1, 24, 64, &q, buf, sizeof(buf), why,
+	    sizeof(why));
+	is_str(buf, "100%25@x.test", "'%' is %25 (the escape is unambiguous)");
+	/* a typed "#hash" cannot pass for a hashed long value */
+	memset(big, 'b', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	set(&q, A_SASL_USERNAME, big);
+	ratelimit_key_text(S, p1, 1, 24, 64, &q, buf, sizeof(buf), why,
+	    sizeof(why));
+	{
+		char	hashed[32], typed[2048];
+
+		snprintf(hashed, sizeof(hashed), "%s", buf);
+		set(&q, A_SASL_USERNAME, hashed);
+		ratelimit_key_text(S, p1, 1, 24, 64, &q, typed, sizeof(typed),
+		    why, sizeof(why));
+		ok(strcmp(typed, hashed) != 0 && typed[0] == '%',
+		    "a login typed as \"#<hash>\" is %23..., not the hash");
+	}
+	/* long values are hashed whole: they differ where they differ */
+	{
+		char	a1[32], b2[9000];
+
+		memset(b2, 'c', sizeof(b2) - 1);
+		b2[sizeof(b2) - 1] = '\0';
+		set(&q, A_SASL_USERNAME, b2);
+		ratelimit_key_text(S, p1, 1, 24, 64, &q, buf, sizeof(buf), why,
+		    sizeof(why));
+		snprintf(a1, sizeof(a1), "%s", buf);
+		b2[sizeof(b2) - 2] = 'd';
+		set(&q, A_SASL_USERNAME, b2);
+		ratelimit_key_text(S, p1, 1, 24, 64, &q, buf, sizeof(buf), why,
+		    sizeof(why));
+		ok(strcmp(a1, buf) != 0, "8 KB logins differing in the last "
+		    "byte get different keys");
+		set(&q, A_SASL_USERNAME, b2);
+		ratelimit_key_text(S2, p1, 1, 24, 64, &q, a1, sizeof(a1), why,
+		    sizeof(why));
+		ok(strcmp(a1, buf) != 0, "  and the hash is keyed");
+	}
+	/* the worst case fits: every byte of every part escaped */
+	{
+		int	p7[] = { P_SASL, P_SENDER, P_RECIPIENT, P_SASL, P_SENDER,
+		    P_RECIPIENT, P_SASL };
+		char	pipes[257], kb[8192];
+
+		memset(pipes, '|', 256);
+		pipes[256] = '\0';
+		set(&q, A_SASL_USERNAME, pipes);
+		set(&q, A_SENDER, pipes);
+		set(&q, A_RECIPIENT, pipes);
+		n = ratelimit_key_text(S, p7, 7, 24, 64, &q, kb, sizeof(kb),
+		    why, sizeof(why));
+		is_int(n, 7 * 768 + 6, "7 parts of 256 escaped bytes: a key, "
+		    "not \"key too long\"");
+	}
 }
 
 static void

@@ -12,3 +12,11 @@ store_script(struct store *s, enum store_script_id id, int nkeys, int nargs,
 	(void)s; (void)id; (void)nkeys; (void)nargs; (void)argv; (void)argvlen;
 	cb(arg, &r);
 }
+
+/* store_prefix - no prefix */
+const char *
+store_prefix(const struct store *s)
+{
+	(void)s;
+	return "";
+}
