@@ -2,8 +2,16 @@
  * NAME
  *	log.h - logging to syslog or stderr, with escaping of untrusted bytes
  * DESCRIPTION
- *	log_init() chooses the destination once: syslog with the given
- *	facility, or stderr (foreground mode, "-f"). log_warn() appends
+ *	log_init() chooses the destination: syslog with the given facility
+ *	(over a non-blocking datagram socket of its own to /dev/log, or
+ *	$POLICYD_LOG_SOCKET), or stderr (foreground mode, "-f"); it may be
+ *	called again (a new facility at reload). Lines are written at once
+ *	until log_attach(base); from then on they are formatted into a batch
+ *	and leave once per event-loop turn (one write or sendmmsg), never
+ *	blocking the loop: when the sink cannot take more, lines beyond the
+ *	batch bound are dropped, counted (log_dropped()) and reported in one
+ *	warning. Errors are flushed at once; log_flush() writes everything
+ *	(at exit; fatal() does it too). log_warn() appends
  *	strerror(errno); log_warnx() does not. fatal()/fatalx() log and exit
  *	1: only for start-up and broken invariants, never for peer input.
  *
@@ -20,7 +28,12 @@
 
 enum log_level { LOG_L_ERR, LOG_L_WARN, LOG_L_INFO, LOG_L_DEBUG };
 
+struct event_base;
+
 void	log_init(const char *ident, int to_stderr, int facility);
+void	log_attach(struct event_base *base);	/* NULL: synchronous again */
+void	log_flush(void);
+unsigned long long log_dropped(void);
 void	log_set_level(enum log_level level);
 int	log_level_parse(const char *name);		/* -1 when unknown */
 int	log_facility_parse(const char *name);	/* -1 when unknown */

@@ -296,6 +296,7 @@ main(int argc, char **argv)
 	TAILQ_INIT(&srv.conns);
 	if ((srv.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
+	log_attach(srv.base);		/* batched, non-blocking from here */
 	raise_nofile(srv.cfg->max_connections);
 	if (listener_open_all(srv.cfg) < 0)
 		fatalx("cannot open the listeners");
@@ -335,6 +336,7 @@ main(int argc, char **argv)
 	event_free(ev_drain);
 	config_unref(srv.cfg);
 	stats_free();
+	log_attach(NULL);		/* flushes what is left */
 	event_base_free(srv.base);
 	return 0;
 }

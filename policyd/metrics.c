@@ -69,6 +69,8 @@ metrics_render(size_t *len)
 	    s->connections_total);
 	COUNTER("policyd_reloads_total", "Successful configuration reloads.",
 	    s->reloads);
+	COUNTER("policyd_log_dropped_total", "Log lines dropped because the "
+	    "log sink (stderr, syslog) could not take them.", log_dropped());
 	COUNTER("policyd_reload_failures_total", "Reloads refused because the "
 	    "new configuration had errors.", s->reload_failures);
 	GAUGE("policyd_config_generation", "Generation of the running "
