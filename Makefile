@@ -4,13 +4,19 @@
 #   make run        private redis-server + policyd on 127.0.0.1:10040 (rules/policyd.conf)
 #   make test       install what is missing, build with -Werror, run every test,
 #                   then again under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (SYSCONFDIR: /etc for PREFIX=/usr,
+#                   else $(PREFIX)/etc); installs the release build (build/)
 #   make clean
 
 PREFIX  ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR  ?= $(PREFIX)/share/man
+# GNU/Debian convention: the configuration of a PREFIX=/usr install is in /etc
+ifeq ($(patsubst %/,%,$(PREFIX)),/usr)
+SYSCONFDIR ?= /etc
+else
 SYSCONFDIR ?= $(PREFIX)/etc
+endif
 CC      ?= cc
 VERSION  = 0.1.0
 
@@ -19,6 +25,9 @@ CFLAGS  ?= -O2 -g
 override CFLAGS += -std=c11 $(WARN) -D_GNU_SOURCE -DPOLICYD_VERSION=\"$(VERSION)\"
 LDLIBS   = -levent -lhiredis -lconfig
 BUILD   ?= build
+# the release build: the only one copied to policyd/ and installed; other
+# build directories (build-asan, ...) keep their binaries to themselves
+RELEASE  = build
 
 # every policyd/*.c is part of the daemon, except the command-line tool
 CTL_SRCS = policyctl.c
@@ -48,21 +57,28 @@ DEB_BUILD = gcc make pkg-config libevent-dev libhiredis-dev libconfig-dev
 DEB_TEST  = redis-server redis-tools python3 postfix sasl2-bin libsasl2-modules \
             libsasl2-modules-db swaks iproute2 procps netcat-openbsd man-db
 
-all: policyd/policyd $(if $(wildcard policyd/policyctl.c),policyd/policyctl)
+BINS = policyd $(if $(wildcard policyd/policyctl.c),policyctl)
+ifeq ($(BUILD),$(RELEASE))
+all: $(BINS:%=policyd/%)
+else
+all: $(BINS:%=$(BUILD)/%)
+endif
 
 # policyctl: its own main and the daemon's own configuration loader, rules,
 # checks and scripts (CORE_OBJS; store.o only resolves the checks' calls,
 # policyctl talks to Redis with synchronous hiredis itself)
 CTL_OBJS = $(BUILD)/policyctl.o $(CORE_OBJS) $(BUILD)/store.o
 
-policyd/policyctl: $(BUILD)/policyctl
-	cp $< $@
+# policyd/policyd and policyd/policyctl are always copies of the release
+# build (compared, not dated: a copy left by an older Makefile is replaced)
+policyd/policyctl: $(RELEASE)/policyctl FORCE
+	@cmp -s $< $@ || cp $< $@
 
 $(BUILD)/policyctl: $(CTL_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CTL_OBJS) $(LDLIBS)
 
-policyd/policyd: $(BUILD)/policyd
-	cp $< $@
+policyd/policyd: $(RELEASE)/policyd FORCE
+	@cmp -s $< $@ || cp $< $@
 
 $(BUILD)/policyd: $(OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
@@ -124,6 +140,11 @@ soak: deps
 
 # Installs binaries, man pages and the sample configuration; an existing
 # configuration or map file is never overwritten.
+ifneq ($(BUILD),$(RELEASE))
+install:
+	@echo "make install: installs the release build; run it without BUILD=$(BUILD)" >&2
+	@exit 1
+else
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/policyd \
@@ -139,8 +160,11 @@ install: all
 	cp -r contrib/* $(DESTDIR)$(PREFIX)/share/policyd/
 	sed -i -e 's|/usr/local/sbin|$(SBINDIR)|g' -e 's|/usr/local/etc|$(SYSCONFDIR)|g' \
 		$(DESTDIR)$(PREFIX)/share/policyd/policyd.service
+endif
 
 clean:
 	rm -rf build build-asan policyd/policyd policyd/policyctl
 
-.PHONY: all unit deps deps-test run test bench fuzz soak install clean
+FORCE:
+
+.PHONY: all unit deps deps-test run test bench fuzz soak install clean FORCE

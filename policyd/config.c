@@ -528,6 +528,10 @@ config_load(const char *path, int *nerrors)
 	errors += dup_string(c, &cf, "user", &c->user, DEF_USER);
 	errors += dup_string(c, &cf, "group", &c->group, NULL);
 	errors += dup_string(c, &cf, "pidfile", &c->pidfile, DEF_PIDFILE);
+	/* written after daemon() has changed to "/" */
+	if (c->pidfile != NULL && c->pidfile[0] != '\0' && c->pidfile[0] != '/')
+		ERR(config_setting_source_line(config_lookup(&cf, "pidfile")),
+		    "pidfile: expected an absolute path");
 	if (gethostname(host, sizeof(host)) != 0)
 		strcpy(host, "localhost");
 	host[sizeof(host) - 1] = '\0';

@@ -4,10 +4,13 @@
  * SYNOPSIS
  *	policyd [-f] [-t] [-c FILE] [-V] [-h]
  * DESCRIPTION
- *	Start-up order: options, configuration, listeners (as root), drop
- *	privileges, pidfile, state layer, event loop. SIGHUP reloads the
- *	configuration atomically; SIGTERM and SIGINT stop accepting, answer
- *	what is in flight and exit 0.
+ *	Start-up order: options, configuration (its path made absolute),
+ *	daemon(), listeners and pidfile (as root), drop privileges, state
+ *	layer, event loop. SIGHUP reloads the configuration atomically: rules,
+ *	maps, limits, Redis, log and metrics settings take effect; listen,
+ *	user, group, run_as_root and pidfile keep their running values until
+ *	a restart, with a warning naming them. SIGTERM and SIGINT stop
+ *	accepting, answer what is in flight and exit 0.
  *--*/
 #include <sys/types.h>
 #include <sys/resource.h>
@@ -93,11 +96,114 @@ raise_nofile(int max_connections)
 		    (unsigned long long)rl.rlim_cur, max_connections);
 }
 
-/* reload - SIGHUP: build a new snapshot, swap only when it is good */
+/* same_str - two optional strings are equal */
+static int
+same_str(const char *a, const char *b)
+{
+	return a == NULL ? b == NULL : (b != NULL && strcmp(a, b) == 0);
+}
+
+/* same_listen - would the new listen list bind the same sockets? */
+static int
+same_listen(const struct config *a, const struct config *b)
+{
+	if (a->nlisten != b->nlisten)
+		return 0;
+	for (int i = 0; i < a->nlisten; i++) {
+		const struct listen_spec *x = &a->listen[i], *y = &b->listen[i];
+
+		if (!same_str(x->address, y->address) || x->mode != y->mode ||
+		    !same_str(x->owner, y->owner) || !same_str(x->group, y->group))
+			return 0;
+	}
+	return 1;
+}
+
+#define SWAP(type, x, y) do { type t_ = (x); (x) = (y); (y) = t_; } while (0)
+
+/* note_setting - append name to the comma-separated list in buf */
+static void
+note_setting(char *buf, size_t len, const char *name)
+{
+	size_t	used = strlen(buf);
+
+	snprintf(buf + used, len - used, "%s%s", used ? ", " : "", name);
+}
+
+/*
+ * keep_startup_settings - the settings that only a start can apply (the
+ * listeners are bound and the pidfile written as root, the privilege drop
+ * cannot be undone): when the new snapshot changes them, it takes the
+ * running values instead, so that srv.cfg always describes what runs, and
+ * their names are listed in buf for the warning.
+ */
+static void
+keep_startup_settings(struct config *nc, struct config *oc, char *buf,
+    size_t len)
+{
+	buf[0] = '\0';
+	if (!same_listen(nc, oc)) {
+		note_setting(buf, len, "listen");
+		SWAP(struct listen_spec *, nc->listen, oc->listen);
+		SWAP(int, nc->nlisten, oc->nlisten);
+	}
+	if (!same_str(nc->user, oc->user)) {
+		note_setting(buf, len, "user");
+		SWAP(char *, nc->user, oc->user);
+	}
+	if (!same_str(nc->group, oc->group)) {
+		note_setting(buf, len, "group");
+		SWAP(char *, nc->group, oc->group);
+	}
+	if (nc->run_as_root != oc->run_as_root) {
+		note_setting(buf, len, "run_as_root");
+		nc->run_as_root = oc->run_as_root;
+	}
+	if (!same_str(nc->pidfile, oc->pidfile)) {
+		note_setting(buf, len, "pidfile");
+		SWAP(char *, nc->pidfile, oc->pidfile);
+	}
+}
+
+/*
+ * apply_metrics - a changed metrics.address: close the HTTP listener and
+ * open the new one; when the new address cannot be bound, listen on the
+ * old one again, keep it in the snapshot and say so in buf.
+ */
+static void
+apply_metrics(struct config *nc, struct config *oc, char *buf, size_t len)
+{
+	if (same_str(nc->metrics_address, oc->metrics_address))
+		return;
+	metrics_stop();
+	if (metrics_start(nc->metrics_address) == 0) {
+		if (nc->metrics_address[0] == '\0')
+			log_info("metrics: off");
+		return;
+	}
+	if (metrics_start(oc->metrics_address) == 0)
+		log_warnx("reload: metrics.address \"%s\" cannot be used: "
+		    "metrics stay on \"%s\"", nc->metrics_address,
+		    oc->metrics_address);
+	else
+		log_warnx("reload: metrics.address \"%s\" cannot be used, nor "
+		    "\"%s\" again: running without metrics",
+		    nc->metrics_address, oc->metrics_address);
+	SWAP(char *, nc->metrics_address, oc->metrics_address);
+	note_setting(buf, len, "metrics.address");
+}
+
+/*
+ * reload - SIGHUP: build a new snapshot, swap only when it is good. The
+ * rules, maps, limits, Redis, logging and metrics settings take effect;
+ * listen, user, group, run_as_root and pidfile need a restart, and the
+ * log says so instead of claiming a full reload.
+ */
 static void
 reload(evutil_socket_t sig, short what, void *arg)
 {
-	struct config *nc;
+	struct config *nc, *oc = srv.cfg;
+	char	kept[128], failed[64];
 	int	nerr = 0;
 
 	(void)sig;
@@ -108,11 +214,18 @@ reload(evutil_socket_t sig, short what, void *arg)
 		srv.stats.reload_failures++;
 		log_errx("reload failed (%d error%s above): keeping the running "
 		    "configuration (generation %u)", nerr, nerr == 1 ? "" : "s",
-		    srv.cfg->generation);
+		    oc->generation);
 		return;
 	}
-	nc->generation = srv.cfg->generation + 1;
-	if (!same_store(&nc->redis, &srv.cfg->redis)) {
+	nc->generation = oc->generation + 1;
+	keep_startup_settings(nc, oc, kept, sizeof(kept));
+	if (kept[0] != '\0')
+		log_warnx("reload: %s changed: %s effect only after a restart; "
+		    "the rest of the configuration was reloaded", kept,
+		    strchr(kept, ',') ? "these take" : "this takes");
+	failed[0] = '\0';
+	apply_metrics(nc, oc, failed, sizeof(failed));
+	if (!same_store(&nc->redis, &oc->redis)) {
 		struct store *ns = store_new(srv.base, &nc->redis);
 
 		if (ns != NULL) {
@@ -121,13 +234,22 @@ reload(evutil_socket_t sig, short what, void *arg)
 			srv.store = ns;
 		}
 	}
+	if (!srv.foreground && nc->log_facility != oc->log_facility)
+		log_init("policyd", 0, nc->log_facility);
 	log_set_level(nc->log_level);
 	raise_nofile(nc->max_connections);
-	config_unref(srv.cfg);
+	config_unref(oc);
 	srv.cfg = nc;
 	srv.stats.reloads++;
-	log_info("reloaded: generation %u, %d rules", nc->generation,
-	    nc->nrules);
+	if (kept[0] == '\0' && failed[0] == '\0')
+		log_info("reloaded: generation %u, %d rules", nc->generation,
+		    nc->nrules);
+	else
+		log_info("reloaded: generation %u, %d rules; not applied: "
+		    "%s%s%s%s%s", nc->generation, nc->nrules, kept,
+		    kept[0] ? " (restart needed)" : "",
+		    kept[0] && failed[0] ? ", " : "", failed,
+		    failed[0] ? " (cannot listen)" : "");
 }
 
 /* drain_check - exit the loop once every connection is gone */
@@ -215,21 +337,49 @@ drop_privileges(const struct config *c)
 	return 0;
 }
 
-/* write_pidfile - "PID\n", created before dropping privileges */
+/*
+ * write_pidfile - "PID\n", written as root before the privilege drop, so it
+ * must not be a way to write elsewhere: a symbolic link at the path is
+ * refused (O_NOFOLLOW), and so is anything but a regular file of our own
+ * with a single link (a hard link to another file, a FIFO, a file planted
+ * by another user). The file is truncated only after these checks.
+ */
 static int
 write_pidfile(const char *path)
 {
+	struct stat st;
 	char	buf[32];
 	int	fd, n;
 
 	if (path == NULL || path[0] == '\0')
 		return 0;
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC, 0644)) < 0) {
+		if (errno == ELOOP)
+			log_errx("pidfile %s: is a symbolic link: refusing to "
+			    "follow it", path);
+		else if (errno == ENXIO)	/* a FIFO without a reader */
+			log_errx("pidfile %s: not a regular file: refusing to "
+			    "write it", path);
+		else
+			log_warn("pidfile %s", path);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
 		log_warn("pidfile %s", path);
+		close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid()) {
+		log_errx("pidfile %s: %s: refusing to write it", path,
+		    !S_ISREG(st.st_mode) ? "not a regular file" :
+		    st.st_nlink != 1 ? "has other hard links" :
+		    "owned by another user");
+		close(fd);
 		return -1;
 	}
 	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-	if (write(fd, buf, n) != n) {
+	if (ftruncate(fd, 0) < 0 || write(fd, buf, n) != n) {
 		log_warn("pidfile %s", path);
 		close(fd);
 		return -1;
@@ -238,12 +388,33 @@ write_pidfile(const char *path)
 	return 0;
 }
 
+/*
+ * absolute_path - the configuration path made absolute against the
+ * working directory, so that SIGHUP finds it after daemon() has changed
+ * to "/" (symbolic links are kept: a link switched to a new file is
+ * followed at the next reload).
+ */
+static char *
+absolute_path(const char *path)
+{
+	char	*cwd, *abs;
+
+	if (path[0] == '/')
+		return strdup(path);
+	if ((cwd = getcwd(NULL, 0)) == NULL)
+		fatal("getcwd");
+	if (asprintf(&abs, "%s/%s", cwd, path) < 0)
+		abs = NULL;
+	free(cwd);
+	return abs;
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *path = CONFIG_DEFAULT_PATH;
 	int	ch, test_only = 0, nerr = 0;
-	char	*pidfile;
+	char	*pidfile, *abs_path = NULL;
 
 	while ((ch = getopt(argc, argv, "c:fthV")) != -1) {
 		switch (ch) {
@@ -273,10 +444,16 @@ main(int argc, char **argv)
 	}
 	/* errors go to stderr until the configuration says otherwise */
 	log_init("policyd", 1, 0);
+	if (!test_only) {
+		if ((abs_path = absolute_path(path)) == NULL)
+			fatalx("out of memory");
+		path = abs_path;
+	}
 	srv.config_path = path;
 	if ((srv.cfg = config_load(path, &nerr)) == NULL) {
 		fprintf(stderr, "policyd: %s: %d error%s\n", path, nerr,
 		    nerr == 1 ? "" : "s");
+		free(abs_path);
 		return 1;
 	}
 	if (test_only) {
@@ -335,6 +512,7 @@ main(int argc, char **argv)
 	event_free(ev_grace);
 	event_free(ev_drain);
 	config_unref(srv.cfg);
+	free(abs_path);
 	stats_free();
 	log_attach(NULL);		/* flushes what is left */
 	event_base_free(srv.base);
