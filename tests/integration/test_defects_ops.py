@@ -35,6 +35,8 @@ def http_get(port, path="/metrics"):
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+    except (urllib.error.URLError, OSError) as e:
+        return 0, str(e)
 
 
 def metric(port, name):
