@@ -56,6 +56,8 @@ UNIT_relocated_test = $(notdir $(CORE_OBJS)) store_stub.o
 DEB_BUILD = gcc make pkg-config libevent-dev libhiredis-dev libconfig-dev
 DEB_TEST  = redis-server redis-tools python3 postfix sasl2-bin libsasl2-modules \
             libsasl2-modules-db swaks iproute2 procps netcat-openbsd man-db
+# the systemd unit's checks: systemd-analyze verify / syscall-filter, strace
+DEB_TEST += systemd strace
 
 BINS = policyd $(if $(wildcard policyd/policyctl.c),policyctl)
 ifeq ($(BUILD),$(RELEASE))
