@@ -708,6 +708,77 @@ def test_systemd_filter_covers_every_syscall_of_a_root_start():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def run_with_unit_caps(caps, sock_dir, extra_listen=""):
+    """policyd as root with only caps (setpriv: bounding set, no new
+    privileges, as the unit does) and the README's socket setup in a
+    directory owned by another user, 0700 (like Postfix's private/)."""
+    sock = os.path.join(sock_dir, "policyd")
+    r = Redis().start()
+    p = Policyd(redis=r, rules=gen_rules(1), binary=RELEASE_BIN,
+                listen=['{ address = "unix:%s"; mode = "0660"; owner = "nobody"; '
+                        'group = "nogroup"; }' % sock], expect_start=False)
+    text = open(p.conf).read().replace("run_as_root = true;", 'user = "nobody";')
+    with open(p.conf, "w") as f:
+        f.write(text)
+    bset = "-all," + ",".join("+" + c.lower()[4:] for c in caps)
+    p.logf = open(p.logpath, "ab")
+    p.proc = subprocess.Popen(["setpriv", "--no-new-privs", "--bounding-set=" + bset,
+                               "--inh-caps=-all", RELEASE_BIN, "-f", "-c", p.conf],
+                              stdin=subprocess.DEVNULL, stdout=p.logf, stderr=subprocess.STDOUT)
+    return r, p, sock
+
+
+def test_systemd_capabilities_suffice_for_the_readme_socket():
+    """With exactly the unit's CapabilityBoundingSet and NoNewPrivileges, a
+    root start binds the socket in a foreign 0700 directory, chowns it and
+    drops to the user with no capability left; without CAP_DAC_OVERRIDE
+    the same start fails (so the check can fail)."""
+    if os.geteuid() != 0:
+        raise Skip("needs root")  # noqa: F821
+    if shutil.which("setpriv") is None:
+        raise Skip("setpriv (util-linux) not available")  # noqa: F821
+    check(os.path.exists(RELEASE_BIN), "build/policyd exists")
+    keys = dict(unit_settings(open(UNIT).read()))
+    eq(keys.get("NoNewPrivileges"), "yes", "NoNewPrivileges")
+    caps = keys.get("CapabilityBoundingSet", "").split()
+    d = mktemp("policyd-caps.")
+    priv = os.path.join(d, "private")
+    os.makedirs(priv)
+    os.chown(priv, 65534, 65534)
+    os.chmod(priv, 0o700)
+    try:
+        r, p, sock = run_with_unit_caps(caps, priv)
+        try:
+            wait_for(lambda: p.proc.poll() is not None or "started:" in p.log(), 15,
+                     what="policyd start")
+            check(p.proc.poll() is None, "policyd exited: " + p.log())
+            st = os.stat(sock)
+            eq((st.st_uid, st.st_gid, st.st_mode & 0o777), (65534, 65534, 0o660),
+               "socket owner, group, mode: " + p.log())
+            status = open("/proc/%d/status" % p.proc.pid).read()
+            eq(re.search(r"^CapEff:\s+(\S+)", status, re.M).group(1), "0" * 16,
+               "no capability after the drop")
+            eq(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1), "65534", "uid")
+            with p.connect(sock) as c:
+                eq(probe(c), "REJECT 5.7.1 generation 1", "answers on the socket")
+            check(not re.search(r"warning: .*(chown|chmod|pidfile|privileges)", p.log()),
+                  "start without warnings: " + p.log())
+        finally:
+            p.cleanup(check_exit=False)
+            r.cleanup()
+        fewer = [c for c in caps if c != "CAP_DAC_OVERRIDE"]
+        r, p, sock = run_with_unit_caps(fewer, priv)
+        try:
+            rc = p.proc.wait(15)
+            check(rc != 0 and "bind: Permission denied" in p.log(),
+                  "without CAP_DAC_OVERRIDE the socket cannot be bound: %s" % p.log())
+        finally:
+            p.cleanup(check_exit=False)
+            r.cleanup()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 # --------------------------------------- item 18: builds and install layout
 
 def test_sanitizer_build_does_not_replace_policyd_binary():
