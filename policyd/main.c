@@ -181,7 +181,10 @@ apply_metrics(struct config *nc, struct config *oc, char *buf, size_t len)
 			log_info("metrics: off");
 		return;
 	}
-	if (metrics_start(oc->metrics_address) == 0)
+	if (oc->metrics_address[0] == '\0')
+		log_warnx("reload: metrics.address \"%s\" cannot be used: "
+		    "metrics stay off", nc->metrics_address);
+	else if (metrics_start(oc->metrics_address) == 0)
 		log_warnx("reload: metrics.address \"%s\" cannot be used: "
 		    "metrics stay on \"%s\"", nc->metrics_address,
 		    oc->metrics_address);
@@ -218,6 +221,9 @@ reload(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	nc->generation = oc->generation + 1;
+	/* the rest of this reload's lines already go to the new facility */
+	if (!srv.foreground && nc->log_facility != oc->log_facility)
+		log_init("policyd", 0, nc->log_facility);
 	keep_startup_settings(nc, oc, kept, sizeof(kept));
 	if (kept[0] != '\0')
 		log_warnx("reload: %s changed: %s effect only after a restart; "
@@ -234,8 +240,6 @@ reload(evutil_socket_t sig, short what, void *arg)
 			srv.store = ns;
 		}
 	}
-	if (!srv.foreground && nc->log_facility != oc->log_facility)
-		log_init("policyd", 0, nc->log_facility);
 	log_set_level(nc->log_level);
 	raise_nofile(nc->max_connections);
 	config_unref(oc);

@@ -205,6 +205,20 @@ def test_reload_applies_metrics_address():
         out = p.reload(gen_rules(4), extra='metrics = { address = ""; };')
         check("metrics: off" in out and "not applied" not in out, out)
         check(refused(m2), "metrics closed")
+        # from off to an address that cannot be bound: stays off, says so
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        try:
+            m4 = busy.getsockname()[1]
+            out = p.reload(gen_rules(5), extra='metrics = { address = "127.0.0.1:%d"; };' % m4)
+        finally:
+            busy.close()
+        check('metrics.address "127.0.0.1:%d" cannot be used: metrics stay off' % m4 in out, out)
+        # and on again
+        out = p.reload(gen_rules(6), extra='metrics = { address = "127.0.0.1:%d"; };' % m1)
+        check("not applied" not in out, out)
+        eq(metric(m1, "policyd_config_generation"), 6, "metrics on again")
 
 
 def test_reload_applies_log_facility():
