@@ -5,6 +5,7 @@
 #   make test       install what is missing, build with -Werror, run every test,
 #                   then again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make deb        Debian package in build/deb/ (contrib/debian)
 #   make clean
 
 PREFIX  ?= /usr/local
@@ -47,6 +48,8 @@ UNIT_relocated_test = $(notdir $(CORE_OBJS)) store_stub.o
 DEB_BUILD = gcc make pkg-config libevent-dev libhiredis-dev libconfig-dev
 DEB_TEST  = redis-server redis-tools python3 postfix sasl2-bin libsasl2-modules \
             libsasl2-modules-db swaks iproute2 procps netcat-openbsd man-db
+# make deb and tests/integration/test_deb.py (debootstrap: its scratch root)
+DEB_PKG   = dpkg-dev debhelper lintian debootstrap
 
 all: policyd/policyd $(if $(wildcard policyd/policyctl.c),policyd/policyctl)
 
@@ -140,7 +143,13 @@ install: all
 	sed -i -e 's|/usr/local/sbin|$(SBINDIR)|g' -e 's|/usr/local/etc|$(SYSCONFDIR)|g' \
 		$(DESTDIR)$(PREFIX)/share/policyd/policyd.service
 
+# The Debian package: policyd_$(VERSION)_ARCH.deb in build/deb/, built from
+# a copy of the tree with contrib/debian as debian/ (contrib/debian/make-deb.sh).
+deb:
+	@sh tests/install-deps.sh $(DEB_BUILD) $(DEB_PKG)
+	sh contrib/debian/make-deb.sh build/deb
+
 clean:
 	rm -rf build build-asan policyd/policyd policyd/policyctl
 
-.PHONY: all unit deps deps-test run test bench fuzz soak install clean
+.PHONY: all unit deps deps-test run test bench fuzz soak install deb clean
