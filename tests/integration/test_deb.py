@@ -16,12 +16,13 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import TOP, check, eq, mktemp  # noqa: E402
+from harness import TOP, PolicyClient, check, eq, free_port, mktemp, req, wait_for  # noqa: E402
 
 _state = {}
 
@@ -199,7 +200,8 @@ def test_deb_lintian():
     deb = _deb()
     if shutil.which("lintian") is None:
         raise Skip("lintian not installed")  # noqa: F821
-    r = _run(["lintian", "--pedantic", "--no-tag-display-limit", deb], timeout=110)
+    r = _run(["lintian", "--pedantic", "--display-info", "--no-tag-display-limit", deb],
+             timeout=110)
     tags = [line for line in r.stdout.splitlines() if re.match(r"^[EWIPX]: ", line)]
     errors = [line for line in tags if line.startswith("E: ")]
     eq(errors, [], "lintian errors on %s" % os.path.basename(deb))
@@ -302,6 +304,67 @@ def _tree(root):
     return {p for p in paths if not _BOOKKEEPING.search(p)}
 
 
+def _readme_socket(root, chroot, pw):
+    """README.Debian's unix socket for a chrooted smtpd, on the installed
+    package: policyd started as root creates it in private/, owned by
+    postfix, drops to the policyd user and answers from the shipped maps"""
+    with open(os.path.join(root, "usr", "share", "doc", "policyd", "README.Debian")) as f:
+        m = re.search(r"^ *(listen = \( \{ address = \"unix:[^;]*;.*?\} \);)$", f.read(),
+                      re.M | re.S)
+    check(m is not None, "README.Debian has no unix listen example")
+    with open(os.path.join(root, "etc", "policyd", "policyd.conf")) as f:
+        conf = f.read()
+    conf, n = re.subn(r"^listen = .*;$", lambda _: m.group(1), conf, flags=re.M)
+    eq(n, 1, "one listen line in the shipped policyd.conf")
+    # no fixed ports in tests: no metrics listener, and a Redis port that
+    # nothing listens on (the access check needs no Redis)
+    conf, n = re.subn(r'address = "127\.0\.0\.1:9110";', 'address = "";', conf)
+    eq(n, 1, "the metrics address in the shipped policyd.conf")
+    conf, n = re.subn(r'address = "127\.0\.0\.1:6379";',
+                      'address = "127.0.0.1:%d";' % free_port(), conf)
+    eq(n, 1, "the Redis address in the shipped policyd.conf")
+    with open(os.path.join(root, "etc", "policyd", "socket-test.conf"), "w") as f:
+        f.write(conf)
+    r = chroot("policyd", "-t", "-c", "/etc/policyd/socket-test.conf")
+    eq(r.returncode, 0, "policyd -t on README.Debian's socket configuration: " + r.stderr)
+    sock = os.path.join(root, "var", "spool", "postfix", "private", "policyd")
+    proc = subprocess.Popen(["chroot", root, "policyd", "-f", "-c", "/etc/policyd/socket-test.conf"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: os.path.exists(sock) or proc.poll() is not None, timeout=20,
+                 what="policyd's socket in private/")
+        if proc.poll() is not None:
+            raise AssertionError("policyd exited (%d): %s" % (
+                proc.returncode, proc.stderr.read().decode(errors="replace")))
+        st = os.lstat(sock)
+        pf = chroot("getent", "passwd", "postfix").stdout.split(":")
+        eq((st.st_uid, st.st_gid, st.st_mode & 0o7777), (int(pf[2]), int(pf[3]), 0o660),
+           "owner, group and mode of private/policyd")
+
+        def uid():
+            with open("/proc/%d/status" % proc.pid) as f:
+                return re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1)
+        wait_for(lambda: uid() == pw[2], timeout=20, what="policyd to drop to the policyd user")
+        with PolicyClient(sock, timeout=20) as c:
+            got = c.ask(req(client_address="198.51.100.66"))
+        check(got.startswith("REJECT 5.7.1 Client blocked by local policy"),
+              "the shipped client_access over the socket: %r" % got)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=20)
+        proc.stderr.close()
+    # the policyd user cannot remove it from postfix's 0700 private/ (the
+    # next start replaces it); the test's own files go before the purge check
+    if os.path.lexists(sock):
+        os.unlink(sock)
+    os.unlink(os.path.join(root, "etc", "policyd", "socket-test.conf"))
+
+
 def test_deb_install_purge():
     deb = _deb()
     if "root_tar" not in _state or not os.path.isfile(_state["root_tar"]):
@@ -319,17 +382,27 @@ def test_deb_install_purge():
         check(not os.path.exists(os.path.join(root, "run", "systemd", "system")),
               "the scratch root looks booted")
         shutil.copy(deb, os.path.join(root, "tmp", "policyd.deb"))
-        with open(os.path.join(root, "etc", "passwd")) as f:
-            passwd0 = f.read()
-        with open(os.path.join(root, "etc", "group")) as f:
-            group0 = f.read()
-        before = _tree(root)
 
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C.UTF-8",
                    PATH="/usr/sbin:/usr/bin:/sbin:/bin")
 
         def chroot(*argv, timeout=60):
             return _run(["chroot", root] + list(argv), timeout=timeout, env=env)
+
+        # what Debian's postfix package leaves for README.Debian's socket:
+        # a postfix user, private/ owned by it with mode 0700
+        r = chroot("adduser", "--system", "--group", "--quiet", "--no-create-home",
+                   "--home", "/var/spool/postfix", "postfix")
+        eq(r.returncode, 0, "adduser postfix: " + r.stderr)
+        private = os.path.join(root, "var", "spool", "postfix", "private")
+        os.makedirs(private)
+        eq(chroot("chown", "postfix:root", "/var/spool/postfix/private").returncode, 0, "chown")
+        os.chmod(private, 0o700)
+        with open(os.path.join(root, "etc", "passwd")) as f:
+            passwd0 = f.read()
+        with open(os.path.join(root, "etc", "group")) as f:
+            group0 = f.read()
+        before = _tree(root)
 
         # as the admin does: apt install ./policyd_..._amd64.deb (the
         # dependencies are in the root, so apt needs no network)
@@ -355,6 +428,8 @@ def test_deb_install_purge():
                              "policyd.service")
         check(os.path.islink(wants), "the unit is enabled (multi-user.target.wants)")
         check(os.readlink(wants).endswith("/systemd/system/policyd.service"), os.readlink(wants))
+
+        _readme_socket(root, chroot, pw)
 
         # a changed conffile survives a reinstall; a configuration that
         # fails policyd -t is reported, and the package still configures
