@@ -439,8 +439,15 @@ def test_deb_install_purge():
             f.write("192.0.2.99 REJECT local change\n")
         with open(conf, "a") as f:
             f.write("no_such_setting = 1;\n")
+        # README.Debian's statoverride for a configuration with a password
+        r = chroot("dpkg-statoverride", "--update", "--add", "root", "policyd", "0640",
+                   "/etc/policyd/policyd.conf")
+        eq(r.returncode, 0, "dpkg-statoverride: " + r.stderr)
         r = chroot("dpkg", "-i", "/tmp/policyd.deb")
         eq(r.returncode, 0, "dpkg -i over a changed configuration: " + r.stderr)
+        st = os.stat(conf)
+        eq((st.st_uid, st.st_gid, st.st_mode & 0o7777), (0, int(pw[3]), 0o640),
+           "policyd.conf's owner, group and mode after reinstall with the statoverride")
         check(re.search(r"/etc/policyd/policyd\.conf:\d+: unknown setting", r.stderr),
               "postinst shows the policyd -t error: " + r.stderr)
         check("will not start" in r.stderr, "postinst says the service will not start")
@@ -460,6 +467,8 @@ def test_deb_install_purge():
         r = chroot("dpkg-query", "-W", "-f=${Status}", "policyd")
         check(r.returncode != 0 or r.stdout.startswith("unknown") or "not-installed" in r.stdout,
               "dpkg still knows policyd: " + r.stdout)
+        r = chroot("dpkg-statoverride", "--list", "/etc/policyd/policyd.conf")
+        check(r.returncode != 0 and r.stdout == "", "purge left the statoverride: " + r.stdout)
         check(chroot("getent", "passwd", "policyd").returncode != 0, "purge left the user")
         check(chroot("getent", "group", "policyd").returncode != 0, "purge left the group")
         with open(os.path.join(root, "etc", "passwd")) as f:
