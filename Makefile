@@ -6,6 +6,7 @@
 #                   then again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make install    PREFIX=/usr/local DESTDIR= (SYSCONFDIR: /etc for PREFIX=/usr,
 #                   else $(PREFIX)/etc); installs the release build (build/)
+#   make deb        Debian package in build/deb/ (contrib/debian)
 #   make clean
 
 PREFIX  ?= /usr/local
@@ -58,6 +59,8 @@ DEB_TEST  = redis-server redis-tools python3 postfix sasl2-bin libsasl2-modules 
             libsasl2-modules-db swaks iproute2 procps netcat-openbsd man-db
 # the systemd unit's checks: systemd-analyze verify / syscall-filter, strace
 DEB_TEST += systemd strace
+# make deb and tests/integration/test_deb.py (debootstrap: its scratch root)
+DEB_PKG   = dpkg-dev debhelper lintian debootstrap
 
 BINS = policyd $(if $(wildcard policyd/policyctl.c),policyctl)
 ifeq ($(BUILD),$(RELEASE))
@@ -164,9 +167,15 @@ install: all
 		$(DESTDIR)$(PREFIX)/share/policyd/policyd.service
 endif
 
+# The Debian package: policyd_$(VERSION)_ARCH.deb in build/deb/, built from
+# a copy of the tree with contrib/debian as debian/ (contrib/debian/make-deb.sh).
+deb:
+	@sh tests/install-deps.sh $(DEB_BUILD) $(DEB_PKG)
+	sh contrib/debian/make-deb.sh build/deb
+
 clean:
 	rm -rf build build-asan policyd/policyd policyd/policyctl
 
 FORCE:
 
-.PHONY: all unit deps deps-test run test bench fuzz soak install clean FORCE
+.PHONY: all unit deps deps-test run test bench fuzz soak install deb clean FORCE
