@@ -8,14 +8,11 @@
  *	Whitelists in postgrey's file formats are consulted first and cost
  *	no Redis command. Everything else is one EVALSHA of greylist.lua,
  *	which decides and updates atomically (see the script for the
- *	states). Keys, both with the network as Redis Cluster hash tag:
- *
- *		PREFIX g{NETHEX}HASH8	triplet: first_seen*2+passed, TTL
- *					retry_window until passed, then max_age
- *		PREFIX a{NETHEX}	auto-whitelist counter, TTL max_age
- *
- *	HASH8 is 8 raw bytes of addr_hash64(sender NUL recipient): values
- *	of any length make a key of fixed, small size.
+ *	states). Where a triplet lives (buckets of a few hundred bytes in
+ *	Redis's listpack encoding, about 20 bytes a triplet): greylist.h.
+ *	Triplets of the old format (one key each) are still read, and moved
+ *	into their bucket, until they expire (not in Redis Cluster, where the
+ *	old key is in another slot: there they are greylisted once more).
  *--*/
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -23,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "greylist.h"
 #include "log.h"
 #include "rules.h"
 #include "store.h"
@@ -252,12 +250,12 @@ greylist_run(void *priv, struct eval *ev)
 {
 	const struct greylist *g = priv;
 	const struct policy_req *q = ev->req;
-	char	net[64], key[96], awl[80], sender[1100], rcpt[1100];
+	char	net[64], sender[1100], rcpt[1100], legacy[96];
 	char	delay[16], window[16], maxage[16], awlmin[16];
-	const char *argv[6];
-	size_t	argvlen[6];
-	uint64_t h;
-	int	nl, sl, rl;
+	const char *argv[10];
+	size_t	argvlen[10];
+	struct gl_key k;
+	int	nl, sl, rl, nkeys, n;
 
 	if (clientlist_count(g->wl_clients) && clientlist_match(g->wl_clients,
 	    q->v[A_CLIENT_NAME], ev->client_ip_ok ? &ev->client_ip : NULL)) {
@@ -297,34 +295,163 @@ greylist_run(void *priv, struct eval *ev)
 		log_warnx("greylist: invalid client_address; greylisting by "
 		    "the raw value");
 	nl = greylist_net(g, ev, net, sizeof(net));
-	/* sender NUL recipient, hashed */
-	{
-		char	both[2200];
-
-		memcpy(both, sender, sl);
-		both[sl] = '\0';
-		memcpy(both + sl + 1, rcpt, rl);
-		h = addr_hash64(both, sl + 1 + rl, GREYLIST_SEED);
-	}
-	memcpy(key, "g{", 2);
-	memcpy(key + 2, net, nl);
-	key[2 + nl] = '}';
-	for (int i = 0; i < 8; i++)
-		key[3 + nl + i] = (char)(h >> (56 - 8 * i));
-	snprintf(awl, sizeof(awl), "a{%s}", net);
-	/* no time argument: the script reads Redis's clock (TIME) */
+	greylist_key_of(net, (size_t)nl, sender, (size_t)sl, rcpt, (size_t)rl,
+	    &k);
 	snprintf(delay, sizeof(delay), "%d", g->delay);
 	snprintf(window, sizeof(window), "%d", g->retry_window);
 	snprintf(maxage, sizeof(maxage), "%d", g->max_age);
 	snprintf(awlmin, sizeof(awlmin), "%d", g->awl);
-	argv[0] = key; argvlen[0] = 3 + nl + 8;
-	argv[1] = awl; argvlen[1] = strlen(awl);
-	argv[2] = delay; argv[3] = window;
-	argv[4] = maxage; argv[5] = awlmin;
-	for (int i = 2; i < 6; i++)
+	/* no time argument: the script reads Redis's clock (TIME) */
+	argv[0] = k.bucket; argvlen[0] = 7;
+	argv[1] = k.counter; argvlen[1] = 7;
+	nkeys = 2;
+	if (ev->cfg->redis.cluster == NULL) {
+		/* the old format's key: read until it expires */
+		argvlen[2] = (size_t)greylist_legacy_key(net, (size_t)nl,
+		    sender, (size_t)sl, rcpt, (size_t)rl, legacy,
+		    sizeof(legacy));
+		argv[2] = legacy;
+		nkeys = 3;
+	}
+	n = nkeys;
+	argv[n] = (const char *)k.field; argvlen[n++] = k.fieldlen;
+	argv[n] = (const char *)k.awl; argvlen[n++] = k.awllen;
+	argv[n++] = delay; argv[n++] = window;
+	argv[n++] = maxage; argv[n++] = awlmin;
+	argv[n++] = k.sweep ? "1" : "0";
+	for (int i = nkeys + 2; i < n; i++)
 		argvlen[i] = strlen(argv[i]);
-	store_script(ev->store, SCRIPT_GREYLIST, 2, 6, argv, argvlen,
-	    greylist_done, ev);
+	store_script(ev->store, SCRIPT_GREYLIST, nkeys, n, argv,
+	    argvlen, greylist_done, ev);
+}
+
+/* put_hash - the bytes of v from bit "from" upwards, most significant first */
+static void
+put_bits(unsigned char *out, int nbytes, uint64_t v, int from)
+{
+	for (int i = 0; i < nbytes; i++)
+		out[i] = (unsigned char)(v >> (from + 8 * (nbytes - 1 - i)));
+}
+
+/* greylist_bucket_name - "g{TT}BB" */
+void
+greylist_bucket_name(unsigned tag, unsigned bucket, char out[8])
+{
+	snprintf(out, 8, "g{%02x}%02x", tag & 0xff, bucket & 0xff);
+}
+
+/* hexbytes - decode 2n hex digits; the number of bytes, or -1 */
+static int
+hexbytes(const char *h, size_t hl, unsigned char *out, size_t max)
+{
+	size_t	n = hl / 2;
+
+	if (hl % 2 != 0 || n == 0 || n > max)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		int	v = 0;
+
+		for (int j = 0; j < 2; j++) {
+			char	ch = h[2 * i + j];
+
+			v <<= 4;
+			if (ch >= '0' && ch <= '9')
+				v |= ch - '0';
+			else if (ch >= 'a' && ch <= 'f')
+				v |= ch - 'a' + 10;
+			else
+				return -1;
+		}
+		out[i] = (unsigned char)v;
+	}
+	return (int)n;
+}
+
+/* greylist_client_of - the client's tag, counter and name N */
+void
+greylist_client_of(const char *client, size_t clen, struct gl_key *k)
+{
+	uint64_t c = addr_hash64(client, clen, GREYLIST_SEED);
+	int	n = -1;
+
+	memset(k, 0, sizeof(*k));
+	k->tag = (unsigned)(c & 0xff);
+	greylist_bucket_name(k->tag, (unsigned)((c >> 24) & 0xff), k->counter);
+	if (clen > 0 && client[0] == 'x') {
+		k->name[0] = 'x';
+		n = hexbytes(client + 1, clen - 1, k->name + 1, 8);
+	} else if (clen % 2 == 1 && client[0] == '6') {
+		k->name[0] = '6';
+		n = hexbytes(client + 1, clen - 1, k->name + 1, 16);
+	} else {
+		k->name[0] = '4';
+		n = hexbytes(client, clen, k->name + 1, 4);
+	}
+	if (n < 0) {
+		k->name[0] = 'h';
+		put_bits(k->name + 1, 8, c, 0);
+		n = 8;
+	}
+	k->namelen = 1 + (size_t)n;
+	memcpy(k->field, k->name, k->namelen);
+	k->awl[0] = 'a';
+	memcpy(k->awl + 1, k->name, k->namelen);
+	k->awllen = 1 + k->namelen;
+}
+
+/* greylist_key_of - bucket, field and counter of one triplet */
+void
+greylist_key_of(const char *client, size_t clen, const char *sender,
+    size_t slen, const char *rcpt, size_t rlen, struct gl_key *k)
+{
+	uint64_t c = addr_hash64(client, clen, GREYLIST_SEED), t;
+	char	stack[2300], *buf = stack;
+	size_t	n = clen + 1 + slen + 1 + rlen;
+
+	greylist_client_of(client, clen, k);
+	if (n > sizeof(stack) && (buf = malloc(n)) == NULL)
+		fatalx("out of memory");
+	memcpy(buf, client, clen);
+	buf[clen] = '\0';
+	memcpy(buf + clen + 1, sender, slen);
+	buf[clen + 1 + slen] = '\0';
+	memcpy(buf + clen + 2 + slen, rcpt, rlen);
+	t = addr_hash64(buf, n, GREYLIST_SEED);
+	if (buf != stack)
+		free(buf);
+	greylist_bucket_name((unsigned)(c & 0xff), (unsigned)((t >> 8) & 0xff),
+	    k->bucket);
+	put_bits(k->field + k->namelen, 4, t, 32);
+	k->fieldlen = k->namelen + 4;
+	k->sweep = (t & 0xf) == 0;
+}
+
+/* greylist_legacy_key - g{C} and 8 bytes of hash(sender NUL recipient) */
+int
+greylist_legacy_key(const char *client, size_t clen, const char *sender,
+    size_t slen, const char *rcpt, size_t rlen, char *buf, size_t len)
+{
+	char	stack[2200], *both = stack;
+	size_t	n = slen + 1 + rlen;
+	uint64_t h;
+
+	if (len < clen + 3 + 8 + 1)
+		return -1;
+	if (n > sizeof(stack) && (both = malloc(n)) == NULL)
+		fatalx("out of memory");
+	memcpy(both, sender, slen);
+	both[slen] = '\0';
+	memcpy(both + slen + 1, rcpt, rlen);
+	h = addr_hash64(both, n, GREYLIST_SEED);
+	if (both != stack)
+		free(both);
+	memcpy(buf, "g{", 2);
+	memcpy(buf + 2, client, clen);
+	buf[2 + clen] = '}';
+	for (int i = 0; i < 8; i++)
+		buf[3 + clen + i] = (char)(h >> (56 - 8 * i));
+	buf[3 + clen + 8] = '\0';
+	return (int)(3 + clen + 8);
 }
 
 const struct check_ops check_greylist_ops = {

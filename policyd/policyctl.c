@@ -71,6 +71,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "greylist.h"
 #include "log.h"
 #include "proto.h"
 #include "ratelimit.h"
@@ -1457,25 +1458,33 @@ done:
 
 /* --------------------------------------------------------------- greylist */
 
-/* one listed key: a triplet (g) or an auto-whitelist counter (a) */
+/* one listed entry: a triplet or a client's auto-whitelist counter */
 struct glentry {
-	char	kind;			/* 'g' or 'a' */
-	char	net[72];		/* NET hex of the key */
+	char	kind;			/* 't' triplet, 'a' counter */
 	char	text[80];		/* the network for a person */
-	uint8_t	hash[8];		/* triplet hash (g) */
-	char	*key;			/* the whole Redis key */
-	size_t	keylen;
-	long long value, ttl;
-	int	have_value;
+	unsigned char name[GL_NAME_MAX];	/* the client's N (greylist.h) */
+	size_t	namelen;
+	uint8_t	hash[4];		/* triplet hash */
+	size_t	bucket;			/* index into gllist.keys */
+	unsigned char field[GL_NAME_MAX + 4];
+	size_t	fieldlen;
+	long long value, left;		/* raw value; seconds until it expires */
 };
 
 struct gllist {
 	struct glentry *v;
 	size_t	n, cap;
+	char  **keys;			/* buckets found by SCAN */
+	size_t	nkeys, capkeys;
 	const struct ctlredis *rd;
 	int	v4prefix, v6prefix;
+	long long window, maxage, now;	/* now: Redis TIME - GL_EPOCH */
 	const char *glob;		/* fnmatch() on the network text */
+	const struct gl_key *only;	/* one client's entries */
 };
+
+#define GL_EPOCH	1735689600LL	/* greylist.lua's epoch */
+#define GL_B32		4294967296LL
 
 /* hexval - one hex digit, or -1 */
 static int
@@ -1531,26 +1540,81 @@ raw:
 	snprintf(buf, len, "%s", net);
 }
 
-/* gl_add - SCAN callback: keep a g{NET}HASH8 or a{NET} key */
+/* gl_name_text - the network of a client name N for a person */
+static void
+gl_name_text(const unsigned char *name, size_t len, int v4prefix, int v6prefix,
+    char *buf, size_t buflen)
+{
+	char	hex[2 * GL_NAME_MAX + 2];
+	size_t	o = 0;
+
+	if (len < 2) {
+		snprintf(buf, buflen, "?");
+		return;
+	}
+	if (name[0] != '4')
+		hex[o++] = (char)name[0];
+	for (size_t i = 1; i < len && o + 3 < sizeof(hex); i++)
+		o += (size_t)snprintf(hex + o, sizeof(hex) - o, "%02x", name[i]);
+	hex[o] = '\0';
+	if (name[0] == 'h')
+		snprintf(buf, buflen, "client %s", hex + 1);
+	else
+		gl_net_text(hex, v4prefix, v6prefix, buf, buflen);
+}
+
+/* gl_key_add - SCAN callback: keep a bucket key g{TT}BB */
 static int
-gl_add(void *arg, const char *key, size_t len)
+gl_key_add(void *arg, const char *key, size_t len)
 {
 	struct gllist *l = arg;
-	const char *p = key + l->rd->prefixlen, *end = key + len, *close;
-	struct glentry *e;
-	size_t	nl;
+	const char *p = key + l->rd->prefixlen;
 
-	if (len < l->rd->prefixlen + 3 || (p[0] != 'g' && p[0] != 'a') ||
-	    p[1] != '{' || (close = memchr(p + 2, '}', (size_t)(end - p - 2)))
-	    == NULL)
-		return 0;		/* not one of ours */
-	nl = (size_t)(close - (p + 2));
-	if (nl == 0 || nl >= sizeof(e->net) ||
-	    (p[0] == 'g' && end - close - 1 != 8) ||
-	    (p[0] == 'a' && close + 1 != end))
+	if (len != l->rd->prefixlen + 7 || p[0] != 'g' || p[1] != '{' ||
+	    p[4] != '}')
+		return 0;		/* not a bucket (an old-format key) */
+	if (l->nkeys == l->capkeys) {
+		size_t	ncap = l->capkeys ? l->capkeys * 2 : 256;
+		char  **nv = realloc(l->keys, ncap * sizeof(*nv));
+
+		if (nv == NULL) {
+			errx_ctl("out of memory");
+			return -1;
+		}
+		l->keys = nv;
+		l->capkeys = ncap;
+	}
+	if ((l->keys[l->nkeys] = malloc(len + 1)) == NULL) {
+		errx_ctl("out of memory");
+		return -1;
+	}
+	memcpy(l->keys[l->nkeys], key, len);
+	l->keys[l->nkeys][len] = '\0';
+	l->nkeys++;
+	return 0;
+}
+
+/* gl_entry - one field of a bucket into the list (when it is alive) */
+static int
+gl_entry(struct gllist *l, size_t bucket, const char *f, size_t flen,
+    const char *val)
+{
+	struct glentry *e;
+	char	*endp;
+	long long v = strtoll(val, &endp, 10), t;
+	int	counter = flen > 0 && f[0] == 'a';
+
+	if (*endp != '\0' || flen < 2 || flen > sizeof(e->field))
+		return 0;
+	if (!counter && flen < 6)
+		return 0;
+	if (l->only != NULL && (counter ? flen - 1 != l->only->namelen ||
+	    memcmp(f + 1, l->only->name, l->only->namelen) != 0 :
+	    flen - 4 != l->only->namelen ||
+	    memcmp(f, l->only->name, l->only->namelen) != 0))
 		return 0;
 	if (l->n >= GL_MAX_ENTRIES) {
-		errx_ctl("more than %d greylist keys: give a PATTERN",
+		errx_ctl("more than %d greylist entries: give a NETWORK",
 		    GL_MAX_ENTRIES);
 		return -1;
 	}
@@ -1567,23 +1631,99 @@ gl_add(void *arg, const char *key, size_t len)
 	}
 	e = &l->v[l->n];
 	memset(e, 0, sizeof(*e));
-	e->kind = p[0];
-	memcpy(e->net, p + 2, nl);
-	e->net[nl] = '\0';
-	gl_net_text(e->net, l->v4prefix, l->v6prefix, e->text,
+	e->kind = counter ? 'a' : 't';
+	e->bucket = bucket;
+	memcpy(e->field, f, flen);
+	e->fieldlen = flen;
+	e->value = v;
+	if (counter) {
+		e->namelen = flen - 1;
+		memcpy(e->name, f + 1, e->namelen);
+		t = v % GL_B32;
+		e->left = t + l->maxage - l->now;
+	} else {
+		e->namelen = flen - 4;
+		memcpy(e->name, f, e->namelen);
+		memcpy(e->hash, f + e->namelen, 4);
+		t = v / 2;
+		e->left = t + (v % 2 ? l->maxage : l->window) - l->now;
+	}
+	if (e->left <= 0)
+		return 0;		/* dead: the script removes it later */
+	gl_name_text(e->name, e->namelen, l->v4prefix, l->v6prefix, e->text,
 	    sizeof(e->text));
 	if (l->glob != NULL && fnmatch(l->glob, e->text, 0) != 0)
 		return 0;
-	if (e->kind == 'g')
-		memcpy(e->hash, close + 1, 8);
-	if ((e->key = malloc(len + 1)) == NULL) {
-		errx_ctl("out of memory");
+	l->n++;
+	return 0;
+}
+
+/* gl_time - Redis's clock in greylist.lua's terms; 0 or -1 */
+static int
+gl_time(struct ctlredis *rd, struct gllist *l)
+{
+	const char *av[1] = { "TIME" };
+	size_t	al[1] = { 4 };
+	redisReply *rp = redis_argv(rd, 1, av, al);
+
+	if (rp == NULL)
+		return -1;
+	if (rp->type != REDIS_REPLY_ARRAY || rp->elements < 1 ||
+	    rp->element[0]->type != REDIS_REPLY_STRING) {
+		freeReplyObject(rp);
+		errx_ctl("redis at %s: unexpected answer to TIME", rd->where);
 		return -1;
 	}
-	memcpy(e->key, key, len);
-	e->key[len] = '\0';
-	e->keylen = len;
-	l->n++;
+	l->now = strtoll(rp->element[0]->str, NULL, 10) - GL_EPOCH;
+	freeReplyObject(rp);
+	return 0;
+}
+
+/*
+ * gl_collect - every bucket matching pattern, HGETALL pipelined in
+ * batches, alive entries (of l->only, or matching l->glob) into l
+ */
+static int
+gl_collect(struct ctlredis *rd, struct gllist *l, const char *pattern)
+{
+	if (gl_time(rd, l) < 0 || redis_scan(rd, pattern, gl_key_add, l) < 0)
+		return -1;
+	for (size_t b = 0; b < l->nkeys; b += 256) {
+		size_t	end = b + 256 < l->nkeys ? b + 256 : l->nkeys;
+
+		for (size_t i = b; i < end; i++) {
+			const char *av[2] = { "HGETALL", l->keys[i] };
+			size_t	al[2] = { 7, strlen(l->keys[i]) };
+
+			redisAppendCommandArgv(rd->c, 2, av, al);
+		}
+		for (size_t i = b; i < end; i++) {
+			redisReply *rp = NULL;
+			int	rc = 0;
+
+			if (redisGetReply(rd->c, (void **)&rp) != REDIS_OK ||
+			    rp == NULL) {
+				errx_ctl("redis at %s: %s", rd->where,
+				    rd->c->errstr[0] ? rd->c->errstr :
+				    "no answer within the timeout");
+				return -1;
+			}
+			if (rp->type == REDIS_REPLY_ARRAY)
+				for (size_t j = 0; rc == 0 && j + 1 <
+				    rp->elements; j += 2)
+					if (rp->element[j]->type ==
+					    REDIS_REPLY_STRING &&
+					    rp->element[j + 1]->type ==
+					    REDIS_REPLY_STRING)
+						rc = gl_entry(l, i,
+						    rp->element[j]->str,
+						    rp->element[j]->len,
+						    rp->element[j + 1]->str);
+			freeReplyObject(rp);
+			if (rc < 0)
+				return -1;
+		}
+	}
 	return 0;
 }
 
@@ -1591,57 +1731,16 @@ gl_add(void *arg, const char *key, size_t len)
 static void
 gl_free(struct gllist *l)
 {
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i].key);
+	for (size_t i = 0; i < l->nkeys; i++)
+		free(l->keys[i]);
+	free(l->keys);
 	free(l->v);
 	l->v = NULL;
-	l->n = l->cap = 0;
+	l->keys = NULL;
+	l->n = l->cap = l->nkeys = l->capkeys = 0;
 }
 
-/* gl_fetch - GET and TTL of every entry, pipelined in batches */
-static int
-gl_fetch(struct ctlredis *rd, struct gllist *l)
-{
-	for (size_t b = 0; b < l->n; b += 512) {
-		size_t	end = b + 512 < l->n ? b + 512 : l->n;
-
-		for (size_t i = b; i < end; i++) {
-			const char *av[2] = { "GET", l->v[i].key };
-			size_t	al[2] = { 3, l->v[i].keylen };
-
-			redisAppendCommandArgv(rd->c, 2, av, al);
-			av[0] = "TTL";
-			redisAppendCommandArgv(rd->c, 2, av, al);
-		}
-		for (size_t i = b; i < end; i++) {
-			for (int k = 0; k < 2; k++) {
-				redisReply *rp = NULL;
-
-				if (redisGetReply(rd->c, (void **)&rp) !=
-				    REDIS_OK || rp == NULL) {
-					errx_ctl("redis at %s: %s", rd->where,
-					    rd->c->errstr[0] ? rd->c->errstr :
-					    "no answer within the timeout");
-					return -1;
-				}
-				if (k == 0 && rp->type == REDIS_REPLY_STRING) {
-					char	*endp;
-
-					l->v[i].value = strtoll(rp->str, &endp,
-					    10);
-					l->v[i].have_value = *endp == '\0';
-				} else if (k == 1 && rp->type ==
-				    REDIS_REPLY_INTEGER) {
-					l->v[i].ttl = rp->integer;
-				}
-				freeReplyObject(rp);
-			}
-		}
-	}
-	return 0;
-}
-
-/* gl_cmp - by network text, triplets before the counter, then first seen */
+/* gl_cmp - by network text, triplets before the counter, then time */
 static int
 gl_cmp(const void *a, const void *b)
 {
@@ -1651,29 +1750,30 @@ gl_cmp(const void *a, const void *b)
 	if (c != 0)
 		return c;
 	if (x->kind != y->kind)
-		return x->kind == 'g' ? -1 : 1;
+		return x->kind == 't' ? -1 : 1;
 	if (x->value != y->value)
 		return x->value < y->value ? -1 : 1;
-	return memcmp(x->hash, y->hash, 8);
+	return memcmp(x->hash, y->hash, 4);
 }
 
 /*
- * gl_target - NET hex of a NETWORK argument (an address, ADDRESS/LEN
- * with the rule's prefix, or the "x..." network of an invalid
- * client_address as listed); also its text. 0 or EXIT_USAGE.
+ * gl_target - the client part of a NETWORK argument (an address,
+ * ADDRESS/LEN with the rule's prefix, or the "x..." network of an invalid
+ * client_address as listed), as greylist.h names it; also its text.
+ * 0 or EXIT_USAGE.
  */
 static int
-gl_target(const char *arg, int v4prefix, int v6prefix, char *net,
-    size_t netlen, char *text, size_t textlen)
+gl_target(const char *arg, int v4prefix, int v6prefix, struct gl_key *k,
+    char *text, size_t textlen)
 {
 	struct ipaddr ip;
-	char	a[64], esc[128];
+	char	a[64], esc[128], net[72];
 	const char *slash = strchr(arg, '/');
 	size_t	al = slash ? (size_t)(slash - arg) : strlen(arg);
 
 	if (arg[0] == 'x' && strlen(arg) == 17 &&
 	    strspn(arg + 1, "0123456789abcdef") == 16) {
-		snprintf(net, netlen, "%s", arg);
+		greylist_client_of(arg, 17, k);
 		snprintf(text, textlen, "%s", arg);
 		return 0;
 	}
@@ -1694,7 +1794,8 @@ gl_target(const char *arg, int v4prefix, int v6prefix, char *net,
 			return EXIT_USAGE;
 		}
 	}
-	addr_net_hex(&ip, v4prefix, v6prefix, net, netlen);
+	addr_net_hex(&ip, v4prefix, v6prefix, net, sizeof(net));
+	greylist_client_of(net, strlen(net), k);
 	gl_net_text(net, v4prefix, v6prefix, text, textlen);
 	return 0;
 bad:
@@ -1703,110 +1804,128 @@ bad:
 	return EXIT_USAGE;
 }
 
-/* gl_list - print the entries */
-static int
-gl_list(struct ctlredis *rd, struct gllist *l, const char *netpat)
+/* gl_pattern - SCAN pattern of every bucket, or of one tag's buckets */
+static void
+gl_pattern(const struct ctlredis *rd, const struct gl_key *only, char *pat,
+    size_t len)
 {
-	char	pat[1024], pre[700], first[32];
-	size_t	ntrip = 0, nawl = 0;
+	char	pre[700];
 
 	glob_escape(rd->prefix, rd->prefixlen, pre, sizeof(pre));
-	for (int k = 0; k < 2; k++) {
-		if (netpat != NULL)
-			snprintf(pat, sizeof(pat), "%s%c{%s}%s", pre, "ga"[k],
-			    netpat, k ? "" : "*");
-		else
-			snprintf(pat, sizeof(pat), "%s%c{*", pre, "ga"[k]);
-		if (redis_scan(rd, pat, gl_add, l) < 0)
-			return EXIT_FAIL;
-	}
-	if (gl_fetch(rd, l) < 0)
+	if (only != NULL)
+		snprintf(pat, len, "%sg\\{%02x\\}*", pre, only->tag);
+	else
+		snprintf(pat, len, "%sg\\{*", pre);
+}
+
+/* gl_list - print the entries */
+static int
+gl_list(struct ctlredis *rd, struct gllist *l)
+{
+	char	pat[1024], seen[32];
+	size_t	ntrip = 0, nawl = 0;
+
+	gl_pattern(rd, l->only, pat, sizeof(pat));
+	if (gl_collect(rd, l, pat) < 0)
 		return EXIT_FAIL;
 	if (l->n > 0)
 		qsort(l->v, l->n, sizeof(*l->v), gl_cmp);
 	for (size_t i = 0; i < l->n; i++) {
 		const struct glentry *e = &l->v[i];
 
-		if (!e->have_value || e->ttl == -2)
-			continue;	/* expired between SCAN and GET */
 		if (e->kind == 'a') {
+			long long n = e->value / GL_B32;
+
 			if (nawl++ == 0 && ntrip > 0)
 				putchar('\n');
 			printf("%-20s auto-whitelist: %lld successful "
-			    "retr%s, expires in %lld s\n", e->text, e->value,
-			    e->value == 1 ? "y" : "ies", e->ttl);
+			    "retr%s, expires in %lld s\n", e->text, n,
+			    n == 1 ? "y" : "ies", e->left);
 			continue;
 		}
 		if (ntrip++ == 0)
-			printf("%-20s %-16s %-20s %-7s %s\n", "NETWORK",
-			    "TRIPLET", "FIRST SEEN (UTC)", "STATE",
-			    "EXPIRES IN");
+			printf("%-20s %-8s %-20s %-7s %s\n", "NETWORK",
+			    "TRIPLET", "SEEN (UTC)", "STATE", "EXPIRES IN");
 		{
-			time_t	t = (time_t)(e->value / 2);
+			time_t	t = (time_t)(e->value / 2 + GL_EPOCH);
 			struct tm tm;
 
 			gmtime_r(&t, &tm);
-			strftime(first, sizeof(first), "%Y-%m-%d %H:%M:%S",
-			    &tm);
+			strftime(seen, sizeof(seen), "%Y-%m-%d %H:%M:%S", &tm);
 		}
-		printf("%-20s %02x%02x%02x%02x%02x%02x%02x%02x %-20s %-7s "
-		    "%lld s\n", e->text, e->hash[0], e->hash[1], e->hash[2],
-		    e->hash[3], e->hash[4], e->hash[5], e->hash[6], e->hash[7],
-		    first, e->value % 2 ? "passed" : "waiting", e->ttl);
+		printf("%-20s %02x%02x%02x%02x %-20s %-7s %lld s\n", e->text,
+		    e->hash[0], e->hash[1], e->hash[2], e->hash[3], seen,
+		    e->value % 2 ? "passed" : "waiting", e->left);
 	}
 	printf("%zu triplet%s, %zu auto-whitelist counter%s (a triplet's "
 	    "sender and recipient are stored only as a hash and cannot be "
-	    "shown)\n", ntrip, ntrip == 1 ? "" : "s", nawl,
+	    "shown; SEEN is the first sighting while waiting, the last once "
+	    "passed)\n", ntrip, ntrip == 1 ? "" : "s", nawl,
 	    nawl == 1 ? "" : "s");
 	return EXIT_REPLY;
 }
 
-/* gl_del - DEL of ac - 1 keys in av[1..]; the number deleted, or -1 */
-static long long
-gl_del(struct ctlredis *rd, int ac, const char **av, const size_t *al)
+/* gl_old_add - SCAN callback: an old-format key (g{NET}HASH8 or a{NET}) */
+static int
+gl_old_add(void *arg, const char *key, size_t len)
 {
-	redisReply *rp;
-	long long n;
+	struct ctlredis *rd = arg;
+	const char *av[2] = { "DEL", key };
+	size_t	al[2] = { 3, len };
+	redisReply *rp = redis_argv(rd, 2, av, al);
 
-	if ((rp = redis_argv(rd, ac, av, al)) == NULL)
+	if (rp == NULL)
 		return -1;
-	n = rp->type == REDIS_REPLY_INTEGER ? rp->integer : 0;
 	freeReplyObject(rp);
-	return n;
+	return 0;
 }
 
-/* gl_delete - every triplet key of the network and its counter */
+/* gl_delete - every entry of the client and its counter */
 static int
 gl_delete(struct ctlredis *rd, struct gllist *l, const char *net,
     const char *text)
 {
-	const char *av[257];
-	size_t	al[257];
-	char	pat[1024], pre[700], awl[800];
-	long long trip = 0, counter, n;
-	int	ac;
+	char	pat[1024], pre[700];
+	long long trip = 0, counter = 0;
 
-	glob_escape(rd->prefix, rd->prefixlen, pre, sizeof(pre));
-	snprintf(pat, sizeof(pat), "%sg{%s}*", pre, net);
-	if (redis_scan(rd, pat, gl_add, l) < 0)
+	gl_pattern(rd, l->only, pat, sizeof(pat));
+	if (gl_collect(rd, l, pat) < 0)
 		return EXIT_FAIL;
-	av[0] = "DEL";
-	al[0] = 3;
-	for (size_t b = 0; b < l->n; b += 256) {
-		ac = 1;
-		for (size_t i = b; i < l->n && i < b + 256; i++) {
-			av[ac] = l->v[i].key;
-			al[ac++] = l->v[i].keylen;
-		}
-		if ((n = gl_del(rd, ac, av, al)) < 0)
-			return EXIT_FAIL;
-		trip += n;
+	for (size_t i = 0; i < l->n; i++) {
+		const char *av[3] = { "HDEL", l->keys[l->v[i].bucket],
+		    (const char *)l->v[i].field };
+		size_t	al[3] = { 4, strlen(av[1]), l->v[i].fieldlen };
+
+		redisAppendCommandArgv(rd->c, 3, av, al);
 	}
-	snprintf(pat, sizeof(pat), "a{%s}", net);
-	al[1] = redis_key(rd, pat, strlen(pat), awl, sizeof(awl));
-	av[1] = awl;
-	if ((counter = gl_del(rd, 2, av, al)) < 0)
-		return EXIT_FAIL;
+	for (size_t i = 0; i < l->n; i++) {
+		redisReply *rp = NULL;
+
+		if (redisGetReply(rd->c, (void **)&rp) != REDIS_OK ||
+		    rp == NULL) {
+			errx_ctl("redis at %s: %s", rd->where,
+			    rd->c->errstr[0] ? rd->c->errstr :
+			    "no answer within the timeout");
+			return -1;
+		}
+		if (rp->type == REDIS_REPLY_INTEGER && rp->integer > 0) {
+			if (l->v[i].kind == 'a')
+				counter++;
+			else
+				trip++;
+		}
+		freeReplyObject(rp);
+	}
+	/* entries of the old format (one key each), until they expire */
+	if (net != NULL) {
+		glob_escape(rd->prefix, rd->prefixlen, pre, sizeof(pre));
+		snprintf(pat, sizeof(pat), "%sg\\{%s\\}*", pre, net);
+		if (redis_scan(rd, pat, gl_old_add, rd) < 0)
+			return EXIT_FAIL;
+		snprintf(pat, sizeof(pat), "%sa\\{%s\\}", pre, net);
+		if (redis_scan(rd, pat, gl_old_add, rd) < 0)
+			return EXIT_FAIL;
+	}
 	if (trip == 0 && counter == 0)
 		printf("%s: no greylist entries\n", text);
 	else
@@ -1814,6 +1933,28 @@ gl_delete(struct ctlredis *rd, struct gllist *l, const char *net,
 		    "greylisted as new\n", text, trip, trip == 1 ? "" : "s",
 		    counter ? " and the auto-whitelist counter" : "");
 	return EXIT_REPLY;
+}
+
+/* gl_client_hex - the old format's NET hex of an argument ("" if none) */
+static void
+gl_client_hex(const char *arg, int v4prefix, int v6prefix, char *net,
+    size_t len)
+{
+	struct ipaddr ip;
+	char	a[64];
+	size_t	al = strcspn(arg, "/");
+
+	net[0] = '\0';
+	if (arg[0] == 'x') {
+		snprintf(net, len, "%s", arg);
+		return;
+	}
+	if (al >= sizeof(a))
+		return;
+	memcpy(a, arg, al);
+	a[al] = '\0';
+	if (addr_ip_parse(a, &ip) == 0)
+		addr_net_hex(&ip, v4prefix, v6prefix, net, len);
 }
 
 /*
@@ -1826,9 +1967,9 @@ cmd_greylist(const struct ctl *ctl, int argc, char **argv)
 	struct ctlconf cc;
 	struct ctlredis rd;
 	struct gllist l;
+	struct gl_key only;
 	const config_setting_t *set = NULL;
-	char	net[72], text[80];
-	const char *netpat = NULL;
+	char	net[72] = "", text[80];
 	int	status, list;
 
 	if (argc < 1 || !((strcmp(argv[0], "list") == 0 && argc <= 2) ||
@@ -1849,23 +1990,26 @@ cmd_greylist(const struct ctl *ctl, int argc, char **argv)
 	memset(&l, 0, sizeof(l));
 	l.v4prefix = conf_int(set, "ipv4_prefix", 24);
 	l.v6prefix = conf_int(set, "ipv6_prefix", 64);
+	l.window = conf_int(set, "retry_window", 2 * 86400);
+	l.maxage = conf_int(set, "max_age", 35 * 86400);
 	if (argc == 2 && list && strpbrk(argv[1], "*?[") != NULL) {
 		l.glob = argv[1];
 	} else if (argc == 2) {
-		if ((status = gl_target(argv[1], l.v4prefix, l.v6prefix, net,
-		    sizeof(net), text, sizeof(text))) != 0) {
+		if ((status = gl_target(argv[1], l.v4prefix, l.v6prefix, &only,
+		    text, sizeof(text))) != 0) {
 			conf_close(&cc);
 			return status;
 		}
-		netpat = net;
+		l.only = &only;
+		gl_client_hex(argv[1], l.v4prefix, l.v6prefix, net,
+		    sizeof(net));
 	}
 	if ((status = redis_open(ctl, cc.cfg, &rd)) != 0) {
 		conf_close(&cc);
 		return status;
 	}
 	l.rd = &rd;
-	status = list ? gl_list(&rd, &l, netpat) :
-	    gl_delete(&rd, &l, net, text);
+	status = list ? gl_list(&rd, &l) : gl_delete(&rd, &l, net, text);
 	gl_free(&l);
 	redis_close(&rd);
 	conf_close(&cc);

@@ -2,7 +2,7 @@
 connection opened before it keeps answering normally."""
 import os, re, socket, struct, sys, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import Redis, Policyd, req, encode, check, eq
+from harness import Redis, Policyd, req, encode, check, eq, greylist_triplets, wait_for
 
 RULES = ('rules = ( { name = "rcpt-access"; check = "access"; key = "recipient"; '
          'map = "rcpt_access"; },\n { name = "greylist"; check = "greylist"; '
@@ -128,7 +128,9 @@ def test_invalid_client_address_is_answered():
                "DEFER_IF_PERMIT")
             eq(c.ask(GOOD), GOOD_ANSWER)
         p.wait_log(r"invalid client_address")
-        eq(len(r.keys("t:g{x*")), 2, "raw-value keys")
+        names = set(f[:1] for (_, f) in greylist_triplets(r))
+        eq(len(greylist_triplets(r)), 2, "two triplets of raw client values")
+        eq(names, {b"x"}, "stored under the raw value's hash (client kind x)")
 
 
 def test_dripping_client_closed_after_request_timeout():
@@ -250,6 +252,8 @@ def test_control_characters_escaped_in_one_log_line():
             evil = "evil\rX\x01Y\x1bZ\\nnot-a-line@x.test"
             a = c.ask(req(sender=evil, recipient="known@example.net"))
             eq(a, GOOD_ANSWER)
+        # the decision line leaves with the event-loop turn's batch
+        wait_for(lambda: "evil" in p.log(), 5, what="the decision line")
         log = p.log()
         lines = [l for l in log.split("\n") if "evil" in l]
         eq(len(lines), 1, "exactly one log line mentions the sender: %r" % lines)

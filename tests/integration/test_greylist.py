@@ -2,7 +2,8 @@
 IPv6 /64 grouping, sender normalisation, TTLs, the header, SASL bypass."""
 import os, re, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import Redis, Policyd, req, greylist_rules, check, eq
+from harness import (Redis, Policyd, req, greylist_rules, check, eq, greylist_key,  # noqa: E402
+                     greylist_entries, greylist_triplets)
 
 DEFER_RE = re.compile(r"^DEFER_IF_PERMIT 4\.7\.1 Greylisted, please try again in (\d+) seconds$")
 PREPEND_RE = re.compile(r"^PREPEND X-Greylist: delayed (\d+) seconds by policyd at mx\.test; "
@@ -22,7 +23,8 @@ def deferred(a):
 
 
 def triplet_keys(r):
-    return r.keys("t:g*")
+    """the greylist triplets in Redis (fields of the bucket hashes)"""
+    return list(greylist_triplets(r))
 
 
 def test_new_triplet_deferred_exact_text():
@@ -71,7 +73,7 @@ def test_retry_after_window_while_key_exists():
             deferred(c.ask(req()))
             keys = triplet_keys(r)
             eq(len(keys), 1)
-            r.cmd("PERSIST", keys[0])
+            r.cmd("PERSIST", keys[0][0])      # the bucket
             time.sleep(2.2)
             eq(deferred(c.ask(req())), 1, "stale pending entry starts over")
 
@@ -92,7 +94,9 @@ def test_auto_whitelist_client_network():
             check(any("auto-whitelisted" in l for l in c.last_lines), c.last_lines)
             # but not from another /24
             deferred(c.ask(req(client_address="192.0.3.10", recipient="r3@example.net")))
-        check(r.keys("t:a{c00002}"), "awl counter key of 192.0.2.0/24: %r" % r.keys("t:*"))
+        _, _, counter, awl = greylist_key("c00002")
+        check(r.cmd("HGET", counter, awl, raw=True),
+              "the awl counter of 192.0.2.0/24: %r" % greylist_entries(r))
 
 
 def test_whitelist_clients_file():
@@ -161,7 +165,8 @@ def test_ipv6_clients_grouped_by_64():
             deferred(c.ask(req(client_address="2001:db8:1:3::5")))
         keys = triplet_keys(r)
         eq(len(keys), 2)
-        check(any(k.startswith(b"t:g{620010db800010002}") for k in keys), keys)
+        b, f, _, _ = greylist_key("620010db800010002", "alice@sender.test", "bob@example.net")
+        check((b, f) in keys, "the /64's triplet is where greylist.h puts it: %r" % keys)
 
 
 def test_sender_extension_same_triplet():
@@ -197,13 +202,14 @@ def test_entries_carry_ttls():
             deferred(c.ask(req(recipient="passed@example.net")))
             time.sleep(1.2)
             check(c.ask(req(recipient="passed@example.net")).startswith("PREPEND"))
-        ttls = sorted(r.ttl(k) for k in triplet_keys(r))
-        eq(len(ttls), 2)
-        check(0 < ttls[0] <= 5, "pending entry TTL <= retry_window: %r" % ttls)
-        check(990 <= ttls[1] <= 1000, "passed entry TTL ~ max_age: %r" % ttls)
-        awl = r.keys("t:a{*")
-        eq(len(awl), 1, "awl counter")
-        check(990 <= r.ttl(awl[0]) <= 1000, "awl counter TTL ~ max_age")
+        bp, _, _, _ = greylist_key("c00002", "alice@sender.test", "pending@example.net")
+        bq, _, counter, awl = greylist_key("c00002", "alice@sender.test", "passed@example.net")
+        eq(len(triplet_keys(r)), 2, "two triplets")
+        if bp != bq:
+            check(0 < r.ttl(bp) <= 5, "a bucket of waiting entries lives retry_window: %r" % r.ttl(bp))
+        check(990 <= r.ttl(bq) <= 1000, "a bucket with a passed entry lives max_age: %r" % r.ttl(bq))
+        check(r.cmd("HGET", counter, awl, raw=True), "the awl counter")
+        check(990 <= r.ttl(counter) <= 1000, "awl counter TTL ~ max_age")
         check(all(r.ttl(k) > 0 for k in r.keys("t:*")), "no key without a TTL")
 
 
@@ -256,3 +262,27 @@ def test_greylist_memory_small_sample():
     spec.loader.exec_module(gm)
     per = gm.measure(3000, conns=4, quiet=True)
     check(0 < per < 200, "bytes per greylist entry: %.1f" % per)
+
+
+def test_old_format_entries_are_read_and_moved():
+    """A triplet key of the old format (one string key per triplet) is still
+    honoured until it expires, and moved into its bucket when read."""
+    from harness import hash64, GREYLIST_SEED
+    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=5, window=600)) as p:
+        now = int(r.cmd("TIME")[0])
+        old = lambda s, rc: b"t:g{c00002}" + hash64(
+            s.encode() + b"\0" + rc.encode(), GREYLIST_SEED).to_bytes(8, "big")
+        r.cmd("SET", old("alice@sender.test", "waited@example.net"), str((now - 10) * 2), "EX", "600")
+        r.cmd("SET", old("alice@sender.test", "passed@example.net"), str((now - 99999) * 2 + 1),
+              "EX", "600")
+        r.cmd("SET", old("alice@sender.test", "early@example.net"), str((now - 1) * 2), "EX", "600")
+        with p.client() as c:
+            check(c.ask(req(recipient="waited@example.net")).startswith("PREPEND X-Greylist"),
+                  "an old waiting entry past the delay passes")
+            eq(c.ask(req(recipient="passed@example.net")), "DUNNO", "an old passed entry is known")
+            check(c.ask(req(recipient="early@example.net")).startswith("DEFER_IF_PERMIT"),
+                  "an old entry within the delay is still early")
+            eq(c.ask(req(recipient="passed@example.net")), "DUNNO", "known from its bucket now")
+        eq([k for k in r.keys("t:*") if len(k) > len("t:g{xx}yy")], [],
+           "the old keys were moved into buckets")
+        eq(len(greylist_triplets(r)), 3, "three triplets in buckets")

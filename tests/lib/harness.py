@@ -105,9 +105,9 @@ class Redis:
         except OSError:
             return ""
 
-    def cmd(self, *args, timeout=5, db=None):
-        """One command over a fresh connection; returns the decoded reply.
-        db: SELECT that database first."""
+    def cmd(self, *args, timeout=5, db=None, raw=False):
+        """One command over a fresh connection; returns the decoded reply
+        (bulk strings as bytes with raw=True). db: SELECT that database first."""
         s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
         try:
             f = s.makefile("rb")
@@ -118,7 +118,7 @@ class Redis:
                 s.sendall(resp_encode(["SELECT", db]))
                 resp_read(f)
             s.sendall(resp_encode(args))
-            return resp_read(f)
+            return resp_read(f, raw)
         finally:
             s.close()
 
@@ -193,7 +193,7 @@ def resp_encode(args):
     return b"".join(out)
 
 
-def resp_read(f):
+def resp_read(f, raw=False):
     line = f.readline()
     if not line:
         raise OSError("redis closed the connection")
@@ -209,13 +209,15 @@ def resp_read(f):
         if n < 0:
             return None
         data = f.read(n + 2)[:-2]
+        if raw:
+            return data
         try:
             return data.decode()
         except UnicodeDecodeError:
             return data
     if t == b"*":
         n = int(rest)
-        return None if n < 0 else [resp_read(f) for _ in range(n)]
+        return None if n < 0 else [resp_read(f, raw) for _ in range(n)]
     raise RedisError("bad reply %r" % line)
 
 
@@ -442,3 +444,73 @@ class PolicyClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# ---- greylist storage (policyd/greylist.h), for tests that look at Redis
+
+_M64 = (1 << 64) - 1
+GREYLIST_SEED = 0x70646772796c7374
+
+
+def _mix64(x):
+    x ^= x >> 30
+    x = (x * 0xbf58476d1ce4e5b9) & _M64
+    x ^= x >> 27
+    x = (x * 0x94d049bb133111eb) & _M64
+    x ^= x >> 31
+    return x
+
+
+def hash64(data, seed):
+    """addr_hash64() of policyd/addr.c."""
+    h = 0xcbf29ce484222325 ^ _mix64((seed + 0x9e3779b97f4a7c15) & _M64)
+    for b in data:
+        h ^= b
+        h = (h * 0x100000001b3) & _M64
+    h ^= len(data)
+    return _mix64(h)
+
+
+def greylist_name(client):
+    """N of greylist.h: the client part as kind + bytes."""
+    try:
+        if client.startswith("x"):
+            return b"x" + bytes.fromhex(client[1:])
+        if len(client) % 2 == 1 and client.startswith("6"):
+            return b"6" + bytes.fromhex(client[1:])
+        return b"4" + bytes.fromhex(client)
+    except ValueError:
+        return b"h" + hash64(client.encode(), GREYLIST_SEED).to_bytes(8, "big")
+
+
+def greylist_key(client, sender=None, recipient=None, prefix="t:"):
+    """(bucket, field, counter, counter_field) of a triplet as greylist.h
+    places it; client is the client part (addr_net_hex: "c00002" for
+    192.0.2.0/24), sender normalised and lowercase, recipient lowercase.
+    Without sender: (None, N, counter, counter_field)."""
+    cb = client.encode()
+    c = hash64(cb, GREYLIST_SEED)
+    counter = "%sg{%02x}%02x" % (prefix, c & 0xff, (c >> 24) & 0xff)
+    name = greylist_name(client)
+    if sender is None:
+        return None, name, counter, b"a" + name
+    t = hash64(cb + b"\0" + sender.encode() + b"\0" + recipient.encode(), GREYLIST_SEED)
+    bucket = "%sg{%02x}%02x" % (prefix, c & 0xff, (t >> 8) & 0xff)
+    field = name + ((t >> 32) & 0xffffffff).to_bytes(4, "big")
+    return bucket, field, counter, b"a" + name
+
+
+def greylist_entries(r, prefix="t:"):
+    """Every greylist entry in Redis: {(bucket, field): value}; client
+    counters' fields start with "a"."""
+    out = {}
+    for k in r.keys(prefix + "g{*"):
+        k = k.decode() if isinstance(k, bytes) else k
+        v = r.cmd("HGETALL", k, raw=True)
+        for i in range(0, len(v), 2):
+            out[(k, v[i])] = int(v[i + 1])
+    return out
+
+
+def greylist_triplets(r, prefix="t:"):
+    return {k: v for k, v in greylist_entries(r, prefix).items() if k[1][:1] != b"a"}
