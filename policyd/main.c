@@ -475,6 +475,7 @@ main(int argc, char **argv)
 	log_set_level(srv.cfg->log_level);
 	signal(SIGPIPE, SIG_IGN);
 	TAILQ_INIT(&srv.conns);
+	TAILQ_INIT(&srv.idle);
 	if ((srv.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	log_attach(srv.base);		/* batched, non-blocking from here */

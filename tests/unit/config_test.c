@@ -28,7 +28,7 @@ test_defaults(void)
 	is_str(c->redis.address, "127.0.0.1:6379", "default redis address");
 	is_str(c->redis.prefix, "pd:", "default key prefix");
 	is_int(c->redis.timeout_ms, 250, "default redis timeout");
-	is_int(c->max_connections, 2000, "default max_connections");
+	is_int(c->max_connections, 10000, "default max_connections");
 	is_int(c->limits.max_line, PROTO_DEF_MAX_LINE, "default max_line");
 	is_int(c->nrules, 0, "no rules");
 	config_unref(c);
