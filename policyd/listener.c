@@ -371,6 +371,22 @@ listener_unix(struct listener *l, const struct listen_spec *ls)
 	return fd;
 }
 
+/* listener_set_clients - copy a spec's clients list and explain flag */
+static void
+listener_set_clients(struct listener *l, const struct listen_spec *ls)
+{
+	free(l->clients);
+	l->clients = NULL;
+	l->nclients = 0;
+	l->explain = ls->explain;
+	if (ls->nclients == 0)
+		return;
+	if ((l->clients = calloc(ls->nclients, sizeof(*l->clients))) == NULL)
+		fatalx("out of memory");
+	memcpy(l->clients, ls->clients, ls->nclients * sizeof(*l->clients));
+	l->nclients = ls->nclients;
+}
+
 /* listener_open_all - bind every configured listener */
 int
 listener_open_all(const struct config *c)
@@ -383,15 +399,7 @@ listener_open_all(const struct config *c)
 		int	fd;
 
 		l->address = strdup(ls->address);
-		l->explain = ls->explain;
-		if (ls->nclients > 0) {
-			l->clients = calloc(ls->nclients, sizeof(*l->clients));
-			if (l->clients == NULL)
-				fatalx("out of memory");
-			memcpy(l->clients, ls->clients,
-			    ls->nclients * sizeof(*l->clients));
-			l->nclients = ls->nclients;
-		}
+		listener_set_clients(l, ls);
 		if (strncmp(ls->address, "inet:", 5) == 0 &&
 		    !listen_is_loopback(ls->address) && ls->nclients == 0)
 			log_warnx("%s:%d: listen: %s is not a loopback address "
@@ -416,6 +424,26 @@ listener_open_all(const struct config *c)
 		log_info("listening on %s", l->address);
 	}
 	return 0;
+}
+
+/*
+ * listener_apply - a reload: the clients list and explain flag of every
+ * listener whose address is in the new configuration take effect for the
+ * connections accepted from now on
+ */
+void
+listener_apply(const struct config *c)
+{
+	for (int i = 0; i < srv.nlisteners; i++) {
+		struct listener *l = &srv.listeners[i];
+
+		for (int j = 0; j < c->nlisten; j++) {
+			if (strcmp(c->listen[j].address, l->address) == 0) {
+				listener_set_clients(l, &c->listen[j]);
+				break;
+			}
+		}
+	}
 }
 
 /* listener_pause - stop or resume accepting */

@@ -242,6 +242,7 @@ reload(evutil_socket_t sig, short what, void *arg)
 	}
 	log_set_level(nc->log_level);
 	raise_nofile(nc->max_connections);
+	listener_apply(nc);
 	config_unref(oc);
 	srv.cfg = nc;
 	srv.stats.reloads++;

@@ -20,6 +20,10 @@
  *	clients wait in the kernel backlog); it resumes as soon as one
  *	connection is idle again or closes.
  *
+ *	listener_apply() gives the listeners the clients lists and explain
+ *	flags of a reloaded configuration (matched by address); connections
+ *	already open keep what they were accepted with.
+ *
  *	conn_new() takes an accepted socket; explain tells whether
  *	policyd_explain is honoured on its listener (listen_spec.explain). A connection reads requests
  *	(proto.h), evaluates up to limits.max_pipeline of them at once
@@ -75,6 +79,7 @@ struct server {
 extern struct server srv;
 
 int	listener_open_all(const struct config *c);
+void	listener_apply(const struct config *c);	/* reload: clients, explain */
 void	listener_pause(int pause);
 void	listener_close_all(void);
 

@@ -192,6 +192,15 @@ def test_clients_list_refuses_other_addresses():
         eq(metrics(mport)["policyd_connections_refused_total"], 21, "refusals counted")
         n = len(re.findall(r"refused a connection from", p.log()))
         check(n <= 2, "refusals logged %d times (rate-limited)" % n)
+        # a reload changes who may ask, without a restart
+        p.listen = ['{ address = "inet:127.0.0.1:%d"; clients = [ "127.0.0.1" ]; }' % port]
+        check("reloaded" in p.reload(STATIC, extra(mport)), "reloaded")
+        c = connect_from("127.0.0.1", port)
+        eq(c.ask(req()), ANSWER, "127.0.0.1 admitted after the reload")
+        c.close()
+        c = connect_from("127.0.0.2", port)
+        check(c.closed(5), "127.0.0.2 refused after the reload")
+        c.close()
 
 
 def test_warning_for_open_inet_listener_without_clients():
