@@ -23,8 +23,9 @@
  *	A connection with no request in flight and no reply unsent is idle:
  *	it sits in srv.idle, least recently used first (it goes to the tail
  *	whenever it becomes idle again). At limits.max_connections, a new
- *	connection evicts the head of that list; when the list is empty at
- *	the cap, accepting pauses until a connection is idle or gone.
+ *	connection evicts the head of that list; when the list is still
+ *	empty at the cap once the events at hand have run, accepting pauses
+ *	until a connection is idle or gone.
  *--*/
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -95,6 +96,16 @@ static char scratch[READ_CHUNK];
 static struct event *evict_timer;
 static unsigned long long evict_unlogged;
 
+/*
+ * When the last idle connection turns busy at the cap, accepting pauses -
+ * but only if that is still so once the events at hand have run (a
+ * request answered at once would otherwise pause and resume accept, and
+ * log, for each request). The warning is given at most every EVICT_LOG_S.
+ */
+static struct event *pause_timer;
+static time_t pause_logged;
+static unsigned long long pauses_unlogged;
+
 static int conn_process(struct conn *c);
 static void conn_maybe_free(struct conn *c);
 static void conn_write(struct conn *c);
@@ -120,6 +131,34 @@ idle_remove(struct conn *c)
 	srv.nidle--;
 }
 
+/* pause_check - still every connection busy at the cap: pause accept */
+static void
+pause_check(evutil_socket_t fd, short what, void *arg)
+{
+	time_t	now = time(NULL);
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (srv.nidle > 0 || srv.nconns < srv.cfg->max_connections ||
+	    srv.accepting_paused || srv.stopping)
+		return;
+	pauses_unlogged++;
+	if (pause_logged == 0 || now - pause_logged >= EVICT_LOG_S) {
+		char	more[64] = "";
+
+		if (pauses_unlogged > 1)
+			snprintf(more, sizeof(more), " (%llu times since the "
+			    "last message)", pauses_unlogged);
+		log_warnx("connection cap %d reached and every connection has "
+		    "a request in flight: pausing accept, new clients wait in "
+		    "the backlog%s", srv.cfg->max_connections, more);
+		pause_logged = now;
+		pauses_unlogged = 0;
+	}
+	listener_pause(1);
+}
+
 /*
  * idle_update - enter or leave the idle list after a change of state. The
  * last idle connection turning busy at the cap pauses accepting; any
@@ -138,7 +177,7 @@ idle_update(struct conn *c)
 		c->in_idle = 1;
 		srv.nidle++;
 		if (srv.accepting_paused && !srv.stopping) {
-			log_info("a connection is idle again: accepting");
+			log_debug("a connection is idle again: accepting");
 			listener_pause(0);
 		}
 		return;
@@ -146,10 +185,12 @@ idle_update(struct conn *c)
 	idle_remove(c);
 	if (srv.nidle == 0 && srv.nconns >= srv.cfg->max_connections &&
 	    !srv.accepting_paused && !srv.stopping) {
-		log_warnx("connection cap %d reached and every connection has "
-		    "a request in flight: pausing accept, new clients wait in "
-		    "the backlog", srv.cfg->max_connections);
-		listener_pause(1);
+		static const struct timeval now = { 0, 0 };
+
+		if (pause_timer == NULL)
+			pause_timer = evtimer_new(srv.base, pause_check, NULL);
+		if (pause_timer != NULL && !evtimer_pending(pause_timer, NULL))
+			evtimer_add(pause_timer, &now);
 	}
 }
 
@@ -853,6 +894,10 @@ conn_close_all(void)
 	if (evict_timer != NULL) {
 		event_free(evict_timer);
 		evict_timer = NULL;
+	}
+	if (pause_timer != NULL) {
+		event_free(pause_timer);
+		pause_timer = NULL;
 	}
 	while ((c = TAILQ_FIRST(&srv.conns)) != NULL) {
 		struct slot *s;
