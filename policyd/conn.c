@@ -120,6 +120,15 @@ mono_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* conn_cap - limits.max_connections, or less when descriptors are short */
+static int
+conn_cap(void)
+{
+	int	cap = srv.cfg->max_connections;
+
+	return srv.fd_cap > 0 && srv.fd_cap < cap ? srv.fd_cap : cap;
+}
+
 /* idle_remove - out of the idle list (no accept bookkeeping) */
 static void
 idle_remove(struct conn *c)
@@ -140,7 +149,7 @@ pause_check(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (srv.nidle > 0 || srv.nconns < srv.cfg->max_connections ||
+	if (srv.nidle > 0 || srv.nconns < conn_cap() ||
 	    srv.accepting_paused || srv.stopping)
 		return;
 	pauses_unlogged++;
@@ -152,7 +161,7 @@ pause_check(evutil_socket_t fd, short what, void *arg)
 			    "last message)", pauses_unlogged);
 		log_warnx("connection cap %d reached and every connection has "
 		    "a request in flight: pausing accept, new clients wait in "
-		    "the backlog%s", srv.cfg->max_connections, more);
+		    "the backlog%s", conn_cap(), more);
 		pause_logged = now;
 		pauses_unlogged = 0;
 	}
@@ -183,7 +192,7 @@ idle_update(struct conn *c)
 		return;
 	}
 	idle_remove(c);
-	if (srv.nidle == 0 && srv.nconns >= srv.cfg->max_connections &&
+	if (srv.nidle == 0 && srv.nconns >= conn_cap() &&
 	    !srv.accepting_paused && !srv.stopping) {
 		static const struct timeval now = { 0, 0 };
 
@@ -206,7 +215,7 @@ evict_log(evutil_socket_t fd, short what, void *arg)
 	if (evict_unlogged == 0)
 		return;				/* the burst is over */
 	log_warnx("connection cap %d reached: closed %llu %sidle connection%s "
-	    "to admit new clients%s", srv.cfg->max_connections, evict_unlogged,
+	    "to admit new clients%s", conn_cap(), evict_unlogged,
 	    first ? "" : "more ", evict_unlogged == 1 ? "" : "s",
 	    first ? "" : " in the last few seconds");
 	evict_unlogged = 0;
@@ -226,7 +235,7 @@ conn_make_room(void)
 {
 	int	skipped = 0;
 
-	while (srv.nconns >= srv.cfg->max_connections && srv.nidle > 0) {
+	while (srv.nconns >= conn_cap() && srv.nidle > 0) {
 		struct conn *c = TAILQ_FIRST(&srv.idle);
 		char	b;
 
@@ -244,8 +253,8 @@ conn_make_room(void)
 		if (evict_timer != NULL && !evtimer_pending(evict_timer, NULL))
 			evict_log(-2, 0, NULL);
 		log_debug("%s: closing an idle connection to admit a new client "
-		    "(limits.max_connections %d)", c->peer,
-		    srv.cfg->max_connections);
+		    "(connection cap %d)", c->peer,
+		    conn_cap());
 		conn_detach(c);
 	}
 }
@@ -297,7 +306,7 @@ conn_free(struct conn *c)
 	srv.nconns--;
 	free(c);
 	if (srv.accepting_paused && !srv.stopping && srv.cfg &&
-	    srv.nconns < srv.cfg->max_connections) {
+	    srv.nconns < conn_cap()) {
 		log_info("below limits.max_connections again: accepting");
 		listener_pause(0);
 	}

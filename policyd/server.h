@@ -11,7 +11,8 @@
  *	connection from any other address at once (counted in conn_refused,
  *	logged at most every few seconds).
  *
- *	At limits.max_connections a new client is admitted by closing the
+ *	At limits.max_connections (or srv.fd_cap, when the descriptor limit
+ *	cannot be raised that far) a new client is admitted by closing the
  *	connection that has been idle longest (no request in flight, no reply
  *	unsent; Postfix reconnects transparently). Idle connections are kept
  *	in srv.idle, least recently used first, so this is O(1); evictions
@@ -69,6 +70,7 @@ struct server {
 	int	nconns;
 	struct conn_list idle;		/* idle connections, longest idle first */
 	int	nidle;
+	int	fd_cap;			/* lower cap set by RLIMIT_NOFILE, or 0 */
 	unsigned long long conn_evicted;	/* idle ones closed at the cap */
 	unsigned long long conn_refused;	/* not in a clients list */
 	struct stats stats;

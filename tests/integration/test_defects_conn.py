@@ -164,6 +164,42 @@ def test_cap_all_busy_pauses_accept():
             c.close()
 
 
+def test_cap_lowered_to_the_descriptor_limit():
+    """When RLIMIT_NOFILE cannot be raised to fit max_connections (here: a
+    hard limit of 200 and no CAP_SYS_RESOURCE), the cap is lowered to what
+    fits, so new clients still get in by evicting idle ones instead of
+    waiting in the backlog after EMFILE."""
+    if not shutil.which("setpriv") or not shutil.which("prlimit"):
+        raise Skip("needs setpriv and prlimit (util-linux)")
+    mport = free_port()
+    with Redis() as r:
+        p = Policyd(redis=r, rules=STATIC, extra=extra(mport))
+        wrapper = os.path.join(p.dir, "limited")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nexec prlimit --nofile=200:200 setpriv "
+                    "--bounding-set=-sys_resource %s \"$@\"\n" % p.bin)
+        os.chmod(wrapper, 0o755)
+        p.bin = wrapper
+        with p:
+            p.wait_log(r"file descriptor limit 200 is below limits\.max_connections "
+                       r"\(10000\) \+ 64: the connection cap is 136", 5)
+            conns = []
+            for _ in range(160):
+                c = p.client()
+                eq(c.ask(req()), ANSWER, "answered beyond the descriptor cap")
+                conns.append(c)
+            t0 = time.monotonic()
+            with p.client() as c:
+                eq(c.ask(req()), ANSWER, "a new client")
+            note("new client answered in %.1f ms with 160 clients under a cap of 136"
+                 % ((time.monotonic() - t0) * 1000))
+            m = metrics(mport)
+            eq(m["policyd_connections_evicted_total"], 25, "evictions (161 - 136)")
+            check("Too many open files" not in p.log(), "no EMFILE")
+            for c in conns:
+                c.close()
+
+
 # ----------------------------------------------------------- item 10 ----
 
 def connect_from(src, port, timeout=5):
