@@ -725,8 +725,8 @@ check_name(struct config *c, config_t *cf, const char *path, const char *v)
 
 /*
  * load_misc - run_as_root, log.facility, log.level, and the checks on
- * user, group, pidfile, hostname and metrics.address (loaded as strings
- * by dup_string)
+ * user, group, pidfile, hostname, redis.address, redis.username,
+ * redis.password and metrics.address (loaded as strings by dup_string)
  */
 static int
 load_misc(struct config *c, config_t *cf)
@@ -780,6 +780,26 @@ load_misc(struct config *c, config_t *cf)
 		if (bad)
 			ERR(config_setting_source_line(s), "hostname: expected a "
 			    "host name without spaces or control characters");
+	}
+	if ((s = config_lookup(cf, "redis.address")) != NULL &&
+	    config_setting_type(s) == CONFIG_TYPE_STRING) {
+		const char *a = config_setting_get_string(s);
+
+		if (strncmp(a, "unix:", 5) == 0 ? a[5] != '/' :
+		    (strchr(a, ':') != NULL ? slot_parse_hostport(a, host,
+		    sizeof(host), &port) != 0 : (a[0] == '\0' ||
+		    strpbrk(a, " \t\r\n[]/") != NULL)))
+			ERR(config_setting_source_line(s), "redis.address: \"%s\": "
+			    "expected HOST, HOST:PORT, [IPV6]:PORT or unix:/PATH", a);
+	}
+	for (int i = 0; i < 2; i++) {
+		const char *path = i ? "redis.password" : "redis.username";
+
+		if ((s = config_lookup(cf, path)) != NULL &&
+		    config_setting_type(s) == CONFIG_TYPE_STRING &&
+		    config_setting_get_string(s)[0] == '\0')
+			ERR(config_setting_source_line(s), "\"%s\" is empty "
+			    "(leave it out for no AUTH)", path);
 	}
 	if ((s = config_lookup(cf, "metrics.address")) != NULL &&
 	    c->metrics_address != NULL && c->metrics_address[0] != '\0' &&

@@ -249,6 +249,18 @@ def test_clients_list_refuses_other_addresses():
         c.close()
 
 
+def test_clients_list_ipv6():
+    ok6, no6 = free_port(), free_port()
+    listen = ['{ address = "inet:[::1]:%d"; clients = [ "::1/128" ]; }' % ok6,
+              '{ address = "inet:[::1]:%d"; clients = [ "127.0.0.0/8", "2001:db8::/32" ]; }' % no6]
+    with Redis() as r, Policyd(redis=r, rules=STATIC, listen=listen) as p:
+        with p.connect(("::1", ok6)) as c:
+            eq(c.ask(req()), ANSWER, "::1 admitted by ::1/128")
+        with p.connect(("::1", no6)) as c:
+            check(c.closed(5), "::1 refused where only 127.0.0.0/8 and 2001:db8::/32 may ask")
+        p.wait_log(r"refused a connection from ::1: not in the listener's clients list", 5)
+
+
 def test_warning_for_open_inet_listener_without_clients():
     port, port2 = free_port(), free_port()
     listen = ["inet:0.0.0.0:%d" % port,
@@ -371,6 +383,10 @@ BAD = [
     ('\nlimits = ( 1 );', r'limits: expected a group'),
     ('redis = {\n database = "3"; };', r'redis\.database: expected an integer'),
     ('redis = {\n password = 123; };', r'redis\.password: expected a string'),
+    ('redis = {\n address = "nope:port"; };', r'redis\.address: "nope:port": expected HOST'),
+    ('redis = {\n address = "::1"; };', r'redis\.address: "::1": expected HOST'),
+    ('redis = {\n address = "unix:redis.sock"; };', r'redis\.address: "unix:redis\.sock"'),
+    ('redis = {\n password = ""; };', r'"redis\.password" is empty'),
 ]
 
 
