@@ -433,6 +433,14 @@ load_listen(struct config *c, config_t *cf)
 			ERR(ls->line, "listen: \"%s\": expected inet:HOST:PORT "
 			    "or inet:[IPV6]:PORT with a port 1..65535",
 			    ls->address);
+		for (int j = 0; j < i; j++)
+			if (c->listen[j].address != NULL &&
+			    strcmp(c->listen[j].address, ls->address) == 0) {
+				ERR(ls->line, "listen: \"%s\" is given twice "
+				    "(also line %d)", ls->address,
+				    c->listen[j].line);
+				break;
+			}
 	}
 	return errors;
 }

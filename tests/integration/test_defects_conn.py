@@ -361,6 +361,8 @@ BAD = [
     ('listen = [\n "inet:127.0.0.1:smtp" ];', r'with a port 1\.\.65535'),
     ('listen = [\n "inet:127.0.0.1:0" ];', r'with a port 1\.\.65535'),
     ('\nlisten = 10040;', r'listen: expected an address string or a list'),
+    ('listen = [ "inet:127.0.0.1:10040",\n "inet:127.0.0.1:10040" ];',
+     r'listen: "inet:127\.0\.0\.1:10040" is given twice \(also line 3\)'),
     ('log = {\n level = 3; };', r'"log\.level" must be a string'),
     ('log = {\n facility = 1; };', r'"log\.facility" must be a string'),
     ('log = {\n lvl = "info"; };', r'unknown setting "log\.lvl"'),
