@@ -155,11 +155,10 @@ inet_split(const char *spec, char *host, size_t hostlen, int *port)
 	char	*end;
 	long	p;
 
-	if (colon == NULL || colon[1] == '\0')
+	if (colon == NULL || colon[1] < '0' || colon[1] > '9')
 		return -1;
 	p = strtol(colon + 1, &end, 10);
-	if (*end != '\0' || p < 1 || p > 65535 || colon[1] == '-' ||
-	    colon[1] == '+' || colon[1] == ' ')
+	if (*end != '\0' || p < 1 || p > 65535)
 		return -1;
 	hl = (size_t)(colon - spec);
 	if (hl >= 2 && spec[0] == '[' && spec[hl - 1] == ']') {
