@@ -732,7 +732,7 @@ check_name(struct config *c, config_t *cf, const char *path, const char *v)
 
 /*
  * load_misc - run_as_root, log.facility, log.level, and the checks on
- * user, group, pidfile, hostname, redis.address, redis.username,
+ * user, group, hostname, redis.address, redis.username,
  * redis.password and metrics.address (loaded as strings by dup_string)
  */
 static int
@@ -774,10 +774,6 @@ load_misc(struct config *c, config_t *cf)
 	}
 	errors += check_name(c, cf, "user", c->user);
 	errors += check_name(c, cf, "group", c->group);
-	if ((s = config_lookup(cf, "pidfile")) != NULL && c->pidfile != NULL &&
-	    c->pidfile[0] != '\0' && c->pidfile[0] != '/')
-		ERR(config_setting_source_line(s), "pidfile: \"%s\" must be an "
-		    "absolute path (the daemon runs in /)", c->pidfile);
 	if ((s = config_lookup(cf, "hostname")) != NULL && c->hostname != NULL) {
 		int	bad = c->hostname[0] == '\0';
 

@@ -372,7 +372,7 @@ BAD = [
     ('\nuser = "";', r'"user" is empty'),
     ('\nuser = 100;', r'user: expected a string, not an integer'),
     ('\ngroup = "mail users";', r'"group": "mail users" is not a group name'),
-    ('\npidfile = "run/policyd.pid";', r'pidfile: "run/policyd\.pid" must be an absolute path'),
+    ('\npidfile = "run/policyd.pid";', r'pidfile: expected an absolute path'),
     ('\nhostname = "mx example";', r'hostname: expected a host name'),
     ('metrics = {\n address = "nope"; };', r'metrics\.address: "nope": expected HOST:PORT'),
     ('metrics = {\n address = 9110; };', r'metrics\.address: expected a string, not an integer'),

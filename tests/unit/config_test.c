@@ -200,7 +200,7 @@ static const struct {
 	  "policyd.conf:2: \"run_as_root\" must be true or false, not a string" },
 	{ "empty user", "\nuser = \"\";\n", "policyd.conf:2: \"user\" is empty" },
 	{ "user not a string", "\nuser = 0;\n", "policyd.conf:2: user: expected a string, not an integer" },
-	{ "relative pidfile", "\npidfile = \"policyd.pid\";\n", "policyd.conf:2: pidfile: \"policyd.pid\" must be an absolute path" },
+	{ "relative pidfile", "\npidfile = \"policyd.pid\";\n", "policyd.conf:2: pidfile: expected an absolute path" },
 	{ "hostname with a newline", "\nhostname = \"mx\\nX-Injected: 1\";\n", "policyd.conf:2: hostname: expected a host name" },
 	{ "metrics.address not host:port", "metrics = {\n address = \"9110\"; };\n",
 	  "policyd.conf:2: metrics.address: \"9110\": expected HOST:PORT" },
