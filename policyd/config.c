@@ -5,23 +5,26 @@
  *	Every top-level setting with its default and bounds is in the tables
  *	below; rules are compiled by rules.c.
  *--*/
+#include <sys/socket.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 #include <unistd.h>
 
 #include <libconfig.h>
 
+#include "addr.h"
 #include "config.h"
 #include "log.h"
 #include "rules.h"
 #include "slot.h"
 
 #define DEF_LISTEN		"inet:127.0.0.1:10040"
-#define DEF_MAX_CONNECTIONS	2000
+#define DEF_MAX_CONNECTIONS	10000
 #define DEF_IDLE_TIMEOUT	600	/* Postfix closes idle ones at 300 s */
 #define DEF_REQUEST_TIMEOUT	30
 #define DEF_MAX_PIPELINE	64
@@ -95,6 +98,29 @@ config_path(const struct config *c, const char *path, char *buf, size_t len)
 	return buf;
 }
 
+/* type_name - what a setting holds, for messages */
+static const char *
+type_name(const config_setting_t *s)
+{
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		return "an integer";
+	case CONFIG_TYPE_FLOAT:
+		return "a floating-point number";
+	case CONFIG_TYPE_STRING:
+		return "a string";
+	case CONFIG_TYPE_BOOL:
+		return "a boolean";
+	case CONFIG_TYPE_ARRAY:
+	case CONFIG_TYPE_LIST:
+		return "a list";
+	case CONFIG_TYPE_GROUP:
+		return "a group";
+	}
+	return "an unknown type";
+}
+
 /* dup_string - optional string setting */
 static int
 dup_string(struct config *c, config_t *cf, const char *path, char **out,
@@ -108,7 +134,8 @@ dup_string(struct config *c, config_t *cf, const char *path, char **out,
 		return 0;
 	}
 	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
-		ERR(config_setting_source_line(s), "%s: expected a string", path);
+		ERR(config_setting_source_line(s), "%s: expected a string, not "
+		    "%s", path, type_name(s));
 		*out = def ? strdup(def) : NULL;
 		return errors;
 	}
@@ -116,7 +143,220 @@ dup_string(struct config *c, config_t *cf, const char *path, char **out,
 	return 0;
 }
 
-/* load_listen - "listen": strings or groups */
+/*
+ * inet_split - "HOST:PORT", "[V6]:PORT" or ":PORT" (every address) into
+ * host (without brackets, "" for every address) and a port 1..65535
+ */
+static int
+inet_split(const char *spec, char *host, size_t hostlen, int *port)
+{
+	const char *colon = strrchr(spec, ':');
+	size_t	hl;
+	char	*end;
+	long	p;
+
+	if (colon == NULL || colon[1] < '0' || colon[1] > '9')
+		return -1;
+	p = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || p < 1 || p > 65535)
+		return -1;
+	hl = (size_t)(colon - spec);
+	if (hl >= 2 && spec[0] == '[' && spec[hl - 1] == ']') {
+		spec++;
+		hl -= 2;
+	} else if (memchr(spec, ':', hl) != NULL || memchr(spec, '[', hl) ||
+	    memchr(spec, ']', hl)) {
+		return -1;		/* an IPv6 address needs brackets */
+	}
+	if (hl >= hostlen)
+		return -1;
+	memcpy(host, spec, hl);
+	host[hl] = '\0';
+	*port = (int)p;
+	return 0;
+}
+
+/* listen_is_loopback - unix sockets and loopback inet listeners (config.h) */
+int
+listen_is_loopback(const char *address)
+{
+	char	host[256];
+	struct ipaddr ip;
+	int	port;
+
+	if (strncmp(address, "unix:", 5) == 0)
+		return 1;
+	if (strncmp(address, "inet:", 5) != 0 ||
+	    inet_split(address + 5, host, sizeof(host), &port) != 0)
+		return 0;
+	if (strcasecmp(host, "localhost") == 0)
+		return 1;
+	if (addr_ip_parse(host, &ip) != 0)
+		return 0;
+	if (ip.family == AF_INET)
+		return ip.a[0] == 127;
+	for (int i = 0; i < 15; i++)
+		if (ip.a[i] != 0)
+			return 0;
+	return ip.a[15] == 1;
+}
+
+/* load_clients - listen entry "clients": one CIDR string or a list */
+static int
+load_clients(struct config *c, config_setting_t *l, int idx,
+    struct listen_spec *ls)
+{
+	int	errors = 0, n;
+
+	if (config_setting_type(l) == CONFIG_TYPE_STRING) {
+		n = 1;
+	} else if (config_setting_type(l) == CONFIG_TYPE_ARRAY ||
+	    config_setting_type(l) == CONFIG_TYPE_LIST) {
+		n = config_setting_length(l);
+	} else {
+		ERR(config_setting_source_line(l), "listen entry %d: \"clients\" "
+		    "must be a list of networks like [ \"127.0.0.0/8\", "
+		    "\"::1\" ], not %s", idx, type_name(l));
+		return errors;
+	}
+	if (n == 0) {
+		ERR(config_setting_source_line(l), "listen entry %d: \"clients\" "
+		    "is empty: nobody could connect (leave it out to allow "
+		    "every client)", idx);
+		return errors;
+	}
+	if ((ls->clients = calloc(n, sizeof(*ls->clients))) == NULL)
+		fatalx("out of memory");
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_type(l) ==
+		    CONFIG_TYPE_STRING ? l : config_setting_get_elem(l, i);
+		const char *v;
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+			ERR(config_setting_source_line(e), "listen entry %d: "
+			    "clients entry %d must be a string like "
+			    "\"192.0.2.0/24\", not %s", idx, i + 1,
+			    type_name(e));
+			continue;
+		}
+		v = config_setting_get_string(e);
+		if (addr_cidr_parse(v, 0, &ls->clients[ls->nclients]) != 0) {
+			ERR(config_setting_source_line(e), "listen entry %d: "
+			    "clients: \"%s\" is not an address or a network "
+			    "like \"192.0.2.0/24\" (host bits must be zero)",
+			    idx, v);
+			continue;
+		}
+		ls->nclients++;
+	}
+	return errors;
+}
+
+static const char *const listen_keys[] = {
+	"address", "mode", "owner", "group", "clients", "explain", NULL
+};
+
+/* load_listen_group - { address = ...; mode = ...; ... } */
+static int
+load_listen_group(struct config *c, config_setting_t *e, int idx,
+    struct listen_spec *ls)
+{
+	int	errors = 0, unix_only = 0;
+	config_setting_t *m, *cl = NULL, *ex = NULL;
+
+	for (int j = 0; j < config_setting_length(e); j++) {
+		const char *name;
+		int	known = 0;
+
+		m = config_setting_get_elem(e, j);
+		name = config_setting_name(m);
+		for (int k = 0; listen_keys[k]; k++)
+			if (strcmp(listen_keys[k], name) == 0)
+				known = 1;
+		if (!known) {
+			ERR(config_setting_source_line(m), "unknown setting "
+			    "\"%s\" in listen entry %d (known: address, mode, "
+			    "owner, group, clients, explain)", name, idx);
+			continue;
+		}
+		if (strcmp(name, "clients") == 0) {
+			cl = m;
+			continue;
+		}
+		if (strcmp(name, "explain") == 0) {
+			if (config_setting_type(m) != CONFIG_TYPE_BOOL)
+				ERR(config_setting_source_line(m), "listen entry "
+				    "%d: \"explain\" must be true or false, not "
+				    "%s", idx, type_name(m));
+			else
+				ex = m;
+			continue;
+		}
+		if (config_setting_type(m) != CONFIG_TYPE_STRING) {
+			if (strcmp(name, "mode") == 0)
+				ERR(config_setting_source_line(m), "listen entry "
+				    "%d: \"mode\" must be a string like \"0660\" "
+				    "(octal, in quotes), not %s", idx,
+				    type_name(m));
+			else if (strcmp(name, "address") == 0)
+				ERR(config_setting_source_line(m), "listen entry "
+				    "%d: \"address\" must be a string like "
+				    "\"inet:127.0.0.1:10040\" or \"unix:/PATH\", "
+				    "not %s", idx, type_name(m));
+			else
+				ERR(config_setting_source_line(m), "listen entry "
+				    "%d: \"%s\" must be a string (a %s name), not "
+				    "%s", idx, name, strcmp(name, "owner") == 0 ?
+				    "user" : "group", type_name(m));
+			continue;
+		}
+		if (strcmp(name, "address") == 0) {
+			ls->address = strdup(config_setting_get_string(m));
+			continue;
+		}
+		unix_only = config_setting_source_line(m);
+		if (strcmp(name, "mode") == 0) {
+			const char *s = config_setting_get_string(m);
+			char	*end;
+			long	v = strtol(s, &end, 8);
+
+			if (*s < '0' || *s > '7' || *end != '\0' || v < 0 ||
+			    v > 0777)
+				ERR(config_setting_source_line(m), "listen entry "
+				    "%d: \"mode\": \"%s\" is not an octal mode "
+				    "like \"0660\"", idx, s);
+			ls->mode = (int)v;
+		} else {
+			const char *s = config_setting_get_string(m);
+			char	**out = strcmp(name, "owner") == 0 ? &ls->owner :
+			    &ls->group;
+
+			if (s[0] == '\0')
+				ERR(config_setting_source_line(m), "listen entry "
+				    "%d: \"%s\" is empty", idx, name);
+			*out = strdup(s);
+		}
+	}
+	if (ls->address == NULL)
+		return errors;
+	if (unix_only && strncmp(ls->address, "unix:", 5) != 0)
+		ERR(unix_only, "listen entry %d: mode, owner and group apply "
+		    "only to unix: listeners", idx);
+	if (cl != NULL) {
+		if (strncmp(ls->address, "inet:", 5) != 0)
+			ERR(config_setting_source_line(cl), "listen entry %d: "
+			    "\"clients\" applies only to inet: listeners (a "
+			    "unix socket is protected by its mode, owner and "
+			    "group)", idx);
+		else
+			errors += load_clients(c, cl, idx, ls);
+	}
+	if (ex != NULL)
+		ls->explain = config_setting_get_bool(ex);
+	return errors;
+}
+
+/* load_listen - "listen": a string, or a list of strings and groups */
 static int
 load_listen(struct config *c, config_t *cf)
 {
@@ -127,57 +367,54 @@ load_listen(struct config *c, config_t *cf)
 		c->listen = calloc(1, sizeof(*c->listen));
 		c->listen[0].address = strdup(DEF_LISTEN);
 		c->listen[0].mode = -1;
+		c->listen[0].explain = listen_is_loopback(DEF_LISTEN);
 		c->nlisten = 1;
 		return 0;
 	}
-	if (config_setting_type(l) == CONFIG_TYPE_STRING) {
-		c->listen = calloc(1, sizeof(*c->listen));
-		c->listen[0].address = strdup(config_setting_get_string(l));
-		c->listen[0].mode = -1;
-		c->listen[0].line = config_setting_source_line(l);
-		c->nlisten = 1;
-		return 0;
-	}
-	if (config_setting_type(l) != CONFIG_TYPE_ARRAY &&
-	    config_setting_type(l) != CONFIG_TYPE_LIST) {
-		ERR(config_setting_source_line(l), "listen: expected a list");
+	if (config_setting_type(l) == CONFIG_TYPE_STRING ||
+	    config_setting_type(l) == CONFIG_TYPE_GROUP) {
+		n = 1;
+	} else if (config_setting_type(l) == CONFIG_TYPE_ARRAY ||
+	    config_setting_type(l) == CONFIG_TYPE_LIST) {
+		n = config_setting_length(l);
+	} else {
+		ERR(config_setting_source_line(l), "listen: expected an "
+		    "address string or a list ( \"inet:HOST:PORT\", { address "
+		    "= ...; ... } ), not %s", type_name(l));
 		return errors;
 	}
-	n = config_setting_length(l);
 	if (n == 0)
 		ERR(config_setting_source_line(l), "listen: empty list");
 	c->listen = calloc(n ? n : 1, sizeof(*c->listen));
 	c->nlisten = n;
 	for (int i = 0; i < n; i++) {
-		config_setting_t *e = config_setting_get_elem(l, i);
+		config_setting_t *e = (config_setting_type(l) ==
+		    CONFIG_TYPE_ARRAY || config_setting_type(l) ==
+		    CONFIG_TYPE_LIST) ? config_setting_get_elem(l, i) : l;
 		struct listen_spec *ls = &c->listen[i];
-		const char *s;
+		char	host[256];
+		int	port, explain_set;
 
 		ls->mode = -1;
+		ls->explain = -1;
 		ls->line = config_setting_source_line(e);
 		if (config_setting_type(e) == CONFIG_TYPE_STRING) {
 			ls->address = strdup(config_setting_get_string(e));
 		} else if (config_setting_type(e) == CONFIG_TYPE_GROUP) {
-			if (config_setting_lookup_string(e, "address", &s))
-				ls->address = strdup(s);
-			if (config_setting_lookup_string(e, "owner", &s))
-				ls->owner = strdup(s);
-			if (config_setting_lookup_string(e, "group", &s))
-				ls->group = strdup(s);
-			if (config_setting_lookup_string(e, "mode", &s)) {
-				char	*end;
-				long	m = strtol(s, &end, 8);
-
-				if (*s == '\0' || *end != '\0' || m < 0 || m > 0777)
-					ERR(ls->line, "listen: mode \"%s\" is not "
-					    "an octal mode like \"0660\"", s);
-				ls->mode = (int)m;
-			}
+			errors += load_listen_group(c, e, i + 1, ls);
+		} else {
+			ERR(ls->line, "listen entry %d: expected an address "
+			    "string or a group { address = ...; }, not %s",
+			    i + 1, type_name(e));
+			continue;
 		}
+		explain_set = ls->explain >= 0;
 		if (ls->address == NULL) {
 			ERR(ls->line, "listen: entry %d has no address", i + 1);
 			continue;
 		}
+		if (!explain_set)
+			ls->explain = listen_is_loopback(ls->address);
 		if (strncmp(ls->address, "inet:", 5) != 0 &&
 		    strncmp(ls->address, "unix:", 5) != 0)
 			ERR(ls->line, "listen: \"%s\": expected inet:HOST:PORT "
@@ -190,6 +427,19 @@ load_listen(struct config *c, config_t *cf)
 		    strrchr(ls->address + 5, ':') == NULL)
 			ERR(ls->line, "listen: \"%s\": missing :PORT",
 			    ls->address);
+		else if (strncmp(ls->address, "inet:", 5) == 0 &&
+		    inet_split(ls->address + 5, host, sizeof(host), &port) != 0)
+			ERR(ls->line, "listen: \"%s\": expected inet:HOST:PORT "
+			    "or inet:[IPV6]:PORT with a port 1..65535",
+			    ls->address);
+		for (int j = 0; j < i; j++)
+			if (c->listen[j].address != NULL &&
+			    strcmp(c->listen[j].address, ls->address) == 0) {
+				ERR(ls->line, "listen: \"%s\" is given twice "
+				    "(also line %d)", ls->address,
+				    c->listen[j].line);
+				break;
+			}
 	}
 	return errors;
 }
@@ -256,15 +506,25 @@ load_numbers(struct config *c, config_t *cf)
 		*p = t->def;
 		if (s == NULL)
 			continue;
-		if (config_setting_type(s) != CONFIG_TYPE_INT) {
+		if (config_setting_type(s) != CONFIG_TYPE_INT &&
+		    config_setting_type(s) != CONFIG_TYPE_INT64) {
 			ERR(config_setting_source_line(s), "%s: expected an "
-			    "integer", t->path);
+			    "integer, not %s", t->path, type_name(s));
 			continue;
 		}
-		*p = config_setting_get_int(s);
-		if (*p < t->min || *p > t->max)
-			ERR(config_setting_source_line(s), "%s: %d is out of "
-			    "range %d..%d", t->path, *p, t->min, t->max);
+		{
+			long long v = config_setting_type(s) == CONFIG_TYPE_INT ?
+			    config_setting_get_int(s) :
+			    config_setting_get_int64(s);
+
+			if (v < t->min || v > t->max) {
+				ERR(config_setting_source_line(s), "%s: %lld is "
+				    "out of range %d..%d", t->path, v, t->min,
+				    t->max);
+				continue;
+			}
+			*p = (int)v;
+		}
 	}
 	for (size_t i = 0; i < sizeof(size_settings) / sizeof(size_settings[0]);
 	    i++) {
@@ -277,7 +537,7 @@ load_numbers(struct config *c, config_t *cf)
 			if (config_setting_type(s) != CONFIG_TYPE_INT &&
 			    config_setting_type(s) != CONFIG_TYPE_INT64) {
 				ERR(config_setting_source_line(s), "%s: expected "
-				    "an integer", t->path);
+				    "an integer, not %s", t->path, type_name(s));
 			} else {
 				v = config_setting_get_int64(s);
 				if (config_setting_type(s) == CONFIG_TYPE_INT)
@@ -449,6 +709,111 @@ load_redis_scaleout(struct config *c, config_t *cf)
 	return errors;
 }
 
+/* check_name - user, group: non-empty, no spaces or control characters */
+static int
+check_name(struct config *c, config_t *cf, const char *path, const char *v)
+{
+	config_setting_t *s = config_lookup(cf, path);
+	int	errors = 0;
+
+	if (s == NULL || v == NULL)
+		return 0;
+	if (v[0] == '\0')
+		ERR(config_setting_source_line(s), "\"%s\" is empty", path);
+	for (const char *p = v; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == ':' ||
+		    *p == '/') {
+			ERR(config_setting_source_line(s), "\"%s\": \"%s\" is "
+			    "not a %s name", path, v, path);
+			break;
+		}
+	return errors;
+}
+
+/*
+ * load_misc - run_as_root, log.facility, log.level, and the checks on
+ * user, group, hostname, redis.address, redis.username,
+ * redis.password and metrics.address (loaded as strings by dup_string)
+ */
+static int
+load_misc(struct config *c, config_t *cf)
+{
+	config_setting_t *s;
+	int	errors = 0;
+	char	host[256];
+	int	port;
+
+	if ((s = config_lookup(cf, "run_as_root")) != NULL) {
+		if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+			ERR(config_setting_source_line(s), "\"run_as_root\" must "
+			    "be true or false, not %s", type_name(s));
+		else
+			c->run_as_root = config_setting_get_bool(s);
+	}
+	c->log_facility = LOG_MAIL;
+	c->log_level = LOG_L_INFO;
+	if ((s = config_lookup(cf, "log.facility")) != NULL) {
+		if (config_setting_type(s) != CONFIG_TYPE_STRING)
+			ERR(config_setting_source_line(s), "\"log.facility\" must "
+			    "be a string like \"mail\" or \"local0\", not %s",
+			    type_name(s));
+		else if ((c->log_facility = log_facility_parse(
+		    config_setting_get_string(s))) < 0)
+			ERR(config_setting_source_line(s), "log.facility: "
+			    "unknown facility \"%s\"", config_setting_get_string(s));
+	}
+	if ((s = config_lookup(cf, "log.level")) != NULL) {
+		if (config_setting_type(s) != CONFIG_TYPE_STRING)
+			ERR(config_setting_source_line(s), "\"log.level\" must be "
+			    "a string: \"error\", \"warning\", \"info\" or "
+			    "\"debug\", not %s", type_name(s));
+		else if ((c->log_level = log_level_parse(
+		    config_setting_get_string(s))) < 0)
+			ERR(config_setting_source_line(s), "log.level: expected "
+			    "error, warning, info or debug");
+	}
+	errors += check_name(c, cf, "user", c->user);
+	errors += check_name(c, cf, "group", c->group);
+	if ((s = config_lookup(cf, "hostname")) != NULL && c->hostname != NULL) {
+		int	bad = c->hostname[0] == '\0';
+
+		for (const char *p = c->hostname; *p; p++)
+			if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+				bad = 1;
+		if (bad)
+			ERR(config_setting_source_line(s), "hostname: expected a "
+			    "host name without spaces or control characters");
+	}
+	if ((s = config_lookup(cf, "redis.address")) != NULL &&
+	    config_setting_type(s) == CONFIG_TYPE_STRING) {
+		const char *a = config_setting_get_string(s);
+
+		if (strncmp(a, "unix:", 5) == 0 ? a[5] != '/' :
+		    (strchr(a, ':') != NULL ? slot_parse_hostport(a, host,
+		    sizeof(host), &port) != 0 : (a[0] == '\0' ||
+		    strpbrk(a, " \t\r\n[]/") != NULL)))
+			ERR(config_setting_source_line(s), "redis.address: \"%s\": "
+			    "expected HOST, HOST:PORT, [IPV6]:PORT or unix:/PATH", a);
+	}
+	for (int i = 0; i < 2; i++) {
+		const char *path = i ? "redis.password" : "redis.username";
+
+		if ((s = config_lookup(cf, path)) != NULL &&
+		    config_setting_type(s) == CONFIG_TYPE_STRING &&
+		    config_setting_get_string(s)[0] == '\0')
+			ERR(config_setting_source_line(s), "\"%s\" is empty "
+			    "(leave it out for no AUTH)", path);
+	}
+	if ((s = config_lookup(cf, "metrics.address")) != NULL &&
+	    c->metrics_address != NULL && c->metrics_address[0] != '\0' &&
+	    slot_parse_hostport(c->metrics_address, host, sizeof(host),
+	    &port) != 0)
+		ERR(config_setting_source_line(s), "metrics.address: \"%s\": "
+		    "expected HOST:PORT or [IPV6]:PORT (\"\" turns metrics off)",
+		    c->metrics_address);
+	return errors;
+}
+
 /* config_free - release a snapshot */
 static void
 config_free(struct config *c)
@@ -457,6 +822,7 @@ config_free(struct config *c)
 		free(c->listen[i].address);
 		free(c->listen[i].owner);
 		free(c->listen[i].group);
+		free(c->listen[i].clients);
 	}
 	free(c->listen);
 	rules_free(c->rules, c->nrules);
@@ -484,9 +850,8 @@ config_load(const char *path, int *nerrors)
 {
 	struct config *c = calloc(1, sizeof(*c));
 	config_t cf;
-	const char *s;
 	char	host[256], *slash;
-	int	errors = 0, b;
+	int	errors = 0;
 
 	if (c == NULL)
 		fatalx("out of memory");
@@ -536,22 +901,7 @@ config_load(const char *path, int *nerrors)
 		strcpy(host, "localhost");
 	host[sizeof(host) - 1] = '\0';
 	errors += dup_string(c, &cf, "hostname", &c->hostname, host);
-	if (config_lookup_bool(&cf, "run_as_root", &b))
-		c->run_as_root = b;
-	c->log_facility = LOG_MAIL;
-	c->log_level = LOG_L_INFO;
-	if (config_lookup_string(&cf, "log.facility", &s)) {
-		if ((c->log_facility = log_facility_parse(s)) < 0)
-			ERR(config_setting_source_line(config_lookup(&cf,
-			    "log.facility")), "log.facility: unknown facility "
-			    "\"%s\"", s);
-	}
-	if (config_lookup_string(&cf, "log.level", &s)) {
-		if ((c->log_level = log_level_parse(s)) < 0)
-			ERR(config_setting_source_line(config_lookup(&cf,
-			    "log.level")), "log.level: expected error, warning, "
-			    "info or debug");
-	}
+	errors += load_misc(c, &cf);
 	errors += rules_compile(c, config_lookup(&cf, "rules"));
 	config_destroy(&cf);
 	*nerrors = errors;

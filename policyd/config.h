@@ -22,11 +22,21 @@
 #define CONFIG_DEFAULT_PATH	"/etc/policyd/policyd.conf"
 
 struct rule;
+struct cidr;
 
+/*
+ * A listener. clients (inet only) is the list of networks that may
+ * connect; nclients == 0 means everybody. explain tells whether
+ * policyd_explain traces are given on this listener: by default on unix
+ * sockets and loopback addresses only (listen_is_loopback()).
+ */
 struct listen_spec {
 	char	*address;		/* inet:HOST:PORT, inet:[V6]:PORT, unix:PATH */
 	int	mode;			/* unix socket mode, -1 = default 0666 */
 	char	*owner, *group;		/* unix socket owner / group, or NULL */
+	struct cidr *clients;		/* who may connect (inet), or NULL */
+	int	nclients;
+	int	explain;		/* honour policyd_explain */
 	int	line;
 };
 
@@ -53,6 +63,13 @@ struct config {
 };
 
 struct config *config_load(const char *path, int *nerrors);
+
+/*
+ * listen_is_loopback - non-zero for unix sockets and inet listeners on a
+ * loopback address (127.0.0.0/8, ::1, localhost); a wildcard or any other
+ * address is not.
+ */
+int	listen_is_loopback(const char *address);
 struct config *config_ref(struct config *c);
 void	config_unref(struct config *c);
 

@@ -19,6 +19,13 @@
  *
  *	While the read loop runs (busy), replies are collected and sent
  *	together at its end, and the connection cannot be freed under it.
+ *
+ *	A connection with no request in flight and no reply unsent is idle:
+ *	it sits in srv.idle, least recently used first (it goes to the tail
+ *	whenever it becomes idle again). At limits.max_connections, a new
+ *	connection evicts the head of that list; when the list is still
+ *	empty at the cap once the events at hand have run, accepting pauses
+ *	until a connection is idle or gone.
  *--*/
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -55,6 +62,9 @@ TAILQ_HEAD(slot_list, slot);
 
 struct conn {
 	TAILQ_ENTRY(conn) link;
+	TAILQ_ENTRY(conn) idle_link;	/* in srv.idle while in_idle */
+	int	in_idle;
+	int	explain;		/* the listener honours policyd_explain */
 	int	fd;			/* -1 once detached */
 	struct event *rev;		/* read, persistent, idle timeout */
 	struct event *wev;		/* write, while output is pending */
@@ -76,6 +86,26 @@ struct conn {
 
 static char scratch[READ_CHUNK];
 
+/*
+ * Evictions are logged when a burst starts and then at most every
+ * EVICT_LOG_S seconds while it goes on, with the count since the last line.
+ */
+#define EVICT_LOG_S	5
+#define EVICT_PEEK	4	/* candidates with input waiting to skip */
+
+static struct event *evict_timer;
+static unsigned long long evict_unlogged;
+
+/*
+ * When the last idle connection turns busy at the cap, accepting pauses -
+ * but only if that is still so once the events at hand have run (a
+ * request answered at once would otherwise pause and resume accept, and
+ * log, for each request). The warning is given at most every EVICT_LOG_S.
+ */
+static struct event *pause_timer;
+static time_t pause_logged;
+static unsigned long long pauses_unlogged;
+
 static int conn_process(struct conn *c);
 static void conn_maybe_free(struct conn *c);
 static void conn_write(struct conn *c);
@@ -88,6 +118,145 @@ mono_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* conn_cap - limits.max_connections, or less when descriptors are short */
+static int
+conn_cap(void)
+{
+	int	cap = srv.cfg->max_connections;
+
+	return srv.fd_cap > 0 && srv.fd_cap < cap ? srv.fd_cap : cap;
+}
+
+/* idle_remove - out of the idle list (no accept bookkeeping) */
+static void
+idle_remove(struct conn *c)
+{
+	if (!c->in_idle)
+		return;
+	TAILQ_REMOVE(&srv.idle, c, idle_link);
+	c->in_idle = 0;
+	srv.nidle--;
+}
+
+/* pause_check - still every connection busy at the cap: pause accept */
+static void
+pause_check(evutil_socket_t fd, short what, void *arg)
+{
+	time_t	now = time(NULL);
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (srv.nidle > 0 || srv.nconns < conn_cap() ||
+	    srv.accepting_paused || srv.stopping)
+		return;
+	pauses_unlogged++;
+	if (pause_logged == 0 || now - pause_logged >= EVICT_LOG_S) {
+		char	more[64] = "";
+
+		if (pauses_unlogged > 1)
+			snprintf(more, sizeof(more), " (%llu times since the "
+			    "last message)", pauses_unlogged);
+		log_warnx("connection cap %d reached and every connection has "
+		    "a request in flight: pausing accept, new clients wait in "
+		    "the backlog%s", conn_cap(), more);
+		pause_logged = now;
+		pauses_unlogged = 0;
+	}
+	listener_pause(1);
+}
+
+/*
+ * idle_update - enter or leave the idle list after a change of state. The
+ * last idle connection turning busy at the cap pauses accepting; any
+ * connection turning idle resumes it (the next client evicts it).
+ */
+static void
+idle_update(struct conn *c)
+{
+	int	idle = c->fd >= 0 && !c->closing && c->nslots == 0 &&
+	    c->outoff >= c->outlen;
+
+	if (idle == c->in_idle)
+		return;
+	if (idle) {
+		TAILQ_INSERT_TAIL(&srv.idle, c, idle_link);
+		c->in_idle = 1;
+		srv.nidle++;
+		if (srv.accepting_paused && !srv.stopping) {
+			log_debug("a connection is idle again: accepting");
+			listener_pause(0);
+		}
+		return;
+	}
+	idle_remove(c);
+	if (srv.nidle == 0 && srv.nconns >= conn_cap() &&
+	    !srv.accepting_paused && !srv.stopping) {
+		static const struct timeval now = { 0, 0 };
+
+		if (pause_timer == NULL)
+			pause_timer = evtimer_new(srv.base, pause_check, NULL);
+		if (pause_timer != NULL && !evtimer_pending(pause_timer, NULL))
+			evtimer_add(pause_timer, &now);
+	}
+}
+
+/* evict_log - the first eviction of a burst, then every EVICT_LOG_S */
+static void
+evict_log(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval tv = { EVICT_LOG_S, 0 };
+	int	first = fd == -2;		/* called by conn_make_room() */
+
+	(void)what;
+	(void)arg;
+	if (evict_unlogged == 0)
+		return;				/* the burst is over */
+	log_warnx("connection cap %d reached: closed %llu %sidle connection%s "
+	    "to admit new clients%s", conn_cap(), evict_unlogged,
+	    first ? "" : "more ", evict_unlogged == 1 ? "" : "s",
+	    first ? "" : " in the last few seconds");
+	evict_unlogged = 0;
+	evtimer_add(evict_timer, &tv);
+}
+
+static void conn_detach(struct conn *c);
+
+/*
+ * conn_make_room - at the cap, close the connections idle longest until
+ * there is room (one, unless a reload lowered the cap). A candidate whose
+ * request is already in the socket buffer is moved to the tail instead
+ * (bounded, so this stays O(1)): closing it would lose that request.
+ */
+static void
+conn_make_room(void)
+{
+	int	skipped = 0;
+
+	while (srv.nconns >= conn_cap() && srv.nidle > 0) {
+		struct conn *c = TAILQ_FIRST(&srv.idle);
+		char	b;
+
+		if (skipped < EVICT_PEEK && srv.nidle > 1 &&
+		    recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+			TAILQ_REMOVE(&srv.idle, c, idle_link);
+			TAILQ_INSERT_TAIL(&srv.idle, c, idle_link);
+			skipped++;
+			continue;
+		}
+		srv.conn_evicted++;
+		evict_unlogged++;
+		if (evict_timer == NULL)
+			evict_timer = evtimer_new(srv.base, evict_log, NULL);
+		if (evict_timer != NULL && !evtimer_pending(evict_timer, NULL))
+			evict_log(-2, 0, NULL);
+		log_debug("%s: closing an idle connection to admit a new client "
+		    "(connection cap %d)", c->peer,
+		    conn_cap());
+		conn_detach(c);
+	}
 }
 
 /* conn_reading - add or remove the read event */
@@ -112,6 +281,7 @@ conn_close_fd(struct conn *c)
 {
 	if (c->fd < 0)
 		return;
+	idle_remove(c);
 	event_free(c->rev);
 	event_free(c->wev);
 	c->rev = c->wev = NULL;
@@ -135,9 +305,11 @@ conn_free(struct conn *c)
 	TAILQ_REMOVE(&srv.conns, c, link);
 	srv.nconns--;
 	free(c);
-	if (srv.accepting_paused && srv.cfg &&
-	    srv.nconns < srv.cfg->max_connections)
+	if (srv.accepting_paused && !srv.stopping && srv.cfg &&
+	    srv.nconns < conn_cap()) {
+		log_info("below limits.max_connections again: accepting");
 		listener_pause(0);
+	}
 }
 
 /* conn_detach - the peer is gone or must go: close the socket now */
@@ -170,6 +342,7 @@ static void
 conn_begin_close(struct conn *c)
 {
 	c->closing = 1;
+	idle_remove(c);
 	conn_reading(c, 0);
 	c->inlen = 0;
 	if (c->req_timer)
@@ -184,7 +357,7 @@ log_decision(const struct slot *s, double ms)
 	const struct policy_req *q = &s->req;
 	const struct eval *ev = &s->ev;
 	char	qid[64], cname[256], caddr[128], sasl[256], snd[512], rcpt[512];
-	char	act[600], det[300];
+	char	act[600], det[300], state[64];
 
 	if (!log_info_enabled())
 		return;			/* escaping costs more than the decision */
@@ -201,11 +374,13 @@ log_decision(const struct slot *s, double ms)
 	log_escape(rcpt, sizeof(rcpt), q->v[A_RECIPIENT], q->len[A_RECIPIENT]);
 	log_escape(act, sizeof(act), ev->action, strlen(ev->action));
 	log_escape(det, sizeof(det), ev->detail, strlen(ev->detail));
+	log_escape(state, sizeof(state), q->v[A_PROTOCOL_STATE],
+	    q->len[A_PROTOCOL_STATE]);
 	log_info("%s: rule=%s action=%s client=%s[%s] sasl=%s sender=<%s> "
-	    "recipient=<%s> state=%.20s%s%s%s%s delay=%.1fms", qid,
+	    "recipient=<%s> state=%s%s%s%s%s delay=%.1fms", qid,
 	    ev->rule ? ev->rule->name : "-", act, cname[0] ? cname : "unknown",
 	    caddr, sasl[0] ? sasl : "-", snd, rcpt,
-	    q->v[A_PROTOCOL_STATE][0] ? q->v[A_PROTOCOL_STATE] : "-",
+	    state[0] ? state : "-",
 	    det[0] ? " detail=\"" : "", det, det[0] ? "\"" : "",
 	    ev->tempfail ? " on_error=yes" : "", ms);
 }
@@ -283,6 +458,8 @@ conn_write(struct conn *c)
 		event_del(c->wev);
 		c->writing = 0;
 	}
+	if (c->fd >= 0)
+		idle_update(c);
 }
 
 /* conn_flush - queue every finished reply at the head, in order, and send */
@@ -374,10 +551,17 @@ conn_start_request(struct conn *c, struct policy_req *req)
 	s->ev.now = time(NULL);
 	s->ev.done = conn_eval_done;
 	s->ev.done_arg = s;
-	s->ev.want_trace = s->req.len[A_POLICYD_EXPLAIN] > 0 &&
-	    strcmp(s->req.v[A_POLICYD_EXPLAIN], "no") != 0;
+	if (s->req.len[A_POLICYD_EXPLAIN] > 0 &&
+	    strcmp(s->req.v[A_POLICYD_EXPLAIN], "no") != 0) {
+		if (c->explain)
+			s->ev.want_trace = 1;
+		else
+			log_debug("%s: policyd_explain ignored: this listener "
+			    "has explain = false", c->peer);
+	}
 	TAILQ_INSERT_TAIL(&c->slots, s, link);
 	c->nslots++;
+	idle_update(c);
 	if (strcmp(s->req.v[A_REQUEST], "smtpd_access_policy") != 0) {
 		char	rq[128];
 
@@ -652,11 +836,12 @@ conn_on_write(evutil_socket_t fd, short what, void *arg)
 
 /* conn_new - take an accepted socket */
 void
-conn_new(int fd, const char *peer)
+conn_new(int fd, const char *peer, int explain)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c;
 
-	if (c == NULL) {
+	conn_make_room();
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		close(fd);
 		return;
 	}
@@ -677,17 +862,14 @@ conn_new(int fd, const char *peer)
 		return;
 	}
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	c->explain = explain;
 	proto_init(&c->proto, &srv.cfg->limits);
 	TAILQ_INIT(&c->slots);
 	TAILQ_INSERT_TAIL(&srv.conns, c, link);
 	srv.nconns++;
 	srv.stats.connections_total++;
 	conn_reading(c, 1);
-	if (srv.nconns >= srv.cfg->max_connections && !srv.accepting_paused) {
-		log_warnx("%d connections open (limits.max_connections): "
-		    "pausing accept", srv.nconns);
-		listener_pause(1);
-	}
+	idle_update(c);
 }
 
 /* conn_shutdown_all - graceful stop: answer what is in flight, then close */
@@ -718,6 +900,14 @@ conn_close_all(void)
 {
 	struct conn *c;
 
+	if (evict_timer != NULL) {
+		event_free(evict_timer);
+		evict_timer = NULL;
+	}
+	if (pause_timer != NULL) {
+		event_free(pause_timer);
+		pause_timer = NULL;
+	}
 	while ((c = TAILQ_FIRST(&srv.conns)) != NULL) {
 		struct slot *s;
 

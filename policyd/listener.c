@@ -1,6 +1,6 @@
 /*++
  * NAME
- *	listener.c - inet and unix listeners with an accept cap
+ *	listener.c - inet and unix listeners with an accept cap and client lists
  *--*/
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -15,11 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "addr.h"
 #include "log.h"
 #include "server.h"
 
@@ -46,6 +48,70 @@ static unsigned long long fd_failures;
 
 static struct event *burst_timer;
 static int burst, burst_paused;
+
+/*
+ * Refused clients (not in a listener's clients list) are logged at most
+ * once every REFUSE_LOG_S seconds, with the number refused in between.
+ */
+#define REFUSE_LOG_S	10
+
+static time_t refuse_logged;
+static unsigned long long refuse_unlogged;
+
+/* listener_allowed - is the peer in the listener's clients list? */
+static int
+listener_allowed(const struct listener *l, const struct sockaddr *sa)
+{
+	struct ipaddr ip;
+
+	if (l->nclients == 0)
+		return 1;
+	memset(&ip, 0, sizeof(ip));
+	if (sa->sa_family == AF_INET) {
+		ip.family = AF_INET;
+		memcpy(ip.a, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a6)) {
+			ip.family = AF_INET;
+			memcpy(ip.a, a6->s6_addr + 12, 4);
+		} else {
+			ip.family = AF_INET6;
+			memcpy(ip.a, a6->s6_addr, 16);
+		}
+	} else {
+		return 0;
+	}
+	for (int i = 0; i < l->nclients; i++)
+		if (addr_cidr_match(&l->clients[i], &ip))
+			return 1;
+	return 0;
+}
+
+/* listener_refuse - close a connection from outside the clients list */
+static void
+listener_refuse(const struct listener *l, int fd, const char *host)
+{
+	time_t	now = time(NULL);
+
+	close(fd);
+	srv.conn_refused++;
+	if (refuse_logged != 0 && now - refuse_logged < REFUSE_LOG_S) {
+		refuse_unlogged++;
+		return;
+	}
+	if (refuse_unlogged > 0)
+		log_warnx("%s: refused a connection from %s: not in the "
+		    "listener's clients list (and %llu more refused in the "
+		    "last %d s)", l->address, host, refuse_unlogged,
+		    REFUSE_LOG_S);
+	else
+		log_warnx("%s: refused a connection from %s: not in the "
+		    "listener's clients list", l->address, host);
+	refuse_logged = now;
+	refuse_unlogged = 0;
+}
 
 /* listener_enable_all - enable or disable every listener (no bookkeeping) */
 static void
@@ -138,9 +204,15 @@ listener_accept(struct evconnlistener *lev, evutil_socket_t fd,
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	} else {
 		snprintf(peer, sizeof(peer), "%.70s", l->address);
+		host[0] = '\0';
 	}
 	(void)salen;
-	conn_new(fd, peer);
+	if (!listener_allowed(l, sa)) {
+		listener_refuse(l, fd, host);
+		listener_count_burst();
+		return;
+	}
+	conn_new(fd, peer, l->explain);
 	listener_count_burst();
 }
 
@@ -299,6 +371,22 @@ listener_unix(struct listener *l, const struct listen_spec *ls)
 	return fd;
 }
 
+/* listener_set_clients - copy a spec's clients list and explain flag */
+static void
+listener_set_clients(struct listener *l, const struct listen_spec *ls)
+{
+	free(l->clients);
+	l->clients = NULL;
+	l->nclients = 0;
+	l->explain = ls->explain;
+	if (ls->nclients == 0)
+		return;
+	if ((l->clients = calloc(ls->nclients, sizeof(*l->clients))) == NULL)
+		fatalx("out of memory");
+	memcpy(l->clients, ls->clients, ls->nclients * sizeof(*l->clients));
+	l->nclients = ls->nclients;
+}
+
 /* listener_open_all - bind every configured listener */
 int
 listener_open_all(const struct config *c)
@@ -311,6 +399,14 @@ listener_open_all(const struct config *c)
 		int	fd;
 
 		l->address = strdup(ls->address);
+		listener_set_clients(l, ls);
+		if (strncmp(ls->address, "inet:", 5) == 0 &&
+		    !listen_is_loopback(ls->address) && ls->nclients == 0)
+			log_warnx("%s:%d: listen: %s is not a loopback address "
+			    "and has no clients list: anyone who can reach it "
+			    "can charge rate limits and write greylist state "
+			    "(set clients = [ \"192.0.2.0/24\", ... ])",
+			    c->path, ls->line, ls->address);
 		if (strncmp(ls->address, "unix:", 5) == 0)
 			fd = listener_unix(l, ls);
 		else
@@ -330,6 +426,26 @@ listener_open_all(const struct config *c)
 	return 0;
 }
 
+/*
+ * listener_apply - a reload: the clients list and explain flag of every
+ * listener whose address is in the new configuration take effect for the
+ * connections accepted from now on
+ */
+void
+listener_apply(const struct config *c)
+{
+	for (int i = 0; i < srv.nlisteners; i++) {
+		struct listener *l = &srv.listeners[i];
+
+		for (int j = 0; j < c->nlisten; j++) {
+			if (strcmp(c->listen[j].address, l->address) == 0) {
+				listener_set_clients(l, &c->listen[j]);
+				break;
+			}
+		}
+	}
+}
+
 /* listener_pause - stop or resume accepting */
 void
 listener_pause(int pause)
@@ -342,8 +458,6 @@ listener_pause(int pause)
 		else
 			evconnlistener_enable(srv.listeners[i].lev);
 	}
-	if (!pause && srv.accepting_paused)
-		log_info("below limits.max_connections again: accepting");
 	srv.accepting_paused = pause;
 }
 
@@ -369,6 +483,7 @@ listener_close_all(void)
 			free(l->unix_path);
 		}
 		free(l->address);
+		free(l->clients);
 	}
 	free(srv.listeners);
 	srv.listeners = NULL;

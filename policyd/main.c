@@ -72,6 +72,9 @@ same_store(const struct store_config *a, const struct store_config *b)
  * raise_nofile - make room for limits.max_connections clients plus Redis,
  * listeners, logging and metrics: raise the soft descriptor limit (and,
  * as root, the hard one) instead of pausing accept at an inherited 1024.
+ * When that is not possible, srv.fd_cap lowers the connection cap to what
+ * fits, so that new clients still get in by closing idle ones (conn.c)
+ * rather than waiting in the backlog after EMFILE.
  */
 static void
 raise_nofile(int max_connections)
@@ -79,6 +82,7 @@ raise_nofile(int max_connections)
 	struct rlimit rl;
 	rlim_t	need = (rlim_t)max_connections + 64;
 
+	srv.fd_cap = 0;
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
 		return;
 	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need &&
@@ -89,11 +93,15 @@ raise_nofile(int max_connections)
 	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 &&
 	    getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		return;
-	if (rl.rlim_cur < need)
+	if (rl.rlim_cur < need) {
+		srv.fd_cap = rl.rlim_cur > 128 ? (int)(rl.rlim_cur - 64) :
+		    (int)(rl.rlim_cur / 2);
 		log_warnx("file descriptor limit %llu is below limits."
-		    "max_connections (%d) + 64: accept will pause earlier; "
-		    "raise it (systemd: LimitNOFILE=)",
-		    (unsigned long long)rl.rlim_cur, max_connections);
+		    "max_connections (%d) + 64: the connection cap is %d; "
+		    "raise the limit (systemd: LimitNOFILE=)",
+		    (unsigned long long)rl.rlim_cur, max_connections,
+		    srv.fd_cap);
+	}
 }
 
 /* same_str - two optional strings are equal */
@@ -242,6 +250,7 @@ reload(evutil_socket_t sig, short what, void *arg)
 	}
 	log_set_level(nc->log_level);
 	raise_nofile(nc->max_connections);
+	listener_apply(nc);
 	config_unref(oc);
 	srv.cfg = nc;
 	srv.stats.reloads++;
@@ -475,6 +484,7 @@ main(int argc, char **argv)
 	log_set_level(srv.cfg->log_level);
 	signal(SIGPIPE, SIG_IGN);
 	TAILQ_INIT(&srv.conns);
+	TAILQ_INIT(&srv.idle);
 	if ((srv.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	log_attach(srv.base);		/* batched, non-blocking from here */

@@ -67,6 +67,13 @@ metrics_render(size_t *len)
 	    srv.nconns);
 	COUNTER("policyd_connections_total", "Client connections accepted.",
 	    s->connections_total);
+	GAUGE("policyd_connections_idle", "Open client connections with no "
+	    "request in flight.", "%d", srv.nidle);
+	COUNTER("policyd_connections_evicted_total", "Idle connections closed "
+	    "at limits.max_connections to admit new clients.", srv.conn_evicted);
+	COUNTER("policyd_connections_refused_total", "Connections closed at "
+	    "accept: the client is not in the listener's clients list.",
+	    srv.conn_refused);
 	COUNTER("policyd_reloads_total", "Successful configuration reloads.",
 	    s->reloads);
 	COUNTER("policyd_log_dropped_total", "Log lines dropped because the "

@@ -7,10 +7,26 @@
  *	Requests take a reference to srv.cfg when they start (config.h).
  *
  *	listener_open_all() binds every configured listener (before the
- *	privilege drop); connections beyond limits.max_connections wait in
- *	the kernel backlog: accepting pauses at the cap and resumes below it.
+ *	privilege drop). An inet listener with a clients list closes a
+ *	connection from any other address at once (counted in conn_refused,
+ *	logged at most every few seconds).
  *
- *	conn_new() takes an accepted socket. A connection reads requests
+ *	At limits.max_connections (or srv.fd_cap, when the descriptor limit
+ *	cannot be raised that far) a new client is admitted by closing the
+ *	connection that has been idle longest (no request in flight, no reply
+ *	unsent; Postfix reconnects transparently). Idle connections are kept
+ *	in srv.idle, least recently used first, so this is O(1); evictions
+ *	are counted in conn_evicted and logged once per burst. Only when
+ *	every connection has a request in flight does accepting pause (new
+ *	clients wait in the kernel backlog); it resumes as soon as one
+ *	connection is idle again or closes.
+ *
+ *	listener_apply() gives the listeners the clients lists and explain
+ *	flags of a reloaded configuration (matched by address); connections
+ *	already open keep what they were accepted with.
+ *
+ *	conn_new() takes an accepted socket; explain tells whether
+ *	policyd_explain is honoured on its listener (listen_spec.explain). A connection reads requests
  *	(proto.h), evaluates up to limits.max_pipeline of them at once
  *	(rules.h) and writes the replies strictly in request order. A peer
  *	that hangs up while requests wait for Redis is detached: the
@@ -31,10 +47,15 @@ struct conn;
 
 TAILQ_HEAD(conn_list, conn);
 
+struct cidr;
+
 struct listener {
 	struct evconnlistener *lev;
 	char	*unix_path;		/* to unlink at exit */
 	char	*address;
+	struct cidr *clients;		/* who may connect, nclients == 0: all */
+	int	nclients;
+	int	explain;		/* honour policyd_explain */
 };
 
 struct server {
@@ -47,6 +68,11 @@ struct server {
 	int	stopping;
 	struct conn_list conns;
 	int	nconns;
+	struct conn_list idle;		/* idle connections, longest idle first */
+	int	nidle;
+	int	fd_cap;			/* lower cap set by RLIMIT_NOFILE, or 0 */
+	unsigned long long conn_evicted;	/* idle ones closed at the cap */
+	unsigned long long conn_refused;	/* not in a clients list */
 	struct stats stats;
 	const char *config_path;
 	int	foreground;
@@ -55,10 +81,11 @@ struct server {
 extern struct server srv;
 
 int	listener_open_all(const struct config *c);
+void	listener_apply(const struct config *c);	/* reload: clients, explain */
 void	listener_pause(int pause);
 void	listener_close_all(void);
 
-void	conn_new(int fd, const char *peer);
+void	conn_new(int fd, const char *peer, int explain);
 void	conn_shutdown_all(void);	/* stop reading; close when idle */
 void	conn_close_all(void);		/* at exit: free everything */
 

@@ -197,33 +197,6 @@ def test_active_connection_not_closed_by_idle_timeout():
                 time.sleep(0.4)
 
 
-def test_max_connections_wait_then_served():
-    with Redis() as r, daemon(r, limits="limits = { max_connections = 5; };") as p:
-        first = [p.client() for _ in range(5)]
-        for c in first:
-            eq(c.ask(GOOD), GOOD_ANSWER)
-        p.wait_log(r"pausing accept")
-        extra = [p.client() for _ in range(3)]   # connected in the kernel backlog
-        for c in extra:
-            c.send(GOOD)
-            c.s.settimeout(0.5)
-            try:
-                d = c.s.recv(100)
-                check(False, "answered beyond max_connections: %r" % d)
-            except socket.timeout:
-                pass
-            c.s.settimeout(5)
-        for c in first:
-            eq(c.ask(GOOD), GOOD_ANSWER, "the first five still work")
-        for c in first[:3]:
-            c.close()
-        for c in extra:
-            eq(c.reply(), GOOD_ANSWER, "served once others closed")
-        for c in first[3:] + extra:
-            c.close()
-        p.wait_log(r"accepting")
-
-
 def test_out_of_file_descriptors_no_busy_loop():
     """EMFILE on accept: one warning, no log flood, service resumes."""
     import resource
