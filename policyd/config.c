@@ -116,6 +116,38 @@ dup_string(struct config *c, config_t *cf, const char *path, char **out,
 	return 0;
 }
 
+/*
+ * check_redis_prefix - redis.prefix: at most STORE_PREFIX_MAX bytes,
+ * printable ASCII without spaces (it starts every key; policyctl and
+ * the logs show it)
+ */
+static int
+check_redis_prefix(struct config *c, config_t *cf)
+{
+	config_setting_t *s = config_lookup(cf, "redis.prefix");
+	const char *p = c->redis.prefix;
+	size_t	len;
+	int	errors = 0;
+	char	esc[80];
+
+	if (s == NULL || p == NULL)
+		return 0;
+	len = strlen(p);
+	if (len > STORE_PREFIX_MAX) {
+		ERR(config_setting_source_line(s), "redis.prefix: %zu bytes; at "
+		    "most %d", len, STORE_PREFIX_MAX);
+		return errors;
+	}
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] >= 0x7f) {
+			ERR(config_setting_source_line(s), "redis.prefix: "
+			    "\"%s\": expected printable characters without "
+			    "spaces", log_escape(esc, sizeof(esc), p, len));
+			break;
+		}
+	return errors;
+}
+
 /* load_listen - "listen": strings or groups */
 static int
 load_listen(struct config *c, config_t *cf)
@@ -522,6 +554,7 @@ config_load(const char *path, int *nerrors)
 	errors += dup_string(c, &cf, "redis.password", &c->redis.password, NULL);
 	errors += dup_string(c, &cf, "redis.prefix", &c->redis.prefix,
 	    DEF_REDIS_PREFIX);
+	errors += check_redis_prefix(c, &cf);
 	errors += load_redis_scaleout(c, &cf);
 	errors += dup_string(c, &cf, "metrics.address", &c->metrics_address,
 	    DEF_METRICS_ADDRESS);

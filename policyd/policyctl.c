@@ -961,6 +961,12 @@ redis_open(const struct ctl *ctl, const struct config *cfg,
 	rd->prefix = sc->prefix ? sc->prefix : "";
 	rd->prefixlen = strlen(rd->prefix);
 	snprintf(rd->where, sizeof(rd->where), "%s", a);
+	if (rd->prefixlen > STORE_PREFIX_MAX) {
+		/* the loader refuses it; the key buffers below rely on it */
+		errx_ctl("redis.prefix: %zu bytes; at most %d", rd->prefixlen,
+		    STORE_PREFIX_MAX);
+		return EXIT_FAIL;
+	}
 	if (strncmp(a, "sentinel:", 9) == 0 || strncmp(a, "cluster:", 8) == 0) {
 		/* config.c describes a scale-out setup this way */
 		errx_ctl("redis %s: policyctl talks to one Redis server; "
@@ -1076,17 +1082,25 @@ redis_argv(struct ctlredis *rd, int argc, const char **argv,
 	return rp;
 }
 
-/* redis_key - PREFIX + name (len bytes) into buf; the length */
-static size_t
+/*
+ * redis_key - PREFIX + name (len bytes) into buf, its length in *keylen;
+ * 0, or -1 after a message when it does not fit (never cut: a cut key
+ * is another key)
+ */
+static int
 redis_key(const struct ctlredis *rd, const char *name, size_t len, char *buf,
-    size_t buflen)
+    size_t buflen, size_t *keylen)
 {
-	if (rd->prefixlen + len + 1 > buflen)
-		len = buflen - rd->prefixlen - 1;
+	if (rd->prefixlen >= buflen || len >= buflen - rd->prefixlen) {
+		errx_ctl("redis at %s: key too long (prefix of %zu bytes and "
+		    "%zu more)", rd->where, rd->prefixlen, len);
+		return -1;
+	}
 	memcpy(buf, rd->prefix, rd->prefixlen);
 	memcpy(buf + rd->prefixlen, name, len);
 	buf[rd->prefixlen + len] = '\0';
-	return rd->prefixlen + len;
+	*keylen = rd->prefixlen + len;
+	return 0;
 }
 
 /*
@@ -1144,18 +1158,47 @@ redis_script(struct ctlredis *rd, enum store_script_id id, int nkeys,
 	return 0;
 }
 
-/* glob_escape - s with Redis glob characters escaped, into buf */
-static void
-glob_escape(const char *s, size_t len, char *buf, size_t buflen)
+/*
+ * glob_prefix - the key prefix with Redis glob characters escaped, into
+ * buf; 0, or -1 after a message when it does not fit
+ */
+static int
+glob_prefix(const struct ctlredis *rd, char *buf, size_t buflen)
 {
-	size_t	o = 0;
+	size_t	o = 0, i;
 
-	for (size_t i = 0; i < len && o + 3 < buflen; i++) {
-		if (strchr("*?[]\\^", s[i]) != NULL)
+	for (i = 0; i < rd->prefixlen && o + 3 < buflen; i++) {
+		if (strchr("*?[]\\^", rd->prefix[i]) != NULL)
 			buf[o++] = '\\';
-		buf[o++] = s[i];
+		buf[o++] = rd->prefix[i];
 	}
 	buf[o] = '\0';
+	if (i < rd->prefixlen) {
+		errx_ctl("redis at %s: key pattern too long (prefix of %zu "
+		    "bytes)", rd->where, rd->prefixlen);
+		return -1;
+	}
+	return 0;
+}
+
+/* glob_pattern - printf into a SCAN pattern buffer; 0, or -1 after a
+ * message when the prefix makes it too long */
+static int __attribute__((format(printf, 4, 5)))
+glob_pattern(const struct ctlredis *rd, char *buf, size_t len,
+    const char *fmt, ...)
+{
+	va_list ap;
+	int	n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= len) {
+		errx_ctl("redis at %s: key pattern too long (prefix of %zu "
+		    "bytes)", rd->where, rd->prefixlen);
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -1267,6 +1310,7 @@ rl_view(const struct rule *r, const config_setting_t *set,
 	char	name[40];
 	uint8_t	secret[16];
 	uint64_t tag;
+	size_t	kl;
 
 	memset(v, 0, sizeof(*v));
 	if (!config_setting_lookup_string(set, "name", &v->tagname))
@@ -1281,9 +1325,13 @@ rl_view(const struct rule *r, const config_setting_t *set,
 		v->unlimited = 1;
 	tag = ratelimit_tag(secret, v->tagname, key);
 	snprintf(name, sizeof(name), "r{%016" PRIx64 "}", tag);
-	redis_key(rd, name, strlen(name), v->rkey, sizeof(v->rkey));
+	if (redis_key(rd, name, strlen(name), v->rkey, sizeof(v->rkey),
+	    &kl) != 0)
+		return EXIT_FAIL;
 	snprintf(name, sizeof(name), "n{%016" PRIx64 "}", tag);
-	redis_key(rd, name, strlen(name), v->nkey, sizeof(v->nkey));
+	if (redis_key(rd, name, strlen(name), v->nkey, sizeof(v->nkey),
+	    &kl) != 0)
+		return EXIT_FAIL;
 	return 0;
 }
 
@@ -1710,13 +1758,14 @@ gl_list(struct ctlredis *rd, struct gllist *l, const char *netpat)
 	char	pat[1024], pre[700], first[32];
 	size_t	ntrip = 0, nawl = 0;
 
-	glob_escape(rd->prefix, rd->prefixlen, pre, sizeof(pre));
+	if (glob_prefix(rd, pre, sizeof(pre)) != 0)
+		return EXIT_FAIL;
 	for (int k = 0; k < 2; k++) {
-		if (netpat != NULL)
-			snprintf(pat, sizeof(pat), "%s%c{%s}%s", pre, "ga"[k],
-			    netpat, k ? "" : "*");
-		else
-			snprintf(pat, sizeof(pat), "%s%c{*", pre, "ga"[k]);
+		if (netpat != NULL ? glob_pattern(rd, pat, sizeof(pat),
+		    "%s%c{%s}%s", pre, "ga"[k], netpat, k ? "" : "*") != 0 :
+		    glob_pattern(rd, pat, sizeof(pat), "%s%c{*", pre,
+		    "ga"[k]) != 0)
+			return EXIT_FAIL;
 		if (redis_scan(rd, pat, gl_add, l) < 0)
 			return EXIT_FAIL;
 	}
@@ -1786,8 +1835,9 @@ gl_delete(struct ctlredis *rd, struct gllist *l, const char *net,
 	long long trip = 0, counter, n;
 	int	ac;
 
-	glob_escape(rd->prefix, rd->prefixlen, pre, sizeof(pre));
-	snprintf(pat, sizeof(pat), "%sg{%s}*", pre, net);
+	if (glob_prefix(rd, pre, sizeof(pre)) != 0 ||
+	    glob_pattern(rd, pat, sizeof(pat), "%sg{%s}*", pre, net) != 0)
+		return EXIT_FAIL;
 	if (redis_scan(rd, pat, gl_add, l) < 0)
 		return EXIT_FAIL;
 	av[0] = "DEL";
@@ -1803,7 +1853,8 @@ gl_delete(struct ctlredis *rd, struct gllist *l, const char *net,
 		trip += n;
 	}
 	snprintf(pat, sizeof(pat), "a{%s}", net);
-	al[1] = redis_key(rd, pat, strlen(pat), awl, sizeof(awl));
+	if (redis_key(rd, pat, strlen(pat), awl, sizeof(awl), &al[1]) != 0)
+		return EXIT_FAIL;
 	av[1] = awl;
 	if ((counter = gl_del(rd, 2, av, al)) < 0)
 		return EXIT_FAIL;
