@@ -1273,8 +1273,10 @@ rl_secret(struct ctlredis *rd, uint8_t secret[16])
 	long long r[4];
 	uint8_t	b[16];
 	int	nr = 0, fd;
+	size_t	kl;
 
-	redis_key(rd, "secret", 6, key, sizeof(key));
+	if (redis_key(rd, "secret", 6, key, sizeof(key), &kl) != 0)
+		return -1;
 	if ((fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)) < 0 ||
 	    read(fd, b, sizeof(b)) != (ssize_t)sizeof(b)) {
 		errx_ctl("no random bytes from /dev/urandom");
