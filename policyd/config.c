@@ -141,7 +141,7 @@ check_redis_prefix(struct config *c, config_t *cf)
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] >= 0x7f) {
 			ERR(config_setting_source_line(s), "redis.prefix: "
-			    "\"%s\": expected printable characters without "
+			    "\"%s\": expected printable ASCII without "
 			    "spaces", log_escape(esc, sizeof(esc), p, len));
 			break;
 		}

@@ -283,12 +283,15 @@ def test_prefix_bound_at_policyd_t():
     for prefix, want in (("x" * 65, r"p\.conf:4: redis\.prefix: 65 bytes; at most 64"),
                          ("y" * 400, r"p\.conf:4: redis\.prefix: 400 bytes; at most 64"),
                          ("has space:", r"p\.conf:4: redis\.prefix: \"has space:\": expected "
-                                        r"printable characters without spaces"),
+                                        r"printable ASCII without spaces"),
                          ("tab\\there", r'p\.conf:4: redis\.prefix: "tab\\there": expected '
                                         r'printable')):
         rc, out, err = run([policyd_bin(), "-t", "-c", conf_with_prefix(d, prefix)])
         check(rc != 0, "refused: %r" % prefix[:20])
         check(re.search(want, out + err), "file:line message for %r: %s" % (prefix[:20], out + err))
+    rc, out, err = run([policyd_bin(), "-t", "-c", conf_with_prefix(d, "caf\u00e9:")])
+    check(rc != 0 and re.search(r"p\.conf:4: redis\.prefix: .*printable ASCII", out + err),
+          "a non-ASCII byte refused: %s" % (out + err))
     for prefix in ("z" * 64, "", "pd:", "my*app[1]?:"):
         rc, out, err = run([policyd_bin(), "-t", "-c", conf_with_prefix(d, prefix)])
         eq(rc, 0, "accepted %r: %s" % (prefix[:20], out + err))
