@@ -15,11 +15,10 @@ The race of item 4 is made deterministic with SIGSTOP: a stopped
 redis-server still completes TCP connects (the kernel backlog), so
 policyd's new connection sits with AUTH/SELECT unanswered while a request
 arrives; the server is resumed and answers the setup first, then whatever
-was pipelined behind it. The scripts are loaded beforehand (SCRIPT LOAD, as
-an earlier run with the right settings would have left them), so a command
+was pipelined behind it. The scripts are loaded beforehand by a run with
+the right settings (as an earlier run would have left them), so a command
 that slips through runs instead of failing with NOSCRIPT.
 """
-import glob
 import os
 import re
 import subprocess
@@ -27,12 +26,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import TOP, Policyd, Redis, check, eq, mktemp, req  # noqa: E402
+from harness import TOP, Policyd, Redis, check, eq, mktemp, req, wait_for  # noqa: E402
 from topology import ClusterSetup, SentinelSetup, redis_cmd  # noqa: E402
 
 ON_ERROR = "DEFER_IF_PERMIT 4.3.0 state unavailable"
 GREYLISTED = re.compile(r"^DEFER_IF_PERMIT 4\.7\.1 Greylisted")
-SCRIPTS = sorted(glob.glob(os.path.join(TOP, "policyd", "scripts", "*.lua")))
 
 
 def gl_rules():
@@ -55,11 +53,18 @@ def auth(login, **kw):
     return req(sasl_username=login, sasl_method="PLAIN", **kw)
 
 
-def load_scripts(cmd):
-    """SCRIPT LOAD the daemon's scripts with cmd(*args) (one server)."""
-    for path in SCRIPTS:
-        with open(path, "rb") as f:
-            cmd("SCRIPT", "LOAD", f.read())
+def warm_scripts(redis_block, flushes, n=1):
+    """An earlier run with the right settings: the binary under test loads
+    its own scripts (n requests from n client networks, to reach every node
+    of a cluster), then the data is flushed; the script cache survives
+    FLUSHALL."""
+    with Policyd(rules=gl_rules(), redis_block=redis_block) as p:
+        with p.client() as c:
+            for i in range(n):
+                wait_for(lambda: GREYLISTED.match(c.ask(req(client_address="198.51.%d.7" % i))),
+                         10, step=0.1, what="the warm-up request %d" % i)
+    for flush in flushes:
+        flush()
 
 
 def all_keys(r, db):
@@ -87,7 +92,8 @@ def setup_failure_case(extra, server_password=None, want_log=None, attrs=None):
     """A standalone Redis; policyd with the failing setting extra; a request
     sent while the setup is unanswered, then more after it failed."""
     with Redis(password=server_password) as r:
-        load_scripts(r.cmd)
+        warm_scripts(block(r.address, 'password = "%s";' % server_password
+                           if server_password else ""), [lambda: r.cmd("FLUSHALL")])
         r.pause()
         try:
             with Policyd(redis=r, rules=gl_rules(), redis_block=block(r.address, extra)) as p:
@@ -137,7 +143,7 @@ def test_right_settings_wait_for_the_setup():
     """A request that arrives before AUTH and SELECT are answered waits for
     them and then runs in the configured database."""
     with Redis(password="pw-ok") as r:
-        load_scripts(r.cmd)
+        warm_scripts(block(r.address, 'password = "pw-ok";'), [lambda: r.cmd("FLUSHALL")])
         r.pause()
         try:
             with Policyd(redis=r, rules=gl_rules(), redis_block=block(
@@ -171,10 +177,10 @@ def test_setup_recovers_and_says_so():
 def test_sentinel_bad_database_on_error():
     """Sentinel: the primary's setup (AUTH, SELECT, ROLE) gates commands."""
     with SentinelSetup() as st:
-        load_scripts(lambda *a: redis_cmd(st.primary.port, *a))
         sb = ('redis = { sentinels = [ %s ]; master_name = "%s"; timeout_ms = 1000; '
               'connect_timeout_ms = 1000; prefix = "t:"; database = %%d; };'
               % (", ".join('"%s"' % a for a in st.sentinel_addresses), st.name))
+        warm_scripts(sb % 0, [lambda: redis_cmd(st.primary.port, "FLUSHALL")])
         with Policyd(rules=gl_rules(), redis_block=sb % 99) as p:
             p.wait_log(r"redis: SELECT 99 failed on 127\.0\.0\.1:%d: ERR DB index is out of range"
                        % st.primary.port, 10)
@@ -213,8 +219,10 @@ def test_cluster_node_failing_auth_gets_no_commands():
     slots must wait and fail, never run on B unauthenticated."""
     with cluster() as cl:
         a, b, c = cl.nodes
+        warm_scripts(cluster_block([x.address for x in cl.nodes]),
+                     [lambda port=r.port: redis_cmd(port, "FLUSHALL") for r in cl.nodes], n=30)
         for r in cl.nodes:
-            load_scripts(lambda *x, port=r.port: redis_cmd(port, *x))
+            eq(redis_cmd(r.port, "DBSIZE"), 0, "flushed")
         for r in (a, c):
             redis_cmd(r.port, "CONFIG", "SET", "requirepass", "cl-pw")
         with Policyd(rules=gl_rules(), redis_block=cluster_block(
