@@ -356,6 +356,38 @@ load_listen_group(struct config *c, config_setting_t *e, int idx,
 	return errors;
 }
 
+/*
+ * check_redis_prefix - redis.prefix: at most STORE_PREFIX_MAX bytes,
+ * printable ASCII without spaces (it starts every key; policyctl and
+ * the logs show it)
+ */
+static int
+check_redis_prefix(struct config *c, config_t *cf)
+{
+	config_setting_t *s = config_lookup(cf, "redis.prefix");
+	const char *p = c->redis.prefix;
+	size_t	len;
+	int	errors = 0;
+	char	esc[80];
+
+	if (s == NULL || p == NULL)
+		return 0;
+	len = strlen(p);
+	if (len > STORE_PREFIX_MAX) {
+		ERR(config_setting_source_line(s), "redis.prefix: %zu bytes; at "
+		    "most %d", len, STORE_PREFIX_MAX);
+		return errors;
+	}
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] >= 0x7f) {
+			ERR(config_setting_source_line(s), "redis.prefix: "
+			    "\"%s\": expected printable ASCII without "
+			    "spaces", log_escape(esc, sizeof(esc), p, len));
+			break;
+		}
+	return errors;
+}
+
 /* load_listen - "listen": a string, or a list of strings and groups */
 static int
 load_listen(struct config *c, config_t *cf)
@@ -887,6 +919,7 @@ config_load(const char *path, int *nerrors)
 	errors += dup_string(c, &cf, "redis.password", &c->redis.password, NULL);
 	errors += dup_string(c, &cf, "redis.prefix", &c->redis.prefix,
 	    DEF_REDIS_PREFIX);
+	errors += check_redis_prefix(c, &cf);
 	errors += load_redis_scaleout(c, &cf);
 	errors += dup_string(c, &cf, "metrics.address", &c->metrics_address,
 	    DEF_METRICS_ADDRESS);

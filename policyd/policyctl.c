@@ -962,6 +962,12 @@ redis_open(const struct ctl *ctl, const struct config *cfg,
 	rd->prefix = sc->prefix ? sc->prefix : "";
 	rd->prefixlen = strlen(rd->prefix);
 	snprintf(rd->where, sizeof(rd->where), "%s", a);
+	if (rd->prefixlen > STORE_PREFIX_MAX) {
+		/* the loader refuses it; the key buffers below rely on it */
+		errx_ctl("redis.prefix: %zu bytes; at most %d", rd->prefixlen,
+		    STORE_PREFIX_MAX);
+		return EXIT_FAIL;
+	}
 	if (strncmp(a, "sentinel:", 9) == 0 || strncmp(a, "cluster:", 8) == 0) {
 		/* config.c describes a scale-out setup this way */
 		errx_ctl("redis %s: policyctl talks to one Redis server; "
@@ -1077,17 +1083,25 @@ redis_argv(struct ctlredis *rd, int argc, const char **argv,
 	return rp;
 }
 
-/* redis_key - PREFIX + name (len bytes) into buf; the length */
-static size_t
+/*
+ * redis_key - PREFIX + name (len bytes) into buf, its length in *keylen;
+ * 0, or -1 after a message when it does not fit (never cut: a cut key
+ * is another key)
+ */
+static int
 redis_key(const struct ctlredis *rd, const char *name, size_t len, char *buf,
-    size_t buflen)
+    size_t buflen, size_t *keylen)
 {
-	if (rd->prefixlen + len + 1 > buflen)
-		len = buflen - rd->prefixlen - 1;
+	if (rd->prefixlen >= buflen || len >= buflen - rd->prefixlen) {
+		errx_ctl("redis at %s: key too long (prefix of %zu bytes and "
+		    "%zu more)", rd->where, rd->prefixlen, len);
+		return -1;
+	}
 	memcpy(buf, rd->prefix, rd->prefixlen);
 	memcpy(buf + rd->prefixlen, name, len);
 	buf[rd->prefixlen + len] = '\0';
-	return rd->prefixlen + len;
+	*keylen = rd->prefixlen + len;
+	return 0;
 }
 
 /*
@@ -1145,18 +1159,47 @@ redis_script(struct ctlredis *rd, enum store_script_id id, int nkeys,
 	return 0;
 }
 
-/* glob_escape - s with Redis glob characters escaped, into buf */
-static void
-glob_escape(const char *s, size_t len, char *buf, size_t buflen)
+/*
+ * glob_prefix - the key prefix with Redis glob characters escaped, into
+ * buf; 0, or -1 after a message when it does not fit
+ */
+static int
+glob_prefix(const struct ctlredis *rd, char *buf, size_t buflen)
 {
-	size_t	o = 0;
+	size_t	o = 0, i;
 
-	for (size_t i = 0; i < len && o + 3 < buflen; i++) {
-		if (strchr("*?[]\\^", s[i]) != NULL)
+	for (i = 0; i < rd->prefixlen && o + 3 < buflen; i++) {
+		if (strchr("*?[]\\^", rd->prefix[i]) != NULL)
 			buf[o++] = '\\';
-		buf[o++] = s[i];
+		buf[o++] = rd->prefix[i];
 	}
 	buf[o] = '\0';
+	if (i < rd->prefixlen) {
+		errx_ctl("redis at %s: key pattern too long (prefix of %zu "
+		    "bytes)", rd->where, rd->prefixlen);
+		return -1;
+	}
+	return 0;
+}
+
+/* glob_pattern - printf into a SCAN pattern buffer; 0, or -1 after a
+ * message when the prefix makes it too long */
+static int __attribute__((format(printf, 4, 5)))
+glob_pattern(const struct ctlredis *rd, char *buf, size_t len,
+    const char *fmt, ...)
+{
+	va_list ap;
+	int	n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= len) {
+		errx_ctl("redis at %s: key pattern too long (prefix of %zu "
+		    "bytes)", rd->where, rd->prefixlen);
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -1231,8 +1274,10 @@ rl_secret(struct ctlredis *rd, uint8_t secret[16])
 	long long r[4];
 	uint8_t	b[16];
 	int	nr = 0, fd;
+	size_t	kl;
 
-	redis_key(rd, "secret", 6, key, sizeof(key));
+	if (redis_key(rd, "secret", 6, key, sizeof(key), &kl) != 0)
+		return -1;
 	if ((fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)) < 0 ||
 	    read(fd, b, sizeof(b)) != (ssize_t)sizeof(b)) {
 		errx_ctl("no random bytes from /dev/urandom");
@@ -1268,6 +1313,7 @@ rl_view(const struct rule *r, const config_setting_t *set,
 	char	name[40];
 	uint8_t	secret[16];
 	uint64_t tag;
+	size_t	kl;
 
 	memset(v, 0, sizeof(*v));
 	if (!config_setting_lookup_string(set, "name", &v->tagname))
@@ -1282,9 +1328,13 @@ rl_view(const struct rule *r, const config_setting_t *set,
 		v->unlimited = 1;
 	tag = ratelimit_tag(secret, v->tagname, key);
 	snprintf(name, sizeof(name), "r{%016" PRIx64 "}", tag);
-	redis_key(rd, name, strlen(name), v->rkey, sizeof(v->rkey));
+	if (redis_key(rd, name, strlen(name), v->rkey, sizeof(v->rkey),
+	    &kl) != 0)
+		return EXIT_FAIL;
 	snprintf(name, sizeof(name), "n{%016" PRIx64 "}", tag);
-	redis_key(rd, name, strlen(name), v->nkey, sizeof(v->nkey));
+	if (redis_key(rd, name, strlen(name), v->nkey, sizeof(v->nkey),
+	    &kl) != 0)
+		return EXIT_FAIL;
 	return 0;
 }
 
@@ -1805,17 +1855,18 @@ bad:
 }
 
 /* gl_pattern - SCAN pattern of every bucket, or of one tag's buckets */
-static void
+static int
 gl_pattern(const struct ctlredis *rd, const struct gl_key *only, char *pat,
     size_t len)
 {
 	char	pre[700];
 
-	glob_escape(rd->prefix, rd->prefixlen, pre, sizeof(pre));
+	if (glob_prefix(rd, pre, sizeof(pre)) != 0)
+		return -1;
 	if (only != NULL)
-		snprintf(pat, len, "%sg\\{%02x\\}*", pre, only->tag);
-	else
-		snprintf(pat, len, "%sg\\{*", pre);
+		return glob_pattern(rd, pat, len, "%sg\\{%02x\\}*", pre,
+		    only->tag);
+	return glob_pattern(rd, pat, len, "%sg\\{*", pre);
 }
 
 /* gl_list - print the entries */
@@ -1825,8 +1876,8 @@ gl_list(struct ctlredis *rd, struct gllist *l)
 	char	pat[1024], seen[32];
 	size_t	ntrip = 0, nawl = 0;
 
-	gl_pattern(rd, l->only, pat, sizeof(pat));
-	if (gl_collect(rd, l, pat) < 0)
+	if (gl_pattern(rd, l->only, pat, sizeof(pat)) < 0 ||
+	    gl_collect(rd, l, pat) < 0)
 		return EXIT_FAIL;
 	if (l->n > 0)
 		qsort(l->v, l->n, sizeof(*l->v), gl_cmp);
@@ -1888,8 +1939,8 @@ gl_delete(struct ctlredis *rd, struct gllist *l, const char *net,
 	char	pat[1024], pre[700];
 	long long trip = 0, counter = 0;
 
-	gl_pattern(rd, l->only, pat, sizeof(pat));
-	if (gl_collect(rd, l, pat) < 0)
+	if (gl_pattern(rd, l->only, pat, sizeof(pat)) < 0 ||
+	    gl_collect(rd, l, pat) < 0)
 		return EXIT_FAIL;
 	for (size_t i = 0; i < l->n; i++) {
 		const char *av[3] = { "HDEL", l->keys[l->v[i].bucket],
@@ -1917,13 +1968,12 @@ gl_delete(struct ctlredis *rd, struct gllist *l, const char *net,
 		freeReplyObject(rp);
 	}
 	/* entries of the old format (one key each), until they expire */
-	if (net != NULL) {
-		glob_escape(rd->prefix, rd->prefixlen, pre, sizeof(pre));
-		snprintf(pat, sizeof(pat), "%sg\\{%s\\}*", pre, net);
-		if (redis_scan(rd, pat, gl_old_add, rd) < 0)
-			return EXIT_FAIL;
-		snprintf(pat, sizeof(pat), "%sa\\{%s\\}", pre, net);
-		if (redis_scan(rd, pat, gl_old_add, rd) < 0)
+	if (net != NULL && net[0] != '\0') {
+		if (glob_prefix(rd, pre, sizeof(pre)) != 0 ||
+		    glob_pattern(rd, pat, sizeof(pat), "%sg\\{%s\\}*", pre,
+		    net) != 0 || redis_scan(rd, pat, gl_old_add, rd) < 0 ||
+		    glob_pattern(rd, pat, sizeof(pat), "%sa\\{%s\\}", pre,
+		    net) != 0 || redis_scan(rd, pat, gl_old_add, rd) < 0)
 			return EXIT_FAIL;
 	}
 	if (trip == 0 && counter == 0)

@@ -6,6 +6,7 @@
  *	slot of a key is CRC16(tag) mod 16384 with the XMODEM variant of
  *	CRC16 (so the slot of "123456789" is 0x31C3 mod 16384 = 12739).
  *--*/
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,4 +118,43 @@ slot_parse_redirect(const char *err, unsigned *slot, char *addr,
 	addr[al] = '\0';
 	*slot = (unsigned)n;
 	return kind;
+}
+
+/* slot_redirect_target - the address of a redirection's node (see slot.h) */
+int
+slot_redirect_target(const char *addr, const char *from, char *out,
+    size_t outlen)
+{
+	const char *colon = strrchr(addr, ':'), *host = addr;
+	char	fhost[256], *end;
+	size_t	hl;
+	long	port;
+	int	fport, w;
+
+	if (colon == NULL || colon[1] < '0' || colon[1] > '9')
+		return -1;
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || port < 1 || port > 65535)
+		return -1;
+	hl = (size_t)(colon - addr);
+	if (hl >= 2 && addr[0] == '[' && addr[hl - 1] == ']') {
+		host++;
+		hl -= 2;
+	}
+	if (hl == 0 || (hl == 1 && host[0] == '?')) {
+		/* "the address you reached me on" */
+		if (from == NULL || slot_parse_hostport(from, fhost,
+		    sizeof(fhost), &fport) != 0)
+			return -1;
+		host = fhost;
+		hl = strlen(fhost);
+	}
+	if (memchr(host, '[', hl) != NULL || memchr(host, ']', hl) != NULL ||
+	    memchr(host, ' ', hl) != NULL)
+		return -1;
+	if (memchr(host, ':', hl) != NULL)
+		w = snprintf(out, outlen, "[%.*s]:%ld", (int)hl, host, port);
+	else
+		w = snprintf(out, outlen, "%.*s:%ld", (int)hl, host, port);
+	return w < 0 || (size_t)w >= outlen ? -1 : 0;
 }

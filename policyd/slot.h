@@ -44,4 +44,15 @@ int	slot_parse_hostport(const char *s, char *host, size_t hostlen,
 int	slot_parse_redirect(const char *err, unsigned *slot, char *addr,
 	    size_t addrlen);
 
+/*
+ * slot_redirect_target - the node a MOVED/ASK address names, as
+ * "host:port" with an IPv6 host in brackets (Redis writes "::1:7000").
+ * An empty host (":7000", Redis 7 when the node's endpoint is unknown)
+ * or "?" means the host of the connection that answered: from
+ * ("host:port" or "[v6]:port"). 0, or -1 when malformed, when from has
+ * no host to lend, or when the result does not fit in out.
+ */
+int	slot_redirect_target(const char *addr, const char *from, char *out,
+	    size_t outlen);
+
 #endif

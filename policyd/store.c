@@ -41,6 +41,7 @@
 #define ADDR_MAX	300
 #define SUB_CHANNELS	5	/* sentinel channels subscribed to */
 #define FENCE_MS	15000	/* longest wait for a selected replica */
+#define SETUP_REMIND_MS	300000	/* a setup failure logged again after */
 
 enum store_mode { MODE_SINGLE, MODE_SENTINEL, MODE_CLUSTER };
 enum node_state { ST_DOWN, ST_CONNECTING, ST_READY };
@@ -86,7 +87,9 @@ struct node {
 	int	setup_left;		/* AUTH/SELECT/ROLE replies to come */
 	const char *setup_err;		/* why the last setup failed */
 	unsigned long long down_logged;
-	unsigned long long setup_fail_logged;
+	unsigned long long setup_fail_logged;	/* failed setups in a row */
+	double	setup_log_ms;		/* when the failure was last logged */
+	char	setup_last[256];	/* and what it said */
 	int	seed;			/* cluster: a configured seed */
 	int	serves;			/* cluster: owns slots in the map */
 };
@@ -141,6 +144,7 @@ static void node_schedule_reconnect(struct node *n);
 static void cluster_want_refresh(struct store *s);
 static void sentinel_ask(struct store *s);
 static void store_requeue(struct store *s, struct pending *p);
+static void store_kick_requeue(struct store *s);
 
 /* now_ms - monotonic clock in milliseconds */
 static double
@@ -303,6 +307,7 @@ node_schedule_reconnect(struct node *n)
 	evtimer_del(n->conn_timer);
 	if (s->freeing)
 		return;
+	store_kick_requeue(s);		/* what waited for this node fails */
 	if (s->mode == MODE_CLUSTER) {
 		cluster_want_refresh(s);
 		if (!n->seed && !n->serves)
@@ -344,14 +349,37 @@ node_drop(struct node *n, const char *why)
 	node_schedule_reconnect(n);
 }
 
-/* node_can_send - may commands go to this node now? */
+/*
+ * node_can_send - may commands go to this node now? Only once every
+ * setup command (AUTH, SELECT, ROLE) has succeeded: a command pipelined
+ * behind a failing AUTH or SELECT would run unauthenticated or in
+ * database 0, and its answer would be used.
+ */
 static int
 node_can_send(const struct node *n)
 {
-	if (n->ac == NULL || n->state == ST_DOWN)
-		return 0;
-	/* a sentinel's answer is trusted only once ROLE said "master" */
-	return n->s->mode != MODE_SENTINEL || n->state == ST_READY;
+	return n->ac != NULL && n->state == ST_READY;
+}
+
+/* node_setting_up - connecting or waiting for the setup replies */
+static int
+node_setting_up(const struct node *n)
+{
+	return n->ac != NULL && n->state == ST_CONNECTING;
+}
+
+/*
+ * store_kick_requeue - look at the waiting commands now (a connection
+ * became usable, or went away: they are sent, or fail, without waiting
+ * for the next poll)
+ */
+static void
+store_kick_requeue(struct store *s)
+{
+	struct timeval tv = { 0, 0 };
+
+	if (!s->freeing && !TAILQ_EMPTY(&s->requeue))
+		evtimer_add(s->requeue_timer, &tv);
 }
 
 static void store_on_reply(redisAsyncContext *ac, void *rep, void *privdata);
@@ -451,11 +479,12 @@ static struct node *cluster_node(struct store *s, const char *addr);
  * (or later); 1 when it was taken care of, 0 when it fails normally
  */
 static int
-cluster_redirect(struct store *s, struct pending *p, const char *err)
+cluster_redirect(struct store *s, struct node *from, struct pending *p,
+    const char *err)
 {
-	char	addr[ADDR_MAX], host[256];
+	char	addr[ADDR_MAX], target[ADDR_MAX], esc[ADDR_MAX];
 	unsigned slot;
-	int	kind, port;
+	int	kind;
 	struct node *t;
 
 	if (strncmp(err, "TRYAGAIN", 8) == 0) {
@@ -472,9 +501,20 @@ cluster_redirect(struct store *s, struct pending *p, const char *err)
 		return 0;
 	}
 	p->redirects++;
-	/* Redis writes IPv6 without brackets: normalise */
-	parse_target(addr, host, sizeof(host), &port);
-	make_addr(addr, sizeof(addr), host, strlen(host), port);
+	/*
+	 * Redis writes IPv6 without brackets, and Redis 7 writes ":port"
+	 * when the node's endpoint is unknown: the host is then the one of
+	 * the connection that answered
+	 */
+	if (slot_redirect_target(addr, from->addr, target,
+	    sizeof(target)) != 0) {
+		log_warnx("redis: cluster: %s answered a redirection to an "
+		    "unusable address \"%s\" for slot %u; failing the command",
+		    naddr(from), log_escape(esc, sizeof(esc), addr,
+		    strlen(addr)), slot);
+		return 0;
+	}
+	memcpy(addr, target, sizeof(addr));
 	if ((t = cluster_node(s, addr)) == NULL)
 		return 0;
 	if (kind == 1) {
@@ -530,7 +570,7 @@ store_on_reply(redisAsyncContext *ac, void *rep, void *privdata)
 			free(p);
 			return;
 		}
-		if (s->mode == MODE_CLUSTER && cluster_redirect(s, p,
+		if (s->mode == MODE_CLUSTER && cluster_redirect(s, n, p,
 		    reply->str))
 			return;
 		if (s->mode == MODE_CLUSTER &&
@@ -564,7 +604,12 @@ node_ready_now(struct node *n)
 	evtimer_del(n->conn_timer);
 	n->state = ST_READY;
 	n->backoff_ms = BACKOFF_MIN_MS;
+	if (n->setup_fail_logged > 0)
+		log_info("redis: %s: connection setup succeeded after %llu "
+		    "failed attempt%s", naddr(n), n->setup_fail_logged,
+		    n->setup_fail_logged == 1 ? "" : "s");
 	n->setup_fail_logged = 0;
+	n->setup_last[0] = '\0';
 	if (!n->was_ready) {
 		if (s->mode == MODE_CLUSTER)
 			log_info("redis: connected to cluster node %s",
@@ -578,6 +623,7 @@ node_ready_now(struct node *n)
 			    s->cfg.database);
 	}
 	n->was_ready = 1;
+	store_kick_requeue(s);		/* commands that waited for the setup */
 	if (s->mode == MODE_CLUSTER && (!s->map_ok || s->refresh_wanted))
 		cluster_want_refresh(s);
 }
@@ -593,36 +639,80 @@ role_is_master(const redisReply *reply)
 }
 
 /*
+ * node_setup_failed - one setup command failed: log it once per outage
+ * (again when the reason changes, and a reminder every SETUP_REMIND_MS),
+ * never use this connection, drop it; the backoff brings a new one.
+ */
+static void
+node_setup_failed(redisAsyncContext *ac, struct node *n, const char *what,
+    const char *why)
+{
+	char	msg[sizeof(n->setup_last)];
+	double	now = now_ms();
+
+	snprintf(msg, sizeof(msg), "%s: %s", what, why);
+	n->setup_fail_logged++;
+	if (n->setup_fail_logged == 1 || strcmp(msg, n->setup_last) != 0) {
+		log_errx("redis: %s on %s: %s; dropping the connection and "
+		    "retrying with backoff (answering on_error until it "
+		    "succeeds)", what, naddr(n), why);
+		n->setup_log_ms = now;
+	} else if (now - n->setup_log_ms >= SETUP_REMIND_MS) {
+		log_errx("redis: %s on %s: %s (still failing, %llu attempts)",
+		    what, naddr(n), why, n->setup_fail_logged);
+		n->setup_log_ms = now;
+	}
+	memcpy(n->setup_last, msg, sizeof(msg));
+	n->setup_err = strncmp(what, "AUTH", 4) == 0 ? "AUTH failed" :
+	    strncmp(what, "SELECT", 6) == 0 ? "SELECT failed" :
+	    "not a primary";
+	n->setup_left = -1;		/* never ready on this connection */
+	/* cannot free from inside a callback: disconnect instead (what is
+	 * still to be answered on it gets a NULL reply) */
+	redisAsyncDisconnect(ac);
+}
+
+/*
  * node_on_setup_reply - AUTH / SELECT / ROLE answers. The connection
- * counts as up (backoff reset, "connected" logged) only when the last of
- * them succeeded: a wrong password must not become a reconnect-and-log
- * loop at the minimum backoff.
+ * counts as up (backoff reset, "connected" logged, commands sent) only
+ * when the last of them succeeded: a wrong password must not become a
+ * reconnect-and-log loop at the minimum backoff, and no command may run
+ * unauthenticated or in the wrong database.
  */
 static void
 node_on_setup_reply(redisAsyncContext *ac, void *rep, void *privdata)
 {
 	redisReply *reply = rep;
 	struct node *n = ac->data;
+	struct store *s;
 	const char *what = privdata;
+	char	cmd[96], why[200], esc[200];
 
-	if (reply == NULL || n == NULL || n->ac != ac)
+	if (reply == NULL || n == NULL || n->ac != ac || n->setup_left < 0)
 		return;
-	if (reply->type == REDIS_REPLY_ERROR ||
-	    (strcmp(what, "ROLE") == 0 && !role_is_master(reply))) {
-		if (n->setup_fail_logged++ % 64 == 0) {
-			if (reply->type == REDIS_REPLY_ERROR)
-				log_errx("redis: %s failed: %.200s (retrying "
-				    "%s)", what, reply->str, naddr(n));
-			else
-				log_warnx("redis: %s is not a primary; asking "
-				    "the sentinels again", naddr(n));
-		}
-		n->setup_err = strcmp(what, "AUTH") == 0 ? "AUTH failed" :
-		    strcmp(what, "SELECT") == 0 ? "SELECT failed" :
-		    "not a primary";
-		n->setup_left = -1;	/* never ready on this connection */
-		/* cannot free from inside a callback: disconnect instead */
-		redisAsyncDisconnect(ac);
+	s = n->s;
+	if (strcmp(what, "AUTH") == 0 && s->cfg.username != NULL)
+		snprintf(cmd, sizeof(cmd), "AUTH as \"%s\" failed",
+		    log_escape(esc, 64, s->cfg.username,
+		    strlen(s->cfg.username)));
+	else if (strcmp(what, "SELECT") == 0)
+		snprintf(cmd, sizeof(cmd), "SELECT %d failed", s->cfg.database);
+	else
+		snprintf(cmd, sizeof(cmd), "%s failed", what);
+	if (reply->type == REDIS_REPLY_ERROR) {
+		node_setup_failed(ac, n, cmd, log_escape(why, sizeof(why),
+		    reply->str, reply->len));
+		return;
+	}
+	if (strcmp(what, "ROLE") == 0 && !role_is_master(reply)) {
+		const char *role = reply->type == REDIS_REPLY_ARRAY &&
+		    reply->elements > 0 && reply->element[0]->str != NULL ?
+		    reply->element[0]->str : "?";
+
+		snprintf(why, sizeof(why), "the server is not a primary (role "
+		    "\"%s\"); asking the sentinels again", log_escape(esc, 64,
+		    role, strlen(role)));
+		node_setup_failed(ac, n, "ROLE check failed", why);
 		return;
 	}
 	if (n->setup_left > 0 && --n->setup_left == 0 &&
@@ -946,17 +1036,21 @@ cluster_on_slots(redisAsyncContext *ac, void *rep, void *privdata)
 		    e->element[1]->type != REDIS_REPLY_INTEGER ||
 		    (m = e->element[2])->type != REDIS_REPLY_ARRAY ||
 		    m->elements < 2 ||
-		    m->element[0]->type != REDIS_REPLY_STRING ||
+		    (m->element[0]->type != REDIS_REPLY_STRING &&
+		    m->element[0]->type != REDIS_REPLY_NIL) ||
 		    m->element[1]->type != REDIS_REPLY_INTEGER)
 			continue;
 		lo = e->element[0]->integer;
 		hi = e->element[1]->integer;
 		if (lo < 0 || hi >= SLOT_COUNT || lo > hi)
 			continue;
-		host = m->element[0]->str;
-		hl = m->element[0]->len;
+		host = m->element[0]->type == REDIS_REPLY_NIL ? "" :
+		    m->element[0]->str;
+		hl = m->element[0]->type == REDIS_REPLY_NIL ? 0 :
+		    m->element[0]->len;
 		if (hl == 0 || strcmp(host, "?") == 0) {
-			/* the node does not know its address: the one asked */
+			/* the endpoint is unknown (Redis 7 answers NIL, "" or
+			 * "?"): the host of the node that was asked */
 			parse_target(from->addr, fhost, sizeof(fhost), &fport);
 			host = fhost;
 			hl = strlen(fhost);
@@ -1035,24 +1129,38 @@ cluster_on_refresh_timer(evutil_socket_t fd, short what, void *arg)
 	cluster_arm_refresh(s, BACKOFF_MAX_MS);
 }
 
-/* store_route - cluster: send to the slot's owner (or the ASK target) */
+/*
+ * store_route - send a waiting command: to the one node, or (cluster)
+ * to the slot's owner or the ASK target. 0 when sent, 1 when it should
+ * wait more (the node is still setting up; cluster: anything), -1 when
+ * it fails now (standalone, Sentinel: not connected).
+ */
 static int
 store_route(struct store *s, struct pending *p)
 {
 	struct node *n = NULL;
 
+	if (s->mode != MODE_CLUSTER) {
+		n = s->nodes[0];
+		if (node_send(n, p) == 0)
+			return 0;
+		return node_setting_up(n) ? 1 : -1;
+	}
 	if (p->asking)
 		n = s->nodes[p->ask_node];
 	else if (s->slots[p->slot] >= 0)
 		n = s->nodes[s->slots[p->slot]];
 	if (n == NULL) {
 		cluster_want_refresh(s);
-		return -1;
+		return 1;
 	}
-	return node_send(n, p);
+	return node_send(n, p) == 0 ? 0 : 1;
 }
 
-/* store_requeue - cluster: re-send a command a little later */
+/*
+ * store_requeue - re-send a command a little later (cluster: TRYAGAIN, a
+ * target not connected yet; every mode: the node is still setting up)
+ */
 static void
 store_requeue(struct store *s, struct pending *p)
 {
@@ -1072,6 +1180,7 @@ store_on_requeue(evutil_socket_t fd, short what, void *arg)
 	struct store *s = arg;
 	struct pending_list l;
 	struct pending *p;
+	int	rc;
 
 	(void)fd;
 	(void)what;
@@ -1085,8 +1194,11 @@ store_on_requeue(evutil_socket_t fd, short what, void *arg)
 			s->stats.timeouts++;
 			store_fail(p, "redis timeout");
 			free(p);
-		} else if (store_route(s, p) != 0) {
+		} else if ((rc = store_route(s, p)) > 0) {
 			store_requeue(s, p);
+		} else if (rc < 0) {
+			store_fail(p, "redis not connected");
+			free(p);
 		}
 	}
 }
@@ -1161,6 +1273,20 @@ sentinel_found(struct store *s, const char *host, size_t hl, long port,
 	node_connect(n);
 }
 
+/*
+ * sentinel_auth - AUTH on a sentinel connection, the password as one
+ * argument. Its failure shows in the next command's NOAUTH answer,
+ * which is logged and makes that connection useless.
+ */
+static void
+sentinel_auth(struct store *s, redisAsyncContext *ac)
+{
+	const char *av[2] = { "AUTH", s->cfg.sentinel_password };
+	size_t	al[2] = { 4, strlen(s->cfg.sentinel_password) };
+
+	redisAsyncCommandArgv(ac, NULL, NULL, 2, av, al);
+}
+
 /* sentinel_close_query - free the query connection (not in its callback) */
 static void
 sentinel_close_query(struct store *s)
@@ -1180,12 +1306,13 @@ static void
 sentinel_query_failed(struct store *s, const char *why)
 {
 	struct timeval tv = { 0, 0 };
+	char	esc[256];
 
 	/* every sentinel's first failure, then one in 64 */
 	if (s->sq_fail_logged < (unsigned)s->nsentinels ||
 	    s->sq_fail_logged % 64 == 0)
 		log_warnx("redis: sentinel %s: %s", s->cfg.sentinels[s->sq_idx],
-		    why);
+		    log_escape(esc, sizeof(esc), why, strlen(why)));
 	s->sq_fail_logged++;
 	s->sq_idx = (s->sq_idx + 1) % s->nsentinels;
 	evtimer_add(s->sq_timer, &tv);	/* sentinel_ask_next() from there */
@@ -1294,8 +1421,7 @@ sentinel_ask_next(struct store *s)
 	redisLibeventAttach(ac, s->base);
 	redisAsyncSetConnectCallback(ac, sentinel_on_query_connect);
 	if (s->cfg.sentinel_password != NULL)
-		redisAsyncCommand(ac, NULL, NULL, "AUTH %s",
-		    s->cfg.sentinel_password);
+		sentinel_auth(s, ac);
 	if (redisAsyncCommand(ac, sentinel_on_addr, s,
 	    "SENTINEL get-master-addr-by-name %s", s->cfg.master_name) !=
 	    REDIS_OK) {
@@ -1387,6 +1513,18 @@ sentinel_on_message(redisAsyncContext *ac, void *rep, void *privdata)
 
 	if (reply == NULL || ac->data == NULL || u->ac != ac)
 		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		/* e.g. NOAUTH: this subscription will never confirm */
+		char	esc[256];
+
+		if (u->fail_logged++ % 64 == 0)
+			log_warnx("redis: sentinel %s refused the subscription: "
+			    "%s (retrying)", s->cfg.sentinels[u->idx],
+			    log_escape(esc, sizeof(esc), reply->str,
+			    reply->len));
+		redisAsyncDisconnect(ac);
+		return;
+	}
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
 	    (kind = reply->element[0])->type != REDIS_REPLY_STRING ||
 	    (chan = reply->element[1])->type != REDIS_REPLY_STRING)
@@ -1523,8 +1661,7 @@ sentinel_subscribe(struct sub *u)
 	redisAsyncSetConnectCallback(ac, sentinel_on_sub_connect);
 	redisAsyncSetDisconnectCallback(ac, sentinel_on_sub_disconnect);
 	if (s->cfg.sentinel_password != NULL)
-		redisAsyncCommand(ac, NULL, NULL, "AUTH %s",
-		    s->cfg.sentinel_password);
+		sentinel_auth(s, ac);
 	redisAsyncCommand(ac, sentinel_on_message, u, "SUBSCRIBE %s %s %s %s %s",
 	    "+switch-master", "+selected-slave", "+promoted-slave",
 	    "-failover-abort-no-good-slave", "+failover-end-for-timeout");
@@ -1692,7 +1829,7 @@ store_script(struct store *s, enum store_script_id id, int nkeys, int nargs,
 	} else {
 		n = s->nodes[0];
 	}
-	if (n == NULL || !node_can_send(n)) {
+	if (n == NULL || (!node_can_send(n) && !node_setting_up(n))) {
 		store_fail_now(cb, arg, "redis not connected");
 		return;
 	}
@@ -1734,6 +1871,12 @@ store_script(struct store *s, enum store_script_id id, int nkeys, int nargs,
 	}
 	p->start_ms = now_ms();
 	s->stats.commands++;
+	if (!node_can_send(n)) {
+		/* AUTH/SELECT/ROLE not answered yet: wait for them (within
+		 * the command's deadline), never ahead of them */
+		store_requeue(s, p);
+		return;
+	}
 	if (node_send(n, p) != 0) {
 		free(p);
 		store_fail_now(cb, arg, "redis command failed");

@@ -5,7 +5,12 @@
  *	store_new() connects asynchronously (hiredis on the libevent base)
  *	and keeps reconnecting with backoff (50 ms doubling to 1 s) for as
  *	long as it lives. AUTH (password, or ACL user and password) and
- *	SELECT are sent first on every new connection.
+ *	SELECT are sent first on every new connection, and no command is
+ *	sent on a connection before all of them (and ROLE with Sentinel)
+ *	have succeeded: until then a command waits, within its deadline;
+ *	when one fails (wrong password, database out of range, a replica)
+ *	the failure is logged once per outage, the connection dropped and
+ *	retried with backoff, and what waited fails (on_error).
  *
  *	store_script() runs one of the compiled-in Lua scripts by EVALSHA;
  *	a NOSCRIPT answer re-sends it once as EVAL (which loads it again).
@@ -17,7 +22,8 @@
  *	per connection watches the oldest command; when a command has been
  *	on a connection for timeout_ms the connection is dropped (a hung
  *	server is not waited on) and every command on it fails. While
- *	disconnected, commands fail at once.
+ *	disconnected, commands fail at once (Cluster: a redirected command
+ *	waits for its new node, within its deadline).
  * MODES
  *	Standalone (address): one connection.
  *
@@ -56,6 +62,7 @@ enum store_script_id { SCRIPT_GREYLIST, SCRIPT_RATELIMIT, SCRIPT_SECRET,
 	SCRIPT_COUNT };
 
 #define STORE_MAX_INTS	16
+#define STORE_PREFIX_MAX 64	/* bytes of redis.prefix (config.c checks) */
 
 struct store_reply {
 	int	ok;

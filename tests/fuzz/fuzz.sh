@@ -8,7 +8,8 @@
 #
 # Targets: proto (request parser, reply/trace formatting), config (the
 # configuration loader), maps (map/cidr/client/recipient list loaders and
-# lookups, addr_* helpers). Seeds: tests/fuzz/corpus/<target>/; the working
+# lookups, addr_* helpers), slot (Redis Cluster MOVED/ASK and address
+# parsing). Seeds: tests/fuzz/corpus/<target>/; the working
 # corpus grows in build/fuzz/corpus/<target>/ and crashes land in
 # build/fuzz/crash/<target>/. Exit status: 0 when no target crashed,
 # 1 on a crash, 2 when the fuzzers cannot be built, 77 when clang or
@@ -19,7 +20,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
 seconds=${FUZZ_SECONDS:-60}
 out=${FUZZ_BUILD:-build/fuzz}
-targets=${*:-proto config maps}
+targets=${*:-proto config maps slot}
 CC=${FUZZ_CC:-clang}
 
 # can_fuzz - does $CC link a trivial libFuzzer target?
@@ -90,6 +91,8 @@ build() {	# build TARGET
 	maps)	compile policyd/maps.c "$obj/maps.o" &&
 		    compile policyd/addr.c "$obj/addr.o" || return 1
 		objs="$obj/maps.o $obj/addr.o"; libs="" ;;
+	slot)	compile policyd/slot.c "$obj/slot.o" || return 1
+		objs="$obj/slot.o"; libs="" ;;
 	config)	objs=$(core_objs) || return 1
 		libs="-levent -lhiredis -lconfig"
 		cflags_extra="-DFUZZ_RULES_DIR=\"$top/rules\"" ;;

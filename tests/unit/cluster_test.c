@@ -135,6 +135,57 @@ test_redirect(void)
 	    sizeof(a)), 0, "other errors");
 	is_int(slot_parse_redirect("READONLY You can't write", &slot, a,
 	    sizeof(a)), 0, "READONLY is no redirect");
+	/* Redis 7, node endpoint unknown: no host before the colon */
+	is_int(slot_parse_redirect("MOVED 3999 :6381", &slot, a, sizeof(a)), 1,
+	    "MOVED with an empty host is a MOVED");
+	is_str(a, ":6381", "empty-host address kept for the caller");
+	is_int(slot_parse_redirect("ASK 7 :6381", &slot, a, sizeof(a)), 2,
+	    "ASK with an empty host");
+}
+
+/* test_redirect_target - the node a redirection names */
+static void
+test_redirect_target(void)
+{
+	char	a[64], tiny[12];
+
+	is_int(slot_redirect_target(":6381", "127.0.0.1:6379", a, sizeof(a)),
+	    0, "empty host: taken from the answering connection");
+	is_str(a, "127.0.0.1:6381", "empty host + answering node's host");
+	is_int(slot_redirect_target("?:6381", "10.1.2.3:7000", a, sizeof(a)),
+	    0, "\"?\" host: taken from the answering connection");
+	is_str(a, "10.1.2.3:6381", "\"?\" host replaced");
+	is_int(slot_redirect_target(":7001", "[::1]:7000", a, sizeof(a)), 0,
+	    "empty host, IPv6 answering node");
+	is_str(a, "[::1]:7001", "IPv6 host lent in brackets");
+	is_int(slot_redirect_target("127.0.0.2:6381", "127.0.0.1:6379", a,
+	    sizeof(a)), 0, "a full address");
+	is_str(a, "127.0.0.2:6381", "a full address is kept");
+	is_int(slot_redirect_target("::1:7002", "127.0.0.1:6379", a,
+	    sizeof(a)), 0, "IPv6 as Redis writes it");
+	is_str(a, "[::1]:7002", "IPv6 put in brackets");
+	is_int(slot_redirect_target("[::1]:7002", NULL, a, sizeof(a)), 0,
+	    "IPv6 already in brackets");
+	is_str(a, "[::1]:7002", "brackets kept once");
+	is_int(slot_redirect_target("node-a.example:6379", NULL, a, sizeof(a)),
+	    0, "a host name");
+	is_str(a, "node-a.example:6379", "host name kept");
+	is_int(slot_redirect_target(":6381", NULL, a, sizeof(a)), -1,
+	    "empty host and no answering address");
+	is_int(slot_redirect_target(":6381", "unix:/tmp/r.sock", a, sizeof(a)),
+	    -1, "empty host, answering connection without a host");
+	is_int(slot_redirect_target(":0", "127.0.0.1:6379", a, sizeof(a)), -1,
+	    "port 0 refused");
+	is_int(slot_redirect_target(":65536", "127.0.0.1:6379", a, sizeof(a)),
+	    -1, "port above 65535 refused");
+	is_int(slot_redirect_target("127.0.0.1:", "127.0.0.1:6379", a,
+	    sizeof(a)), -1, "no port refused");
+	is_int(slot_redirect_target("127.0.0.1", NULL, a, sizeof(a)), -1,
+	    "no colon refused");
+	is_int(slot_redirect_target("127.0.0.1:6381x", NULL, a, sizeof(a)), -1,
+	    "junk after the port refused");
+	is_int(slot_redirect_target("127.0.0.100:6381", NULL, tiny,
+	    sizeof(tiny)), -1, "does not fit: refused, not cut");
 }
 
 int
@@ -145,5 +196,6 @@ main(void)
 	test_hashtag();
 	test_hostport();
 	test_redirect();
+	test_redirect_target();
 	return tap_done();
 }
