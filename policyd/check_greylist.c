@@ -29,6 +29,8 @@
 
 struct greylist {
 	int	delay, retry_window, max_age, awl;
+	int	cache_ttl;		/* local_cache seconds, 0 = off */
+	struct gl_cache *cache;		/* mutable behind the const rule */
 	int	v4prefix, v6prefix;
 	int	header;
 	struct clientlist *wl_clients;
@@ -39,7 +41,7 @@ struct greylist {
 static const char *const greylist_keys[] = {
 	"delay", "retry_window", "max_age", "auto_whitelist", "ipv4_prefix",
 	"ipv6_prefix", "header", "whitelist_clients", "whitelist_recipients",
-	NULL
+	"local_cache", NULL
 };
 
 /* gl_int - an optional integer option with bounds */
@@ -112,6 +114,7 @@ greylist_free(void *priv)
 
 	clientlist_free(g->wl_clients);
 	rcptlist_free(g->wl_rcpts);
+	gl_cache_free(g->cache);
 	free(g->hostname);
 	free(g);
 }
@@ -140,6 +143,8 @@ greylist_compile(const config_setting_t *rs, const struct config *c,
 	    gl_int(rs, "ipv4_prefix", 24, 8, 32, &g->v4prefix, c, err, errlen) ||
 	    gl_int(rs, "ipv6_prefix", 64, 16, 128, &g->v6prefix, c, err,
 	    errlen) ||
+	    gl_int(rs, "local_cache", 10, 0, 3600, &g->cache_ttl, c, err,
+	    errlen) ||
 	    gl_files(rs, "whitelist_clients", c, g, 1, err, errlen) ||
 	    gl_files(rs, "whitelist_recipients", c, g, 0, err, errlen)) {
 		greylist_free(g);
@@ -161,8 +166,63 @@ greylist_compile(const config_setting_t *rs, const struct config *c,
 		}
 		g->header = config_setting_get_bool(s);
 	}
+	if (g->cache_ttl > 0 && (g->cache = gl_cache_new()) == NULL) {
+		greylist_free(g);
+		return -1;
+	}
 	*priv = g;
 	return 0;
+}
+
+/* ------------------------------------------------------- local cache */
+
+struct gl_cache {
+	struct { uint64_t h; long long until; } e[GL_CACHE_SLOTS];
+};
+
+/* gl_cache_new - an empty cache */
+struct gl_cache *
+gl_cache_new(void)
+{
+	return calloc(1, sizeof(struct gl_cache));
+}
+
+/* gl_cache_free - release */
+void
+gl_cache_free(struct gl_cache *gc)
+{
+	free(gc);
+}
+
+/* gl_cache_get - is h cached and not expired at now? */
+int
+gl_cache_get(const struct gl_cache *gc, uint64_t h, long long now)
+{
+	size_t	i = (size_t)(h & (GL_CACHE_SLOTS - 1));
+
+	return gc != NULL && h != 0 && gc->e[i].h == h && gc->e[i].until > now;
+}
+
+/* gl_cache_put - remember h until then (a colliding entry is replaced) */
+void
+gl_cache_put(struct gl_cache *gc, uint64_t h, long long until)
+{
+	size_t	i = (size_t)(h & (GL_CACHE_SLOTS - 1));
+
+	if (gc == NULL || h == 0)
+		return;
+	gc->e[i].h = h;
+	gc->e[i].until = until;
+}
+
+/* mono_s - a monotonic clock in seconds (the cache's) */
+static long long
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (long long)ts.tv_sec;
 }
 
 /* greylist_net - hex of the client network, the hash tag of both keys */
@@ -184,15 +244,29 @@ greylist_net(const struct greylist *g, const struct eval *ev, char *buf,
 struct greylist_call {
 	struct eval *ev;
 	const struct greylist *g;
+	uint64_t thash, chash;		/* for the local cache */
 };
 
 /* greylist_done - the script's answer */
 static void
 greylist_done(void *arg, const struct store_reply *r)
 {
-	struct eval *ev = arg;
-	const struct greylist *g = ev->cfg->rules[ev->next_rule - 1].check_priv;
+	struct greylist_call *gc = arg;
+	struct eval *ev = gc->ev;
+	const struct greylist *g = gc->g;
 	char	action[512], detail[256];
+
+	/* passed triplets and whitelisted clients stay so for max_age */
+	if (r->ok && r->n >= 2 && g->cache != NULL) {
+		long long until = mono_s() + g->cache_ttl;
+
+		if (r->v[0] == 2 || r->v[0] == 3)
+			gl_cache_put(g->cache, gc->thash, until);
+		else if (r->v[0] == 4)
+			gl_cache_put(g->cache, gc->chash ^ 0x61776c61776c6177ULL,
+			    until);
+	}
+	free(gc);
 
 	if (!r->ok || r->n < 2) {
 		eval_check_done(ev, CHECK_TEMPFAIL, NULL,
@@ -255,6 +329,7 @@ greylist_run(void *priv, struct eval *ev)
 	const char *argv[10];
 	size_t	argvlen[10];
 	struct gl_key k;
+	struct greylist_call *call;
 	int	nl, sl, rl, nkeys, n;
 
 	if (clientlist_count(g->wl_clients) && clientlist_match(g->wl_clients,
@@ -297,6 +372,27 @@ greylist_run(void *priv, struct eval *ev)
 	nl = greylist_net(g, ev, net, sizeof(net));
 	greylist_key_of(net, (size_t)nl, sender, (size_t)sl, rcpt, (size_t)rl,
 	    &k);
+	if (g->cache != NULL) {
+		long long now = mono_s();
+
+		if (g->awl > 0 && gl_cache_get(g->cache, k.chash ^
+		    0x61776c61776c6177ULL, now)) {
+			eval_check_done(ev, CHECK_NOMATCH, NULL, "client network "
+			    "auto-whitelisted (local cache)");
+			return;
+		}
+		if (gl_cache_get(g->cache, k.thash, now)) {
+			eval_check_done(ev, CHECK_NOMATCH, NULL, "known triplet, "
+			    "passed before (local cache)");
+			return;
+		}
+	}
+	if ((call = malloc(sizeof(*call))) == NULL)
+		fatalx("out of memory");
+	call->ev = ev;
+	call->g = g;
+	call->thash = k.thash;
+	call->chash = k.chash;
 	snprintf(delay, sizeof(delay), "%d", g->delay);
 	snprintf(window, sizeof(window), "%d", g->retry_window);
 	snprintf(maxage, sizeof(maxage), "%d", g->max_age);
@@ -322,7 +418,7 @@ greylist_run(void *priv, struct eval *ev)
 	for (int i = nkeys + 2; i < n; i++)
 		argvlen[i] = strlen(argv[i]);
 	store_script(ev->store, SCRIPT_GREYLIST, nkeys, n, argv,
-	    argvlen, greylist_done, ev);
+	    argvlen, greylist_done, call);
 }
 
 /* put_hash - the bytes of v from bit "from" upwards, most significant first */
@@ -376,6 +472,7 @@ greylist_client_of(const char *client, size_t clen, struct gl_key *k)
 
 	memset(k, 0, sizeof(*k));
 	k->tag = (unsigned)(c & 0xff);
+	k->chash = c;
 	greylist_bucket_name(k->tag, (unsigned)((c >> 24) & 0xff), k->counter);
 	if (clen > 0 && client[0] == 'x') {
 		k->name[0] = 'x';
@@ -422,6 +519,7 @@ greylist_key_of(const char *client, size_t clen, const char *sender,
 	greylist_bucket_name((unsigned)(c & 0xff), (unsigned)((t >> 8) & 0xff),
 	    k->bucket);
 	put_bits(k->field + k->namelen, 4, t, 32);
+	k->thash = t;
 	k->fieldlen = k->namelen + 4;
 	k->sweep = (t & 0xf) == 0;
 }

@@ -48,7 +48,23 @@ struct gl_key {
 	size_t	awllen;
 	unsigned tag;			/* TT */
 	int	sweep;			/* this new triplet sweeps its bucket */
+	uint64_t chash, thash;		/* c and t */
 };
+
+/*
+ * A local cache of what cannot change for a while: triplets that passed
+ * and auto-whitelisted clients (their answer holds for max_age), for
+ * ttl seconds, so hot triplets cost no Redis command. Direct-mapped,
+ * GL_CACHE_SLOTS entries per greylist rule; 0 when absent or expired.
+ */
+#define GL_CACHE_SLOTS	(1u << 15)
+
+struct gl_cache;
+
+struct gl_cache *gl_cache_new(void);
+void	gl_cache_free(struct gl_cache *gc);
+int	gl_cache_get(const struct gl_cache *gc, uint64_t h, long long now);
+void	gl_cache_put(struct gl_cache *gc, uint64_t h, long long until);
 
 void	greylist_key_of(const char *client, size_t clen, const char *sender,
 	    size_t slen, const char *rcpt, size_t rlen, struct gl_key *k);

@@ -286,3 +286,36 @@ def test_old_format_entries_are_read_and_moved():
         eq([k for k in r.keys("t:*") if len(k) > len("t:g{xx}yy")], [],
            "the old keys were moved into buckets")
         eq(len(greylist_triplets(r)), 3, "three triplets in buckets")
+
+
+def test_local_cache_answers_passed_triplets_without_redis():
+    """A passed triplet is answered from the local cache for local_cache
+    seconds: with Redis stopped (SIGSTOP) it still passes at once, a new
+    triplet gets on_error; local_cache = 0 asks Redis every time."""
+    import signal as sig
+    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=1, window=60,
+                                                            extra="local_cache = 30;")) as p:
+        with p.client() as c:
+            deferred(c.ask(req()))
+            time.sleep(1.2)
+            check(c.ask(req()).startswith("PREPEND"), "the retry passes (and is cached)")
+            before = r.cmd("INFO", "commandstats")
+            eq(c.ask(req(policyd_explain="yes")), "DUNNO", "known")
+            check(any("(local cache)" in l for l in c.last_lines), c.last_lines)
+            eq(r.cmd("INFO", "commandstats").count("evalsha"), before.count("evalsha"))
+            os.kill(r.proc.pid, sig.SIGSTOP)
+            try:
+                eq(c.ask(req()), "DUNNO", "answered from the cache with Redis stopped")
+                eq(c.ask(req(recipient="new@example.net")), "DUNNO",
+                   "a new triplet needs Redis: on_error (DUNNO)")
+            finally:
+                os.kill(r.proc.pid, sig.SIGCONT)
+        p.wait_log(r"on_error=yes")
+    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=1, window=60,
+                                                            extra="local_cache = 0;")) as p:
+        with p.client() as c:
+            deferred(c.ask(req()))
+            time.sleep(1.2)
+            check(c.ask(req()).startswith("PREPEND"), "passes")
+            eq(c.ask(req(policyd_explain="yes")), "DUNNO", "known")
+            check(not any("(local cache)" in l for l in c.last_lines), "no cache: %r" % c.last_lines)

@@ -423,7 +423,7 @@ def test_ratelimit_errors():
 GL_RULES = """
 rules = (
   { name = "greylist"; check = "greylist"; delay = 1; retry_window = 30;
-    auto_whitelist = 5; }
+    auto_whitelist = 5; local_cache = 2; }
 );
 """
 
@@ -473,7 +473,12 @@ def test_greylist_list_and_delete():
         eq(len(left), 2, "other networks untouched: %r" % left)
         rc, out, _ = ctl("-c", p.conf, "greylist", "list")
         check("192.0.2." not in out and "2 triplets" in out, out)
-        # the next mail of the network is new again
+        # the running daemon's local cache still knows the pass for up to
+        # local_cache seconds (README); then the network's mail is new again
+        rc, out, _ = ctl("-p", str(p.port), "explain", "client_address=192.0.2.1",
+                         "sender=a@sender.test", "recipient=b@example.net")
+        check("(local cache)" in out and out.splitlines()[-1] == "answer: DUNNO", out)
+        time.sleep(2.5)
         rc, out, _ = ctl("-p", str(p.port), "explain", "client_address=192.0.2.1",
                          "sender=a@sender.test", "recipient=b@example.net")
         check("new triplet" in out and out.splitlines()[-1].startswith(
