@@ -244,6 +244,23 @@ def cmd_summary(runs_path, extra_path, out_path):
                 r["load"]["latency_us"]["p99"], fmt_rps(b),
                 ("%+.0f%%" % (100 * (r["load"]["rps"] / b - 1))) if b else "-"))
 
+    # CPU per request (from /proc over each run): policyd's and its Redis's
+    print()
+    print("CPU per request at 32 connections (microseconds, from /proc over the run):")
+    cpu = {}
+    for w in workloads:
+        for srv in ("policyd", "policyd-info", "policyd-shipped", "policyd-syslog", "null-redis"):
+            r = get(srv, w, 32)
+            if not r or not r["load"]["rps"]:
+                continue
+            s_us = r["server_cores"] * 1e6 / r["load"]["rps"]
+            r_us = r["redis_cores"] * 1e6 / r["load"]["rps"]
+            cpu[(srv, w)] = (s_us, r_us)
+            print("  %-9s %-16s %9s req/s  p99 %6s us  server %5.1f us  redis %5.1f us" % (
+                w, srv, fmt_rps(r["load"]["rps"]), r["load"]["latency_us"]["p99"], s_us, r_us))
+    extra["cpu_us_per_request"] = {"%s/%s" % k: {"server": v[0], "redis": v[1]}
+                                   for k, v in cpu.items()}
+
     # ------------------------------------------------------------ targets
     targets = []
 
@@ -299,6 +316,49 @@ def cmd_summary(runs_path, extra_path, out_path):
         st = "MET" if t["met"] else ("NOT MET" if t["met"] is False else "NOT MEASURED")
         print("  %-8s %-46s %s" % (st, t["target"], t["figure"]))
 
+    # issue 11: as shipped (rules/policyd.conf, log.level = info)
+    t11 = []
+
+    def target11(name, met, figure):
+        t11.append({"target": name, "met": met, "figure": figure})
+
+    for w, want in (("greylist", 1.0), ("auth", 0.9)):
+        s = get("policyd-shipped", w, 32)
+        n = get("null-redis", w, 32)
+        name = "%s as shipped c=32 >= %.1fx null-redis" % (w, want)
+        if s and n and n["load"]["rps"]:
+            r = s["load"]["rps"] / n["load"]["rps"]
+            target11(name, r >= want, "%.0f / %.0f req/s = %.2fx" % (
+                s["load"]["rps"], n["load"]["rps"], r))
+        else:
+            target11(name, None, "not measured")
+    s = get("policyd-shipped", "greylist", 32)
+    if s:
+        p99 = s["load"]["latency_us"]["p99"]
+        target11("greylist as shipped c=32 p99 < 2 ms", p99 < 2000, "%.2f ms" % (p99 / 1000))
+    if ("policyd-shipped", "greylist") in cpu and ("null-redis", "greylist") in cpu:
+        a, b = cpu[("policyd-shipped", "greylist")][1], cpu[("null-redis", "greylist")][1]
+        target11("Redis CPU per greylist decision <= 1.3x null-redis's", a <= 1.3 * b,
+                 "%.1f / %.1f us = %.2fx" % (a, b, a / b if b else float("inf")))
+    info, warn = get("policyd-info", "greylist", 32), get("policyd", "greylist", 32)
+    if info and warn and warn["load"]["rps"]:
+        cost = 1 - info["load"]["rps"] / warn["load"]["rps"]
+        target11("logging every decision (info) costs <= 10% vs warning", cost <= 0.10,
+                 "%.0f vs %.0f req/s: %+.1f%%" % (info["load"]["rps"], warn["load"]["rps"],
+                                                  -100 * cost))
+    tb = extra.get("triplet_bytes") or {}
+    for dist in ("bench", "spam"):
+        v = tb.get(dist)
+        target11("<= 40 bytes of Redis per triplet at %s triplets (%s)" % (
+            tb.get("triplets", "?"), dist), (v is not None and v <= 40) if v is not None else None,
+            "%.1f bytes" % v if v is not None else "not measured")
+    print()
+    print("Targets (issue 11, as shipped):")
+    for t in t11:
+        st = "MET" if t["met"] else ("NOT MET" if t["met"] is False else "NOT MEASURED")
+        print("  %-8s %-52s %s" % (st, t["target"], t["figure"]))
+    targets += t11
+
     with open(out_path, "w") as f:
         json.dump({"tool": "tests/bench/bench.sh", "extra": extra, "levels": levels,
                    "servers": servers, "summary": rows, "targets": targets, "runs": runs},
@@ -309,7 +369,31 @@ def cmd_summary(runs_path, extra_path, out_path):
     return 0
 
 
+def cmd_sink(path, count_path):
+    """A syslog stand-in: read datagrams on a unix socket, count them."""
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    n = 0
+    s.settimeout(1.0)
+    deadline = time.monotonic() + 3600
+    while time.monotonic() < deadline:
+        try:
+            s.recv(65536)
+            n += 1
+            if n % 10000 == 0:
+                with open(count_path, "w") as f:
+                    f.write("%d\n" % n)
+        except socket.timeout:
+            with open(count_path, "w") as f:
+                f.write("%d\n" % n)
+    return 0
+
+
 def main(argv):
+    if len(argv) == 4 and argv[1] == "sink":
+        return cmd_sink(argv[2], argv[3])
     if len(argv) >= 5 and argv[1] == "idle":
         return cmd_idle(int(argv[2]), int(argv[3]), float(argv[4]))
     if len(argv) >= 4 and argv[1] == "fill":

@@ -362,6 +362,37 @@ policyd_server() {      # policyd_server LOGLEVEL DIR PORT
 start_policyd-warning() { policyd_server warning "$@"; }
 start_policyd-info() { policyd_server info "$@"; }
 
+# "as shipped": rules/policyd.conf itself (its rules, maps, log.level info),
+# only the listener, Redis, metrics and user changed; its map files beside it
+shipped_conf() {        # shipped_conf DIR PORT
+    cp "$TOP"/rules/* "$1/"
+    sed -e "s|^listen = .*|listen = [ \"inet:127.0.0.1:$2\" ];|" \
+        -e "s|127.0.0.1:6379|127.0.0.1:$REDIS_PORT|" \
+        -e 's|^user = .*|run_as_root = true;|' \
+        -e 's|^\( *max_connections = \)[0-9]*|\1'$((IDLE_CONNS + 1000))'|' \
+        -e 's|"127.0.0.1:9110"|""|' \
+        "$TOP/rules/policyd.conf" > "$1/policyd.conf"
+    "$POLICYD" -t -c "$1/policyd.conf" > "$1/check.out" 2>&1 ||
+        die "policyd rejects the shipped configuration: $(cat "$1/check.out")"
+}
+# stderr to a file, as under systemd with StandardError=file: or a pipe
+start_policyd-shipped() {
+    shipped_conf "$1" "$2"
+    "$POLICYD" -f -c "$1/policyd.conf" > "$1/policyd.log" 2>&1 &
+    PEER_PID=$!
+}
+# syslog: daemon mode, its datagrams to a reader standing in for rsyslog
+start_policyd-syslog() {
+    shipped_conf "$1" "$2"
+    printf 'pidfile = "%s/policyd.pid";\n' "$1" >> "$1/policyd.conf"
+    python3 "$HELPER" sink "$1/log.sock" "$1/sink.count" > "$1/sink.out" 2>&1 &
+    track_pid $!
+    for _ in $(seq 50); do [ -S "$1/log.sock" ] && break; sleep 0.1; done
+    POLICYD_LOG_SOCKET="$1/log.sock" "$POLICYD" -c "$1/policyd.conf" > "$1/policyd.out" 2>&1 ||
+        { note "policyd (daemon) did not start: $(cat "$1/policyd.out")"; return 1; }
+    PEER_PID=$(wait_pidfile "$1/policyd.pid") || { note "policyd wrote no pidfile"; return 1; }
+}
+
 peers_for() {
     local p
     for p in $PEERS; do
@@ -390,9 +421,13 @@ for w in "${WORKLOADS[@]}"; do
         start_server "$name" "$w" && NAMES+=("$name")
     done
     [ "$w" = greylist ] && start_server policyd-info "$w" && NAMES+=(policyd-info)
+    start_server policyd-shipped "$w" && NAMES+=(policyd-shipped)
+    [ "$w" = greylist ] && start_server policyd-syslog "$w" && NAMES+=(policyd-syslog)
     for c in $LEVELS; do
         for name in "${NAMES[@]}"; do
-            [ "$name" = policyd-info ] && [ "$c" != 32 ] && continue
+            case $name in policyd-info|policyd-shipped|policyd-syslog)
+                [ "$c" != 32 ] && continue ;;
+            esac
             label=$name; [ "$name" = policyd-warning ] && label=policyd
             run_load "$label" "$w" "$c" "${SPORT[$name]}" "${SPID[$name]}"
         done
@@ -458,6 +493,17 @@ SAMPLE_KEY=$(rcli --scan --count 10 2>/dev/null | head -n1)
 [ -n "$SAMPLE_KEY" ] && echo "   sample key: $SAMPLE_KEY = $(rcli GET "$SAMPLE_KEY") (memory usage $(rcli MEMORY USAGE "$SAMPLE_KEY") bytes)"
 stop_policyd
 
+# --- Redis bytes per greylist triplet at 1,000,000 triplets, two spreads ------
+MEM_TRIPLETS=${BENCH_TRIPLETS:-1000000}
+declare -A TRIPLET_BYTES
+for dist in bench spam; do
+    echo "== Redis bytes per greylist triplet: $MEM_TRIPLETS triplets, distribution $dist"
+    out=$(POLICYD_BIN=$POLICYD timeout 900 python3 "$TOP/tests/tools/greylist-memory.py" \
+          "$MEM_TRIPLETS" 8 "$dist" 2>&1)
+    echo "$out" | sed 's/^/   /'
+    TRIPLET_BYTES[$dist]=$(echo "$out" | sed -n 's/^bytes per entry: *\([0-9.]*\)$/\1/p')
+done
+
 # --- map loading: 1,000,000 entries (sender_login and relocated maps) ----------
 echo
 echo "== loading 1,000,000-entry maps (policyd -t: the same loader as start-up and SIGHUP)"
@@ -477,6 +523,7 @@ cat > "$EXTRA" <<EOF
           "rss_before_kb": ${RSS_BEFORE:-0}, "rss_kb": ${RSS_IDLE:-0}, "probe_ms": "${PROBE_MS:-}"},
  "redis_memory": {"entries": $ENTRIES, "used_before": ${MEM_BEFORE:-0}, "used_after": ${MEM_AFTER:-0},
                   "keys": ${KEYS_AFTER:-0}, "fill": "${FILL_LINE:-}"},
+ "triplet_bytes": {"triplets": $MEM_TRIPLETS, "bench": ${TRIPLET_BYTES[bench]:-null}, "spam": ${TRIPLET_BYTES[spam]:-null}},
  "elapsed_s": $(elapsed_since "$START_TIME")}
 EOF
 python3 "$HELPER" summary "$RUNS" "$EXTRA" "$RESULTS"
