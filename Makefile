@@ -36,8 +36,9 @@ SRCS = $(filter-out $(CTL_SRCS),$(notdir $(wildcard policyd/*.c)))
 OBJS = $(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/scripts.o
 LUA  = $(sort $(wildcard policyd/scripts/*.lua))
 # objects of the daemon without main() and without hiredis/libevent I/O
+STORE_OBJS = $(filter $(BUILD)/store.o $(BUILD)/store_%.o,$(OBJS))
 CORE_OBJS = $(filter-out $(BUILD)/main.o $(BUILD)/conn.o $(BUILD)/listener.o $(BUILD)/metrics.o \
-	$(BUILD)/store.o,$(OBJS))
+	$(STORE_OBJS),$(OBJS))
 
 # unit tests: name -> the modules they link
 UNIT_TESTS = proto_test addr_test maps_test action_test config_test
@@ -72,7 +73,7 @@ endif
 # policyctl: its own main and the daemon's own configuration loader, rules,
 # checks and scripts (CORE_OBJS; store.o only resolves the checks' calls,
 # policyctl talks to Redis with synchronous hiredis itself)
-CTL_OBJS = $(BUILD)/policyctl.o $(CORE_OBJS) $(BUILD)/store.o
+CTL_OBJS = $(BUILD)/policyctl.o $(CORE_OBJS) $(STORE_OBJS)
 
 # policyd/policyd and policyd/policyctl are always copies of the release
 # build (compared, not dated: a copy left by an older Makefile is replaced)
