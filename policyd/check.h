@@ -61,48 +61,4 @@ extern const struct check_ops check_ratelimit_ops;
 extern const struct check_ops check_sender_login_ops;
 extern const struct check_ops check_relocated_ops;
 
-/*
- * check_expand - expand a reply template into buf: "%X" with X in codes
- * becomes vals[index of X in codes] (cut at 400 bytes), "%%" becomes
- * "%", any other '%' stays; control characters become '?'. Always
- * NUL-terminates (len > 0); returns the length written.
- */
-size_t	check_expand(char *buf, size_t len, const char *tmpl,
-	    const char *codes, const char *const *vals);
-
-/*
- * check_template - read the optional string option name of a rule (def
- * when absent) into *out (malloc'ed): at most 400 characters, using only
- * the %X codes in codes (at most 8), and a valid action once expanded.
- * 0, or -1 with "file:line: message" in err.
- */
-int	check_template(const config_setting_t *rs, const char *name,
-	    const char *def, const char *codes, char **out,
-	    const struct config *c, char *err, size_t errlen);
-
-/* sender_login (check_sender.c): the pure ownership decision */
-#define SENDER_BUILTIN		(1u << 0)	/* login == sender (case, +ext) */
-#define SENDER_SAME_DOMAIN	(1u << 1)	/* x@dom owns any sender @dom */
-#define SENDER_NULL_OK		(1u << 2)	/* the null sender is allowed */
-
-enum sender_result { SENDER_NOT_OWNED, SENDER_OWNED };
-
-struct map;
-enum sender_result sender_owned(const char *login, const char *sender,
-	    const struct map *map, unsigned flags, char *why, size_t whylen);
-
-/*
- * relocated (check_relocated.c): the pure lookup. The map value is
- * "NEW [YYYY-MM-DD]" (see relocated_parse). On RELOC_MOVED and
- * RELOC_EXPIRED newaddr receives the new address.
- */
-enum reloc_result { RELOC_NONE, RELOC_MOVED, RELOC_EXPIRED, RELOC_BAD };
-
-enum reloc_result relocated_lookup(const struct map *map, const char *rcpt,
-	    long long now, char *newaddr, size_t newlen, char *why,
-	    size_t whylen);
-/* relocated_parse - split a map value; 0, or -1 with a reason in err */
-int	relocated_parse(const char *value, char *newaddr, size_t newlen,
-	    long long *end, char *err, size_t errlen);
-
 #endif

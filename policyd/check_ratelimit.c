@@ -43,6 +43,7 @@
 
 #include "log.h"
 #include "ratelimit.h"
+#include "check_util.h"
 #include "rules.h"
 #include "store.h"
 

@@ -32,6 +32,8 @@
 #include <string.h>
 
 #include "log.h"
+#include "check_relocated.h"
+#include "check_util.h"
 #include "rules.h"
 
 #define RELOC_ADDR_MAX	1024		/* longer: only @domain entries apply */

@@ -33,6 +33,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "check_sender.h"
+#include "check_util.h"
 #include "rules.h"
 
 #define SENDER_ADDR_MAX		1024	/* longer senders or logins own nothing */

@@ -9,6 +9,7 @@
 #include "action.h"
 #include "check.h"
 #include "config.h"
+#include "check_util.h"
 #include "rules.h"
 
 #define SAMPLE	"user@example.com"	/* stands in for every %X at load time */

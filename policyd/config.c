@@ -87,17 +87,6 @@ static const char *const group_keys[][16] = {
 	errors++; \
 } while (0)
 
-/* config_path - resolve relative to the configuration directory */
-const char *
-config_path(const struct config *c, const char *path, char *buf, size_t len)
-{
-	if (path[0] == '/' || c->dir == NULL)
-		snprintf(buf, len, "%s", path);
-	else
-		snprintf(buf, len, "%s/%s", c->dir, path);
-	return buf;
-}
-
 /* type_name - what a setting holds, for messages */
 static const char *
 type_name(const config_setting_t *s)

@@ -165,7 +165,7 @@ pause_check(evutil_socket_t fd, short what, void *arg)
 		pause_logged = now;
 		pauses_unlogged = 0;
 	}
-	listener_pause(1);
+	srv.pause_accept(1);
 }
 
 /*
@@ -187,7 +187,7 @@ idle_update(struct conn *c)
 		srv.nidle++;
 		if (srv.accepting_paused && !srv.stopping) {
 			log_debug("a connection is idle again: accepting");
-			listener_pause(0);
+			srv.pause_accept(0);
 		}
 		return;
 	}
@@ -308,7 +308,7 @@ conn_free(struct conn *c)
 	if (srv.accepting_paused && !srv.stopping && srv.cfg &&
 	    srv.nconns < conn_cap()) {
 		log_info("below limits.max_connections again: accepting");
-		listener_pause(0);
+		srv.pause_accept(0);
 	}
 }
 

@@ -391,6 +391,7 @@ listener_set_clients(struct listener *l, const struct listen_spec *ls)
 int
 listener_open_all(const struct config *c)
 {
+	srv.pause_accept = listener_pause;
 	srv.listeners = calloc(c->nlisten, sizeof(*srv.listeners));
 	srv.nlisteners = c->nlisten;
 	for (int i = 0; i < c->nlisten; i++) {

@@ -60,6 +60,11 @@ struct listener {
 
 struct server {
 	struct event_base *base;
+	/*
+	 * pause (1) or resume (0) accepting: set by listener_open_all(), so
+	 * that conn.c never calls back into listener.c (no include cycle)
+	 */
+	void	(*pause_accept)(int pause);
 	struct config *cfg;		/* current snapshot */
 	struct store *store;
 	struct listener *listeners;

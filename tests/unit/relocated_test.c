@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "check_relocated.h"
 #include "rules.h"
 #include "tap.h"
 

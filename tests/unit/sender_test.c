@@ -7,6 +7,8 @@
 
 #include "config.h"
 #include "log.h"
+#include "check_sender.h"
+#include "check_util.h"
 #include "rules.h"
 #include "tap.h"
 

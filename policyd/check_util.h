@@ -1,0 +1,32 @@
+/*++
+ * NAME
+ *	check_util.h - reply templates shared by the checks (check_util.c)
+ *--*/
+#ifndef POLICYD_CHECK_UTIL_H
+#define POLICYD_CHECK_UTIL_H
+
+#include <stddef.h>
+#include <libconfig.h>
+
+struct config;
+
+/*
+ * check_expand - expand a reply template into buf: "%X" with X in codes
+ * becomes vals[index of X in codes] (cut at 400 bytes), "%%" becomes
+ * "%", any other '%' stays; control characters become '?'. Always
+ * NUL-terminates (len > 0); returns the length written.
+ */
+size_t	check_expand(char *buf, size_t len, const char *tmpl,
+	    const char *codes, const char *const *vals);
+
+/*
+ * check_template - read the optional string option name of a rule (def
+ * when absent) into *out (malloc'ed): at most 400 characters, using only
+ * the %X codes in codes (at most 8), and a valid action once expanded.
+ * 0, or -1 with "file:line: message" in err.
+ */
+int	check_template(const config_setting_t *rs, const char *name,
+	    const char *def, const char *codes, char **out,
+	    const struct config *c, char *err, size_t errlen);
+
+#endif
