@@ -376,14 +376,56 @@ map_grow(struct map *m)
 	return 0;
 }
 
+/*
+ * tab_put - the one hash table behind string and CIDR maps: insert or
+ * replace (the last value wins) key[0..klen) (any bytes), taking
+ * ownership of key and value (freed on failure). 0 or -1.
+ */
+static int
+tab_put(struct map *m, char *key, size_t klen, char *v)
+{
+	struct entry *e;
+	uint64_t hash = addr_hash64(key, klen, MAP_SEED);
+
+	if ((e = map_find(m, key, klen, hash)) != NULL) {
+		free(key);
+		free(e->value);
+		e->value = v;
+		return 0;
+	}
+	if (m->count + 1 > m->nbuckets / 4 * 3)
+		(void)map_grow(m);	/* a full table still works */
+	if ((e = malloc(sizeof(*e))) == NULL) {
+		free(key);
+		free(v);
+		return -1;
+	}
+	e->hash = hash;
+	e->klen = klen;
+	e->key = key;
+	e->value = v;
+	e->next = m->buckets[hash & (m->nbuckets - 1)];
+	m->buckets[hash & (m->nbuckets - 1)] = e;
+	m->count++;
+	return 0;
+}
+
+/* tab_get - the value of key[0..klen) (any bytes), or NULL */
+static const char *
+tab_get(const struct map *m, const void *key, size_t klen)
+{
+	struct entry *e = map_find(m, key, klen, addr_hash64(key, klen,
+	    MAP_SEED));
+
+	return e ? e->value : NULL;
+}
+
 /* map_put - insert or replace (the last value wins) */
 int
 map_put(struct map *m, const char *key, const char *value)
 {
-	struct entry *e;
 	char   *lkey, *v;
 	size_t	klen;
-	uint64_t hash;
 
 	if (m == NULL || key == NULL)
 		return -1;
@@ -397,28 +439,7 @@ map_put(struct map *m, const char *key, const char *value)
 		free(lkey);
 		return -1;
 	}
-	hash = addr_hash64(lkey, klen, MAP_SEED);
-	if ((e = map_find(m, lkey, klen, hash)) != NULL) {
-		free(lkey);
-		free(e->value);
-		e->value = v;
-		return 0;
-	}
-	if (m->count + 1 > m->nbuckets / 4 * 3)
-		(void)map_grow(m);	/* a full table still works */
-	if ((e = malloc(sizeof(*e))) == NULL) {
-		free(lkey);
-		free(v);
-		return -1;
-	}
-	e->hash = hash;
-	e->klen = klen;
-	e->key = lkey;
-	e->value = v;
-	e->next = m->buckets[hash & (m->nbuckets - 1)];
-	m->buckets[hash & (m->nbuckets - 1)] = e;
-	m->count++;
-	return 0;
+	return tab_put(m, lkey, klen, v);
 }
 
 /* map_get_lc - look up a key that is already lowercase */
@@ -673,31 +694,22 @@ map_lookup_domain(const struct map *m, const char *name, char *matched,
 /* CIDR maps                                                        */
 /* ---------------------------------------------------------------- */
 
-struct cnode {
-	struct cnode *next;
-	uint64_t hash;
-	struct cidr c;
-	char   *value;
-};
-
+/* a CIDR map: the string maps' table, keyed by the network's 18 bytes */
 struct cidrmap {
-	struct cnode **buckets;
-	size_t	nbuckets;
-	size_t	count;
+	struct map *tab;
 	unsigned char has4[33];		/* prefix lengths present */
 	unsigned char has6[129];
 };
 
-/* cidr_hash - hash of a network (family, prefix and address bytes) */
-static uint64_t
-cidr_hash(const struct ipaddr *net, int prefix)
-{
-	uint8_t	buf[18];
+#define CIDR_KEY	18
 
-	buf[0] = (uint8_t)net->family;
-	buf[1] = (uint8_t)prefix;
-	memcpy(buf + 2, net->a, 16);
-	return addr_hash64(buf, sizeof(buf), MAP_SEED);
+/* cidr_key - family, prefix and address bytes: the table's key */
+static void
+cidr_key(const struct ipaddr *net, int prefix, char key[CIDR_KEY])
+{
+	key[0] = (char)net->family;
+	key[1] = (char)prefix;
+	memcpy(key + 2, net->a, 16);
 }
 
 /* cidrmap_new - create an empty cidr map */
@@ -708,86 +720,34 @@ cidrmap_new(void)
 
 	if (m == NULL)
 		return NULL;
-	m->buckets = calloc(MIN_BUCKETS, sizeof(*m->buckets));
-	if (m->buckets == NULL) {
+	if ((m->tab = map_new()) == NULL) {
 		free(m);
 		return NULL;
 	}
-	m->nbuckets = MIN_BUCKETS;
 	return m;
-}
-
-/* cidr_find - node for an exact network */
-static struct cnode *
-cidr_find(const struct cidrmap *m, const struct ipaddr *net, int prefix,
-	uint64_t hash)
-{
-	struct cnode *n;
-
-	for (n = m->buckets[hash & (m->nbuckets - 1)]; n; n = n->next)
-		if (n->hash == hash && n->c.prefix == prefix
-		    && n->c.net.family == net->family
-		    && memcmp(n->c.net.a, net->a, sizeof(net->a)) == 0)
-			return n;
-	return NULL;
-}
-
-/* cidr_grow - double the bucket array */
-static int
-cidr_grow(struct cidrmap *m)
-{
-	struct cnode **nb, *n, *next;
-	size_t	size = m->nbuckets * 2, i;
-
-	if ((nb = calloc(size, sizeof(*nb))) == NULL)
-		return -1;
-	for (i = 0; i < m->nbuckets; i++) {
-		for (n = m->buckets[i]; n; n = next) {
-			next = n->next;
-			n->next = nb[n->hash & (size - 1)];
-			nb[n->hash & (size - 1)] = n;
-		}
-	}
-	free(m->buckets);
-	m->buckets = nb;
-	m->nbuckets = size;
-	return 0;
 }
 
 /* cidr_insert - add a parsed network (the last value wins) */
 static int
 cidr_insert(struct cidrmap *m, const struct cidr *c, const char *value)
 {
-	struct cnode *n;
-	char   *v;
-	uint64_t hash;
+	char   *k, *v;
 
 	if (value == NULL)
 		value = "";
 	if ((v = xstrndup(value, strlen(value))) == NULL)
 		return -1;
-	hash = cidr_hash(&c->net, c->prefix);
-	if ((n = cidr_find(m, &c->net, c->prefix, hash)) != NULL) {
-		free(n->value);
-		n->value = v;
-		return 0;
-	}
-	if (m->count + 1 > m->nbuckets / 4 * 3)
-		(void)cidr_grow(m);	/* a full table still works */
-	if ((n = malloc(sizeof(*n))) == NULL) {
+	if ((k = malloc(CIDR_KEY)) == NULL) {
 		free(v);
 		return -1;
 	}
-	n->hash = hash;
-	n->c = *c;
-	n->value = v;
-	n->next = m->buckets[hash & (m->nbuckets - 1)];
-	m->buckets[hash & (m->nbuckets - 1)] = n;
+	cidr_key(&c->net, c->prefix, k);
+	if (tab_put(m->tab, k, CIDR_KEY, v) != 0)
+		return -1;
 	if (c->net.family == AF_INET6)
 		m->has6[c->prefix] = 1;
 	else
 		m->has4[c->prefix] = 1;
-	m->count++;
 	return 0;
 }
 
@@ -872,10 +832,11 @@ cidrmap_lookup(const struct cidrmap *m, const struct ipaddr *ip)
 {
 	const unsigned char *has;
 	struct ipaddr masked;
-	struct cnode *n;
+	const char *v;
+	char	key[CIDR_KEY];
 	int	prefix;
 
-	if (m == NULL || ip == NULL || m->count == 0)
+	if (m == NULL || ip == NULL || m->tab->count == 0)
 		return NULL;
 	if (ip->family == AF_INET) {
 		has = m->has4;
@@ -891,9 +852,9 @@ cidrmap_lookup(const struct cidrmap *m, const struct ipaddr *ip)
 			continue;
 		masked = *ip;
 		addr_ip_mask(&masked, prefix);
-		n = cidr_find(m, &masked, prefix, cidr_hash(&masked, prefix));
-		if (n != NULL)
-			return n->value;
+		cidr_key(&masked, prefix, key);
+		if ((v = tab_get(m->tab, key, CIDR_KEY)) != NULL)
+			return v;
 	}
 	return NULL;
 }
@@ -902,26 +863,16 @@ cidrmap_lookup(const struct cidrmap *m, const struct ipaddr *ip)
 size_t
 cidrmap_count(const struct cidrmap *m)
 {
-	return m ? m->count : 0;
+	return m ? m->tab->count : 0;
 }
 
 /* cidrmap_free - release a cidr map */
 void
 cidrmap_free(struct cidrmap *m)
 {
-	struct cnode *n, *next;
-	size_t	i;
-
 	if (m == NULL)
 		return;
-	for (i = 0; i < m->nbuckets; i++) {
-		for (n = m->buckets[i]; n; n = next) {
-			next = n->next;
-			free(n->value);
-			free(n);
-		}
-	}
-	free(m->buckets);
+	map_free(m->tab);
 	free(m);
 }
 
