@@ -1,7 +1,7 @@
 """Command line (-t, -V, -h, bad options) and SIGHUP reload basics."""
 import os, re, signal, subprocess, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import Redis, Policyd, req, check, eq, mktemp, TOP
+from harness import Redis, Policyd, req, check, eq, mktemp, TOP, run_checked
 import shutil
 
 BIN = os.path.abspath(os.environ.get("POLICYD_BIN") or os.path.join(TOP, "build", "policyd"))
@@ -15,12 +15,8 @@ def run(*args, files=None, timeout=20):
         for name, text in (files or {}).items():
             with open(os.path.join(d, name), "w") as f:
                 f.write(text)
-        env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=23")
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=24")
-        p = subprocess.run([BIN] + list(args), cwd=d, capture_output=True, text=True,
-                           timeout=timeout, env=env)
-        check("Sanitizer" not in p.stderr and "runtime error" not in p.stderr, p.stderr)
+        p = run_checked([BIN] + list(args), cwd=d, capture_output=True, text=True,
+                        timeout=timeout)
         return p.returncode, p.stdout, p.stderr
     finally:
         shutil.rmtree(d, ignore_errors=True)

@@ -13,7 +13,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import (TOP, Policyd, Redis, check, eq, free_port, greylist_rules,  # noqa: E402
-                     mktemp, req, wait_for)
+                     mktemp, req, run_checked, wait_for)
 
 BENCH = os.path.join(os.path.dirname(TOP), "shared", "bench")
 
@@ -262,7 +262,7 @@ def test_make_install_tree():
 
 
 def test_installed_sample_configuration_is_valid():
-    res = subprocess.run([os.environ.get("POLICYD_BIN") or os.path.join(TOP, "build", "policyd"),
-                          "-t", "-c", os.path.join(TOP, "rules", "policyd.conf")],
-                         capture_output=True, timeout=30)
+    res = run_checked([os.environ.get("POLICYD_BIN") or os.path.join(TOP, "build", "policyd"),
+                       "-t", "-c", os.path.join(TOP, "rules", "policyd.conf")],
+                      capture_output=True, timeout=30)
     eq(res.returncode, 0, "policyd -t rules/policyd.conf: %s" % res.stderr.decode())

@@ -9,7 +9,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import Redis, Policyd, req, check, eq, wait_for, TestFailure  # noqa: E402
+from harness import (Redis, Policyd, req, check, eq, wait_for, TestFailure,  # noqa: E402
+                     expects_on_error, run_checked)
 
 
 def rule(windows, key='"sasl_username"', count="recipients", extra="", match="authenticated = true;",
@@ -143,23 +144,23 @@ def test_wrong_protocol_state_is_a_load_error():
     bad = rule([(5, 60)], count="messages")
     p = Policyd(rules=bad, expect_start=False)
     try:
-        cp = subprocess.run([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, timeout=20)
+        cp = run_checked([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, timeout=20)
         out = cp.stdout.decode()
         check(cp.returncode != 0, "policyd -t fails: %s" % out)
         check("policyd.conf:" in out and 'count = "messages" works only at END-OF-MESSAGE' in out, out)
         bad = rule([(5, 60)], count="recipients",
                    match='protocol_state = [ "RCPT", "END-OF-MESSAGE" ];')
         p.write_config(bad)
-        cp = subprocess.run([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, timeout=20)
+        cp = run_checked([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, timeout=20)
         out = cp.stdout.decode()
         check(cp.returncode != 0 and 'count = "recipients" works only at RCPT' in out, out)
         p.write_config(rule([(5, 60)], extra='overrides = "ov";'))
         with open(os.path.join(p.dir, "ov"), "w") as f:
             f.write("# comment\nok@example.net 5/1h\nbad@example.net 5/x\n")
-        cp = subprocess.run([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, timeout=20)
+        cp = run_checked([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, timeout=20)
         out = cp.stdout.decode()
         check(cp.returncode != 0 and "/ov:3: bad window length" in out, out)
     finally:
@@ -244,6 +245,7 @@ def test_networks_action_configurable():
                "REJECT 5.7.1 account alice@example.net locked (3 networks)", "net 3")
 
 
+@expects_on_error
 def test_redis_down_gives_on_error():
     with Policyd(rules=rule([(1, 60)])) as p:
         with p.client() as c:

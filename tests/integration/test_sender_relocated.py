@@ -49,9 +49,7 @@ def auth(login, sender, **kw):
 
 def config_test(p):
     """policyd -t on the instance's configuration: (exit status, output)."""
-    cp = subprocess.run([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT, timeout=30)
-    return cp.returncode, cp.stdout.decode("utf-8", "replace")
+    return p.check_config()
 
 
 # ------------------------------------------------------------ sender_login --
