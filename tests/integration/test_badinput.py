@@ -2,7 +2,8 @@
 connection opened before it keeps answering normally."""
 import os, re, socket, struct, sys, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import Redis, Policyd, req, encode, check, eq, greylist_triplets, wait_for
+from harness import (Redis, Policyd, req, encode, check, eq, greylist_triplets, wait_for,
+                     wait_tcp_read)
 
 RULES = ('rules = ( { name = "rcpt-access"; check = "access"; key = "recipient"; '
          'map = "rcpt_access"; },\n { name = "greylist"; check = "greylist"; '
@@ -96,7 +97,7 @@ def test_connection_reset_mid_request():
             eq(good.ask(GOOD), GOOD_ANSWER)
             bad = p.client()
             bad.send_raw(b"request=smtpd_access_policy\nsender=a@b.test\n")
-            time.sleep(0.2)
+            wait_tcp_read(p.port, bad.s)      # policyd holds the partial request
             bad.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             bad.close()                       # RST
             p.wait_log(r"connection reset in the middle of a request")

@@ -139,20 +139,34 @@ def test_reload_20_times_under_load():
         eq(s["policyd_config_generation"], 21, "generation")
 
 
+def metric(port, name):
+    """One value from policyd's /metrics, or None."""
+    try:
+        text = http_get(port, "/metrics")[1]
+    except OSError:
+        return None
+    m = re.search(r"^%s (\d+)" % re.escape(name), text, re.M)
+    return int(m.group(1)) if m else None
+
+
 def test_sigterm_answers_requests_in_flight():
     """Requests wait on a hung Redis; SIGTERM; Redis resumes; all answered."""
     d = mktemp("policyd-sock.")
     sock = os.path.join(d, "policyd.sock")
     pidfile = os.path.join(d, "policyd.pid")
     with Redis() as r:
-        p = Policyd(redis=r, rules=greylist_rules(), timeout_ms=4000,
-                    listen=["unix:" + sock], extra='pidfile = "%s";' % pidfile)
+        mport = free_port()
+        p = Policyd(redis=r, rules=greylist_rules(), timeout_ms=30000,
+                    listen=["unix:" + sock], extra='pidfile = "%s";\n%s' % (
+                        pidfile, metrics_extra(mport)))
         p.start()
         try:
             wait_for(lambda: os.path.exists(sock), 5, what="socket")
             eq(open(pidfile).read().strip(), str(p.proc.pid), "pidfile content")
             import socket as so
             clients = []
+            wait_for(lambda: metric(mport, "policyd_redis_up") == 1, 10, what="redis up")
+            sent = metric(mport, "policyd_redis_commands_total")
             r.pause()
             for i in range(10):
                 s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
@@ -162,7 +176,10 @@ def test_sigterm_answers_requests_in_flight():
                            "client_address=192.0.2.%d\nsender=a@b.test\nrecipient=c%d@d.test\n\n"
                            % (i, i)).encode())
                 clients.append(s)
-            time.sleep(0.5)              # all ten are waiting for Redis now
+            # all ten are read and their scripts sent: waiting for Redis now
+            wait_for(lambda: metric(mport, "policyd_requests_total") == 10
+                     and metric(mport, "policyd_redis_commands_total") >= sent + 10, 20,
+                     what="ten requests waiting on Redis")
             p.signal(signal.SIGTERM)
             p.wait_log("stopping", 5)
             time.sleep(0.3)

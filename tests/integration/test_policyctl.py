@@ -240,7 +240,9 @@ def test_timeout_silent_server():
         took = time.monotonic() - t0
         eq(rc, 1, "exit status")
         check("no reply from 127.0.0.1:%d within 500 ms" % s.port in err, err)
-        check(0.45 <= took < 3.0, "took %.2fs for a 500 ms timeout" % took)
+        # the lower bound is exact; the upper one only says "not the 20 s
+        # limit of ctl()": a loaded machine under ASan starts slowly
+        check(0.45 <= took < 10.0, "took %.2fs for a 500 ms timeout" % took)
 
 
 def test_bad_replies_exit_1():

@@ -152,6 +152,29 @@ def wait_for(pred, timeout=5.0, step=0.02, what="condition"):
     raise TestFailure("timed out after %.1fs waiting for %s" % (timeout, what))
 
 
+def wait_tcp_read(server_port, client_sock, timeout=10):
+    """Wait until the server side of a loopback TCP connection has read
+    everything the client sent (its receive queue in /proc/net/tcp is
+    empty): "the request has arrived" without sleeping on luck."""
+    cport = client_sock.getsockname()[1]
+    want_local = ":%04X" % server_port
+    want_rem = ":%04X" % cport
+
+    def drained():
+        for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                rows = open(path).read().split("\n")[1:]
+            except OSError:
+                continue
+            for row in rows:
+                f = row.split()
+                if len(f) > 4 and f[1].endswith(want_local) and f[2].endswith(want_rem):
+                    rxq = int(f[4].split(":")[1], 16)
+                    return rxq == 0
+        return False
+    return wait_for(drained, timeout, what="policyd to read the bytes sent")
+
+
 def mktemp(prefix):
     d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
     os.chmod(d, 0o755)
@@ -238,6 +261,57 @@ class Redis:
         info = self.cmd("INFO", "memory")
         m = re.search(r"used_memory:(\d+)", info)
         return int(m.group(1))
+
+    # -- time travel: the checks take their time from Redis (TIME), and
+    # libfaketime cannot run redis-server (jemalloc recursion), so a test
+    # that needs time to pass moves the stored times back instead of
+    # sleeping: deterministic on a loaded machine, whatever its speed.
+
+    def _shorten_ttl(self, key, ms, db=None):
+        pttl = self.cmd("PTTL", key, db=db)
+        if pttl is None or pttl < 0:
+            return
+        if pttl <= ms:
+            self.cmd("DEL", key, db=db)
+        else:
+            self.cmd("PEXPIRE", key, pttl - ms, db=db)
+
+    def age_greylist(self, seconds, pattern="t:g{*", db=None):
+        """As if `seconds` had passed for every greylist entry (buckets of
+        greylist.lua: a triplet field holds T*2+passed, a client counter
+        field "a..." holds count*2^32+T): every T moves back, the buckets'
+        TTLs shrink. Returns the number of entries moved. (policyd's
+        local_cache of passed triplets does not see this: tests age
+        waiting entries.)"""
+        n = 0
+        for k in self.keys(pattern, db=db):
+            flat = self.cmd("HGETALL", k, db=db, raw=True) or []
+            for f, v in zip(flat[0::2], flat[1::2]):
+                v = int(v)
+                if f[:1] == b"a":
+                    v -= int(seconds)
+                else:
+                    v -= 2 * int(seconds)
+                self.cmd("HSET", k, f, v, db=db)
+                n += 1
+            self._shorten_ttl(k, int(seconds) * 1000, db=db)
+        return n
+
+    def age_ratelimit(self, seconds, pattern="t:r{*", db=None):
+        """As if `seconds` had passed for every rate-limit key: each window's
+        theoretical arrival time (ms) and the notification fence move back,
+        the TTLs shrink (the networks sets too)."""
+        ms = int(seconds * 1000)
+        n = 0
+        for k in self.keys(pattern, db=db):
+            flat = self.cmd("HGETALL", k, db=db) or []
+            for f, v in zip(flat[0::2], flat[1::2]):
+                self.cmd("HSET", k, f, repr(float(v) - ms), db=db)
+            self._shorten_ttl(k, ms, db=db)
+            n += 1
+        for k in self.keys(pattern.replace("r{", "n{", 1), db=db):
+            self._shorten_ttl(k, ms, db=db)
+        return n
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -335,10 +409,14 @@ def greylist_rules(delay=2, window=6, awl=0):
 
 
 class Policyd:
-    """policyd -f with a generated configuration, on a free loopback port."""
+    """policyd -f with a generated configuration, on a free loopback port.
+
+    redis.timeout_ms is 2000 by default: on a loaded machine under ASan a
+    Redis reply can take longer than 200 ms, and the answer would be the
+    rule's on_error; tests of a hung Redis pass a short timeout_ms."""
 
     def __init__(self, redis=None, rules="", extra="", redis_block=None,
-                 listen=None, timeout_ms=200, binary=None, files=None,
+                 listen=None, timeout_ms=2000, binary=None, files=None,
                  expect_start=True, expect_on_error=None):
         self.dir = mktemp("policyd-test.")
         self.expect_on_error = expect_on_error
