@@ -421,6 +421,7 @@ class Policyd:
         self.dir = mktemp("policyd-test.")
         self.expect_on_error = expect_on_error
         self.cleaned = False
+        self.logf = None
         self._on_error_off = 0
         self._on_error_metric = 0
         self.port = free_port()
