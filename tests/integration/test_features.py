@@ -393,3 +393,78 @@ def test_config_test_reports_every_problem():
     finally:
         import shutil
         shutil.rmtree(p.dir, ignore_errors=True)
+
+
+def test_ratelimit_networks_window_expires():
+    """max_networks = 2 in 10 minutes: a third network is refused until the
+    window has passed (moved back in Redis), then it is a new window."""
+    rs = rules(rl_rule('"sasl_username"', windows="{ limit = 1000; seconds = 3600; }",
+                       extra='max_networks = 2; networks_window = 600; '
+                             'networks_action = "REJECT 5.7.1 locked %k (%c networks)";'))
+
+    def auth(ip):
+        return req(sasl_username="nw@example.net", sasl_method="PLAIN", client_address=ip)
+
+    with Redis() as r, Policyd(redis=r, rules=rs) as p:
+        with p.client() as c:
+            eq(c.ask(auth("192.0.2.1")), "DUNNO")
+            eq(c.ask(auth("198.51.100.1")), "DUNNO")
+            eq(c.ask(auth("203.0.113.1")), "REJECT 5.7.1 locked nw@example.net (3 networks)")
+            r.age_ratelimit(590)
+            check(c.ask(auth("203.0.113.1")).startswith("REJECT 5.7.1 locked"),
+                  "still inside the networks window")
+            r.age_ratelimit(11)
+            eq(r.keys("t:n{*"), [], "the networks set expired with its window")
+            eq(c.ask(auth("203.0.113.1")), "DUNNO", "a new window: the network is the first")
+
+
+# ------------------------------------------------------------------ Redis --
+
+def greylist_only():
+    return rules('{ name = "greylist"; check = "greylist"; delay = 60; retry_window = 600; }')
+
+
+def test_redis_acl_username():
+    with Redis() as r:
+        r.cmd("ACL", "SETUSER", "policyd", "on", ">s3cret", "~*", "&*", "+@all")
+        # the default user has another password: AUTH s3cret alone fails
+        r.cmd("ACL", "SETUSER", "default", "resetpass", ">other")
+        r.password = "other"
+        block = ('redis = { address = "%s"; username = "policyd"; password = "s3cret"; '
+                 'prefix = "t:"; };' % r.address)
+        with Policyd(redis=r, rules=greylist_only(), redis_block=block) as p:
+            with p.client() as c:
+                a = c.ask(req())
+                check(a.startswith("DEFER_IF_PERMIT 4.7.1 Greylisted"),
+                      "greylisted as ACL user policyd: %r" % a)
+        eq(len(r.keys("t:g*")), 1, "the triplet is in Redis")
+
+
+def test_redis_ipv6_address():
+    with Redis(extra=["--bind", "127.0.0.1", "::1"]) as r:
+        block = 'redis = { address = "[::1]:%d"; prefix = "t:"; };' % r.port
+        with Policyd(redis=r, rules=greylist_only(), redis_block=block) as p:
+            with p.client() as c:
+                check(c.ask(req()).startswith("DEFER_IF_PERMIT 4.7.1 Greylisted"), "via [::1]")
+            p.wait_log(r"::1")
+        eq(len(r.keys("t:g*")), 1, "the triplet went to Redis over IPv6")
+
+
+def test_slow_redis_within_timeout_is_answered_normally():
+    """Redis busy for 0.8 s (DEBUG SLEEP), timeout_ms 5000: the request
+    waits and gets the real answer, not on_error."""
+    import threading
+    import time
+    with Redis(extra=["--enable-debug-command", "yes"]) as r, \
+            Policyd(redis=r, rules=greylist_only(), timeout_ms=5000) as p:
+        with p.client(timeout=20) as c:
+            check(c.ask(req(recipient="warm@example.net")).startswith("DEFER_IF_PERMIT"), "warm")
+            t = threading.Thread(target=lambda: r.cmd("DEBUG", "SLEEP", "0.8", timeout=10))
+            t.start()
+            time.sleep(0.1)
+            t0 = time.monotonic()
+            a = c.ask(req(recipient="slow@example.net"))
+            dt = time.monotonic() - t0
+            t.join(10)
+            check(a.startswith("DEFER_IF_PERMIT 4.7.1 Greylisted"), "real answer: %r" % a)
+            check(dt >= 0.3, "the answer waited for Redis (%.2fs)" % dt)
