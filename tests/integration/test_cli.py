@@ -1,7 +1,7 @@
 """Command line (-t, -V, -h, bad options) and SIGHUP reload basics."""
 import os, re, signal, subprocess, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import Redis, Policyd, req, check, eq, mktemp, TOP
+from harness import Redis, Policyd, req, check, eq, mktemp, TOP, run_checked, wait_tcp_read
 import shutil
 
 BIN = os.path.abspath(os.environ.get("POLICYD_BIN") or os.path.join(TOP, "build", "policyd"))
@@ -15,12 +15,8 @@ def run(*args, files=None, timeout=20):
         for name, text in (files or {}).items():
             with open(os.path.join(d, name), "w") as f:
                 f.write(text)
-        env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=23")
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=24")
-        p = subprocess.run([BIN] + list(args), cwd=d, capture_output=True, text=True,
-                           timeout=timeout, env=env)
-        check("Sanitizer" not in p.stderr and "runtime error" not in p.stderr, p.stderr)
+        p = run_checked([BIN] + list(args), cwd=d, capture_output=True, text=True,
+                        timeout=timeout)
         return p.returncode, p.stdout, p.stderr
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -56,7 +52,9 @@ def test_check_sample_config():
 
 
 def test_check_syntax_error():
-    bad_config(HEAD + 'rules = ( { name = "x" action = ; } );\n', r".*")
+    # HEAD is two lines: the error is on line 3, and it says what it is
+    err = bad_config(HEAD + 'rules = ( { name = "x" action = ; } );\n', r"syntax error")
+    check(re.search(r"policyd\.conf:3: syntax error", err), err)
 
 
 def test_check_unknown_setting():
@@ -65,7 +63,7 @@ def test_check_unknown_setting():
 
 def test_check_unknown_rule_option():
     bad_config(HEAD + 'rules = ( { name = "g"; check = "greylist";\n delai = 10; } );\n',
-               r'.*delai')
+               r'.*unknown setting "delai"')
 
 
 def test_check_bad_action():
@@ -171,15 +169,33 @@ def test_sighup_reloads_whitelist_file():
 
 
 def test_sighup_during_pending_redis_requests():
-    """Requests in flight finish on the snapshot they started with."""
-    rules = 'rules = ( { name = "g"; check = "greylist"; delay = 5; retry_window = 10; } );'
-    with Redis() as r, Policyd(redis=r, rules=rules) as p:
+    """Requests in flight finish on the snapshot they started with: Redis
+    hangs while 10 requests wait on it, the configuration changes (delay 60
+    -> 120, rule g1 -> g2), SIGHUP; once Redis answers, the 10 are answered
+    by g1 with its 60 s, and a new request by g2 with 120 s."""
+    def rules(name, delay):
+        return ('rules = ( { name = "%s"; check = "greylist"; delay = %d; retry_window = 600; } );'
+                % (name, delay))
+    with Redis() as r, Policyd(redis=r, rules=rules("g1", 60), timeout_ms=60000) as p:
         from harness import encode
-        with p.client() as c:
-            for k in range(5):
-                c.send_raw(b"".join(encode(req(recipient="h%d-%d@example.net" % (k, i)))
-                                    for i in range(40)))
-                p.signal(signal.SIGHUP)
-                for i in range(40):
-                    check(c.reply().startswith("DEFER_IF_PERMIT"), "reply %d/%d" % (k, i))
-        p.wait_log(r"reloaded: generation")
+        with p.client(timeout=60) as c:
+            check(c.ask(req(recipient="warm@example.net")).endswith("in 60 seconds"), "warm")
+            r.pause()
+            try:
+                c.send_raw(b"".join(encode(req(recipient="h%d@example.net" % i))
+                                    for i in range(10)))
+                wait_tcp_read(p.port, c.s)     # read, so evaluating and waiting
+                out = p.reload(rules("g2", 120), timeout=15)
+                check("reloaded: generation 2" in out, out)
+            finally:
+                r.resume()
+            for i in range(10):
+                eq(c.reply(), "DEFER_IF_PERMIT 4.7.1 Greylisted, please try again in 60 seconds",
+                   "in-flight reply %d: the old snapshot" % i)
+            eq(c.ask(req(recipient="new@example.net")),
+               "DEFER_IF_PERMIT 4.7.1 Greylisted, please try again in 120 seconds",
+               "a request after the reload: the new snapshot")
+        p.wait_log(r"rule=g2 .*recipient=<new@example\.net>")
+        log = p.log()
+        eq(len(re.findall(r"rule=g1 [^\n]*recipient=<h\d@example\.net>", log)), 10,
+           "the ten logged under g1")

@@ -9,7 +9,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import Redis, Policyd, req, check, eq, mktemp  # noqa: E402
+from harness import Redis, Policyd, req, check, eq, mktemp, run_checked  # noqa: E402
 
 OK_RULE = '{ name = "rest"; action = "OK"; match = { protocol_state = [ "MAIL", "RCPT", "END-OF-MESSAGE" ]; }; }'
 
@@ -20,9 +20,7 @@ def rules(*groups):
 
 def config_test(p):
     """policyd -t on the instance's configuration: (exit status, output)."""
-    cp = subprocess.run([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT, timeout=30)
-    return cp.returncode, cp.stdout.decode("utf-8", "replace")
+    return p.check_config()
 
 
 def expect_config_error(p, pattern, what):
@@ -315,8 +313,8 @@ def test_long_configuration_path_error_does_not_overflow():
     env = dict(os.environ)
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:exitcode=23")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=24")
-    cp = subprocess.run([bin_, "-t", "-c", conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                        timeout=30, env=env)
+    cp = run_checked([bin_, "-t", "-c", conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                     timeout=30, env=env)
     out = cp.stdout.decode("utf-8", "replace")
     shutil.rmtree(base, ignore_errors=True)
     check(cp.returncode == 1, "exit 1, not a crash or sanitizer exit (got %s): %s" % (cp.returncode, out[-400:]))

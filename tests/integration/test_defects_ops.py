@@ -14,7 +14,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import (TOP, Policyd, Redis, TestFailure, check, eq, free_port,  # noqa: E402
-                     mktemp, req, wait_for)
+                     mktemp, req, run_checked, wait_for)
 
 UNIT = os.path.join(TOP, "contrib", "policyd.service")
 RELEASE_BIN = os.path.join(TOP, "build", "policyd")
@@ -278,8 +278,8 @@ def start_daemon(p, argv, syslog):
     env["ASAN_OPTIONS"] = "detect_leaks=1:exitcode=23:log_path=%s/asan" % p.dir
     env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1:exitcode=24:log_path=%s/ubsan" % p.dir
     env["POLICYD_LOG_SOCKET"] = syslog.path
-    res = subprocess.run(argv, cwd=p.dir, env=env, stdin=subprocess.DEVNULL,
-                         capture_output=True, timeout=30)
+    res = run_checked(argv, cwd=p.dir, env=env, stdin=subprocess.DEVNULL,
+                      capture_output=True, timeout=30)
     eq(res.returncode, 0, "daemon start: %s" % res.stderr.decode())
 
 
@@ -446,7 +446,7 @@ def test_relative_pidfile_is_a_configuration_error():
     p = Policyd(rules=gen_rules(1), extra='pidfile = "run/policyd.pid";', expect_start=False)
     p.logf = None
     try:
-        res = subprocess.run([p.bin, "-t", "-c", p.conf], capture_output=True, timeout=30)
+        res = run_checked([p.bin, "-t", "-c", p.conf], capture_output=True, timeout=30)
         check(res.returncode != 0, "policyd -t accepts a relative pidfile")
         check(re.search(r"%s:\d+: pidfile: expected an absolute path" % re.escape(p.conf),
                         res.stderr.decode()), res.stderr.decode())

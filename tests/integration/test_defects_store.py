@@ -26,7 +26,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import TOP, Policyd, Redis, check, eq, mktemp, req, wait_for  # noqa: E402
+from harness import TOP, Policyd, Redis, check, eq, mktemp, req, wait_for, expects_on_error  # noqa: E402
 from topology import ClusterSetup, SentinelSetup, redis_cmd  # noqa: E402
 
 ON_ERROR = "DEFER_IF_PERMIT 4.3.0 state unavailable"
@@ -118,6 +118,7 @@ def setup_failure_case(extra, server_password=None, want_log=None, attrs=None):
         return r
 
 
+@expects_on_error
 def test_bad_database_on_error_nothing_in_db0():
     setup_failure_case(
         "database = 99;",
@@ -125,6 +126,7 @@ def test_bad_database_on_error_nothing_in_db0():
                  r"dropping the connection and retrying with backoff")
 
 
+@expects_on_error
 def test_password_refused_by_passwordless_server():
     """AUTH fails (the server has no password): the script must not run
     unauthenticated in database 0."""
@@ -132,6 +134,7 @@ def test_password_refused_by_passwordless_server():
                        want_log=r"redis: AUTH failed on 127\.0\.0\.1:\d+: ERR AUTH")
 
 
+@expects_on_error
 def test_wrong_password_and_wrong_acl_user():
     setup_failure_case('password = "wrong";', server_password="right-pw",
                        want_log=r"redis: AUTH failed on 127\.0\.0\.1:\d+: WRONGPASS")
@@ -174,6 +177,7 @@ def test_setup_recovers_and_says_so():
         eq(len(re.findall(r"AUTH failed on", p.log())), 1, "logged once for the outage")
 
 
+@expects_on_error
 def test_sentinel_bad_database_on_error():
     """Sentinel: the primary's setup (AUTH, SELECT, ROLE) gates commands."""
     with SentinelSetup() as st:
@@ -213,6 +217,7 @@ def cluster_block(seeds, extra="", timeout_ms=3000):
             'prefix = "t:"; %s };' % (", ".join('"%s"' % a for a in seeds), timeout_ms, extra))
 
 
+@expects_on_error
 def test_cluster_node_failing_auth_gets_no_commands():
     """Cluster: A and C take the password, B has none (its AUTH fails).
     While B's new connection waits for its AUTH answer, commands for B's

@@ -12,7 +12,8 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import Redis, Policyd, req, check, eq, free_port, wait_for  # noqa: E402
+from harness import (Redis, Policyd, req, check, eq, free_port, wait_for,  # noqa: E402
+                     run_checked, TestFailure)
 
 RULES = 'rules = ( { name = "all"; action = "DUNNO"; } );'
 
@@ -49,9 +50,12 @@ class Daemon:
 
     def start(self):
         env = dict(os.environ, POLICYD_LOG_SOCKET=self.sink_path)
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:exitcode=23")
-        cp = subprocess.run([self.p.bin, "-c", self.p.conf], env=env, timeout=30,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # a daemon's stderr is /dev/null: sanitizer reports go to files
+        env["ASAN_OPTIONS"] = "detect_leaks=1:exitcode=23:log_path=%s/asan" % self.p.dir
+        env["UBSAN_OPTIONS"] = ("print_stacktrace=1:halt_on_error=1:exitcode=24:"
+                                "log_path=%s/ubsan" % self.p.dir)
+        cp = run_checked([self.p.bin, "-c", self.p.conf], env=env, timeout=30,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         check(cp.returncode == 0, "daemon start: %s %s" % (cp.returncode, cp.stdout))
         wait_for(lambda: os.path.exists(self.pidfile) and open(self.pidfile).read().strip(), 10,
                  what="pidfile")
@@ -71,6 +75,10 @@ class Daemon:
                      open("/proc/%d/stat" % self.pid).read().split()[2] == "Z", 15,
                      what="policyd to exit")
             self.pid = None
+        reports = [f for f in os.listdir(self.p.dir) if f.startswith(("asan", "ubsan"))]
+        if reports:
+            raise TestFailure("sanitizer report of the daemon: %s" % "".join(
+                open(os.path.join(self.p.dir, f)).read()[-2000:] for f in reports))
 
 
 def sink(path):

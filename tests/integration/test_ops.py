@@ -13,7 +13,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import (TOP, Policyd, Redis, check, eq, free_port, greylist_rules,  # noqa: E402
-                     mktemp, req, wait_for)
+                     mktemp, req, run_checked, wait_for)
 
 BENCH = os.path.join(os.path.dirname(TOP), "shared", "bench")
 
@@ -117,15 +117,26 @@ def test_reload_20_times_under_load():
     with Redis() as r, Policyd(redis=r, rules=static_rules(0), extra=metrics_extra(mport)) as p:
         with p.client() as c:
             eq(c.ask(req(recipient="probe@example.net")), "REJECT 5.7.1 generation 0", "before")
-        proc = subprocess.Popen([load, "-c", "8", "-d", "8", "-m", "greylist", "--json",
+        # the load runs until stopped (SIGINT, after the last reload): the
+        # reloads all happen under it however slow the machine is
+        proc = subprocess.Popen([load, "-c", "8", "-d", "600", "-m", "greylist", "--json",
                                  "127.0.0.1:%d" % p.port], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
-        time.sleep(1)
-        for gen in range(1, 21):
-            p.write_config(static_rules(gen), extra=metrics_extra(mport))
-            p.signal(signal.SIGHUP)
-            p.wait_log(r"reloaded: generation %d," % (gen + 1), 5)
-            time.sleep(0.2)
+        try:
+            wait_for(lambda: (parse_prometheus(http_get(mport, "/metrics")[1])
+                              .get("policyd_requests_total", 0) > 100), 30, what="load running")
+            for gen in range(1, 21):
+                before = parse_prometheus(http_get(mport, "/metrics")[1])["policyd_requests_total"]
+                p.write_config(static_rules(gen), extra=metrics_extra(mport))
+                p.signal(signal.SIGHUP)
+                p.wait_log(r"reloaded: generation %d," % (gen + 1), 15)
+                wait_for(lambda: parse_prometheus(http_get(mport, "/metrics")[1])
+                         ["policyd_requests_total"] > before + 20, 15,
+                         what="requests served around reload %d" % gen)
+            check(proc.poll() is None, "the load still runs after the last reload")
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         res = json.loads(out.decode().strip().split("\n")[-1])
         check(res["requests"] > 100, "load ran: %s" % res["requests"])
@@ -139,20 +150,34 @@ def test_reload_20_times_under_load():
         eq(s["policyd_config_generation"], 21, "generation")
 
 
+def metric(port, name):
+    """One value from policyd's /metrics, or None."""
+    try:
+        text = http_get(port, "/metrics")[1]
+    except OSError:
+        return None
+    m = re.search(r"^%s (\d+)" % re.escape(name), text, re.M)
+    return int(m.group(1)) if m else None
+
+
 def test_sigterm_answers_requests_in_flight():
     """Requests wait on a hung Redis; SIGTERM; Redis resumes; all answered."""
     d = mktemp("policyd-sock.")
     sock = os.path.join(d, "policyd.sock")
     pidfile = os.path.join(d, "policyd.pid")
     with Redis() as r:
-        p = Policyd(redis=r, rules=greylist_rules(), timeout_ms=4000,
-                    listen=["unix:" + sock], extra='pidfile = "%s";' % pidfile)
+        mport = free_port()
+        p = Policyd(redis=r, rules=greylist_rules(), timeout_ms=30000,
+                    listen=["unix:" + sock], extra='pidfile = "%s";\n%s' % (
+                        pidfile, metrics_extra(mport)))
         p.start()
         try:
             wait_for(lambda: os.path.exists(sock), 5, what="socket")
             eq(open(pidfile).read().strip(), str(p.proc.pid), "pidfile content")
             import socket as so
             clients = []
+            wait_for(lambda: metric(mport, "policyd_redis_up") == 1, 10, what="redis up")
+            sent = metric(mport, "policyd_redis_commands_total")
             r.pause()
             for i in range(10):
                 s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
@@ -162,7 +187,10 @@ def test_sigterm_answers_requests_in_flight():
                            "client_address=192.0.2.%d\nsender=a@b.test\nrecipient=c%d@d.test\n\n"
                            % (i, i)).encode())
                 clients.append(s)
-            time.sleep(0.5)              # all ten are waiting for Redis now
+            # all ten are read and their scripts sent: waiting for Redis now
+            wait_for(lambda: metric(mport, "policyd_requests_total") == 10
+                     and metric(mport, "policyd_redis_commands_total") >= sent + 10, 20,
+                     what="ten requests waiting on Redis")
             p.signal(signal.SIGTERM)
             p.wait_log("stopping", 5)
             time.sleep(0.3)
@@ -262,7 +290,7 @@ def test_make_install_tree():
 
 
 def test_installed_sample_configuration_is_valid():
-    res = subprocess.run([os.environ.get("POLICYD_BIN") or os.path.join(TOP, "build", "policyd"),
-                          "-t", "-c", os.path.join(TOP, "rules", "policyd.conf")],
-                         capture_output=True, timeout=30)
+    res = run_checked([os.environ.get("POLICYD_BIN") or os.path.join(TOP, "build", "policyd"),
+                       "-t", "-c", os.path.join(TOP, "rules", "policyd.conf")],
+                      capture_output=True, timeout=30)
     eq(res.returncode, 0, "policyd -t rules/policyd.conf: %s" % res.stderr.decode())

@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import (TOP, Redis, Policyd, check, eq, free_port, mktemp, req,  # noqa: E402
-                     greylist_entries, greylist_key)
+                     greylist_entries, greylist_key, run_checked)
 
 GREYLIST_DEFER = "DEFER_IF_PERMIT 4.7.1 Greylisted, please try again in 300 seconds"
 
@@ -47,10 +47,9 @@ def ctl(*args, timeout=20):
     """Run policyctl; returns (exit status, stdout, stderr)."""
     b = policyctl_bin()
     check(os.access(b, os.X_OK), "policyctl not built: %s" % b)
-    p = subprocess.run([b] + list(args), stdin=subprocess.DEVNULL, capture_output=True,
-                       timeout=timeout)
+    p = run_checked([b] + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+                    timeout=timeout)
     out, err = p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
-    check("Sanitizer" not in err and "runtime error" not in err, "sanitizer: %s" % err)
     return p.returncode, out, err
 
 
@@ -241,7 +240,9 @@ def test_timeout_silent_server():
         took = time.monotonic() - t0
         eq(rc, 1, "exit status")
         check("no reply from 127.0.0.1:%d within 500 ms" % s.port in err, err)
-        check(0.45 <= took < 3.0, "took %.2fs for a 500 ms timeout" % took)
+        # the lower bound is exact; the upper one only says "not the 20 s
+        # limit of ctl()": a loaded machine under ASan starts slowly
+        check(0.45 <= took < 10.0, "took %.2fs for a 500 ms timeout" % took)
 
 
 def test_bad_replies_exit_1():

@@ -3,7 +3,7 @@ Postfix attribute, big values, IPv6 and unix listeners, half-close, explain."""
 import os, socket, stat, sys, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import (Redis, Policyd, PolicyClient, req, encode, check, eq, free_port,
-                     POSTFIX_ORDER)
+                     POSTFIX_ORDER, wait_for, greylist_triplets)
 
 N_MAP = 200
 # an access map by recipient: r<i>@example.net -> a distinct REJECT text
@@ -67,6 +67,47 @@ def test_pipeline_deeper_than_max_pipeline():
             c.send_raw(b"".join(encode(req(recipient="r%d@example.net" % i)) for i in range(100)))
             for i in range(100):
                 eq(c.reply(), answer(i), "reply %d" % i)
+
+
+def _metric(port, name):
+    import re
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as f:
+        m = re.search(r"^%s (\d+)" % name, f.read().decode(), re.M)
+    return int(m.group(1)) if m else None
+
+
+def test_max_pipeline_caps_requests_waiting_on_redis():
+    """With Redis hung, a connection that pipelines 40 greylist requests has
+    exactly max_pipeline (4) of them read and sent to Redis; the rest wait
+    in the socket; once Redis answers, all 40 are answered in order."""
+    mport = free_port()
+    extra = ('limits = { max_pipeline = 4; };\nmetrics = { address = "127.0.0.1:%d"; };'
+             % mport)
+    rules = ('rules = ( { name = "greylist"; check = "greylist"; delay = 60; '
+             'retry_window = 600; } );')
+    with Redis() as r, Policyd(redis=r, rules=rules, extra=extra, timeout_ms=60000) as p:
+        with p.client(timeout=60) as c:
+            check(c.ask(req(recipient="warm@example.net")).startswith("DEFER_IF_PERMIT"), "warm")
+            base = _metric(mport, "policyd_requests_total")
+            sent = _metric(mport, "policyd_redis_commands_total")
+            r.pause()
+            try:
+                c.send_raw(b"".join(encode(req(recipient="p%d@example.net" % i))
+                                    for i in range(40)))
+                wait_for(lambda: _metric(mport, "policyd_redis_commands_total") >= sent + 4, 20,
+                         what="four scripts sent to the hung Redis")
+                time.sleep(1.0)      # room to read more, were the cap not kept
+                eq(_metric(mport, "policyd_requests_total") - base, 4,
+                   "requests read while four wait on Redis")
+                eq(_metric(mport, "policyd_redis_commands_total") - sent, 4,
+                   "commands sent while four wait on Redis")
+            finally:
+                r.resume()
+            for i in range(40):
+                a = c.reply()
+                check(a.startswith("DEFER_IF_PERMIT 4.7.1 Greylisted"), "reply %d: %r" % (i, a))
+        eq(len(greylist_triplets(r)), 41, "every request reached Redis once")
 
 
 def test_concurrent_clients():

@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import (Policyd, req, check, eq, free_port, resp_encode, resp_read,  # noqa: E402
-                     TestFailure)
+                     TestFailure, expects_on_error, run_checked)
 from topology import ClusterSetup, SentinelSetup, redis_cmd  # noqa: E402
 
 ON_ERROR = "DEFER_IF_PERMIT 4.3.0 state unavailable"
@@ -193,8 +193,8 @@ def test_scaleout_config_errors():
     for block, want in cases:
         p = Policyd(rules=rules, redis_block=block, expect_start=False)
         try:
-            cp = subprocess.run([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, timeout=20)
+            cp = run_checked([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, timeout=20)
             out = cp.stdout.decode()
             check(cp.returncode != 0, "policyd -t must fail for %r: %s" % (block, out))
             check(want in out, "%r: want %r in %r" % (block, want, out))
@@ -206,8 +206,8 @@ def test_scaleout_config_errors():
                   'redis = { cluster = [ "127.0.0.1:7000", "127.0.0.1:7001" ]; prefix = "pd:"; };'):
         p = Policyd(rules=rules, redis_block=block, expect_start=False)
         try:
-            cp = subprocess.run([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, timeout=20)
+            cp = run_checked([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, timeout=20)
             eq(cp.returncode, 0, "valid: %r: %s" % (block, cp.stdout.decode()))
         finally:
             shutil.rmtree(p.dir, ignore_errors=True)
@@ -466,12 +466,14 @@ def sentinel_scenario(kill):
                   % (label, d))
 
 
+@expects_on_error
 def test_sentinel_failover_command_under_load():
     """SENTINEL FAILOVER under load: no crash, every request answered within
     the timeout, normal answers within 5 s, budget error measured."""
     sentinel_scenario(kill=False)
 
 
+@expects_on_error
 def test_sentinel_primary_killed_under_load():
     """the primary killed (SIGKILL) under load: the sentinels promote the
     replica; the same checks."""

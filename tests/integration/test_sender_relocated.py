@@ -7,7 +7,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import Redis, Policyd, req, check, eq, wait_for  # noqa: E402
+from harness import Redis, Policyd, req, check, eq, wait_for, greylist_triplets  # noqa: E402
 
 SENDER_MAP = """# sender  logins
 sales@example.net   alice@example.net,
@@ -49,9 +49,7 @@ def auth(login, sender, **kw):
 
 def config_test(p):
     """policyd -t on the instance's configuration: (exit status, output)."""
-    cp = subprocess.run([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT, timeout=30)
-    return cp.returncode, cp.stdout.decode("utf-8", "replace")
+    return p.check_config()
 
 
 # ------------------------------------------------------------ sender_login --
@@ -383,3 +381,26 @@ def test_sample_configuration():
             eq(c.ask(auth("alice@example.net", "alice@example.net")), "DUNNO", "alice as alice")
             eq(c.ask(req(recipient="moved@example.net")),
                "551 5.1.6 User has moved; please try <new@example.org>", "moved")
+            # client-access and sender-access
+            eq(c.ask(req(client_address="198.51.100.66")),
+               "REJECT 5.7.1 Client blocked by local policy", "client_access")
+            eq(c.ask(req(sender="spammer@example.com")),
+               "REJECT 5.7.1 Sender blocked by local policy", "sender_access")
+            # user-rate: bulk@example.net's override is 10 an hour
+            for i in range(10):
+                eq(c.ask(auth("bulk@example.net", "bulk@example.net",
+                              recipient="b%d@example.org" % i)), "DUNNO", "bulk %d" % i)
+            a = c.ask(auth("bulk@example.net", "bulk@example.net", recipient="b10@example.org"))
+            check(a.startswith("DEFER_IF_PERMIT 4.7.1 Rate limit exceeded for bulk@example.net: "
+                               "10 recipients per hour"), "the override: %r" % a)
+            # greylist (300 s), its whitelists, and the authenticated bypass
+            a = c.ask(req(client_address="203.0.113.5", recipient="carol@example.net"))
+            eq(a, "DEFER_IF_PERMIT 4.7.1 Greylisted, please try again in 300 seconds", "greylist")
+            eq(c.ask(req(client_address="203.0.113.5", recipient="postmaster@example.net")),
+               "DUNNO", "whitelist_recipients")
+            eq(c.ask(req(client_address="203.0.113.6", client_name="mail-x.google.com",
+                         recipient="carol@example.net")), "DUNNO", "whitelist_clients")
+            eq(c.ask(auth("alice@example.net", "alice@example.net",
+                          client_address="203.0.113.7", recipient="dave@example.net")),
+               "DUNNO", "authenticated: not greylisted")
+            eq(len(greylist_triplets(r)), 1, "one triplet: the greylisted one")

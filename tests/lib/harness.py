@@ -9,6 +9,18 @@ wait is bounded, and only processes started here are stopped (by PID).
 
 POLICYD_BIN selects the binary (default build/policyd); the test runner
 points it at the sanitizer build for the second pass.
+
+Fail-open answers: a request that a check could not decide is answered
+with the rule's on_error (DUNNO by default), which looks like a pass. Every
+policyd started here is watched for such answers (the log's "on_error=yes"
+and, when a metrics listener is configured, policyd_on_error_total); a test
+in which one happens fails unless it says it expects them, with the
+@expects_on_error decorator or Policyd(..., expect_on_error=True).
+
+Sanitizers: every policyd and policyctl process is checked for ASan/LSan/
+UBSan output and their exit statuses (23, 24); run_checked() does it for
+one-shot runs (policyd -t, policyctl), and a sanitizer exit is never the
+expected failure.
 """
 import os
 import re
@@ -24,6 +36,92 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 class TestFailure(AssertionError):
     pass
+
+
+# ------------------------------------------------ per-test declarations ----
+
+# set by the runner around each test: does the running test expect on_error
+# answers (see expects_on_error)?
+_test_expects_on_error = [False]
+# every Policyd started during the run, for the runner's after-test check
+STARTED = []
+
+
+def expects_on_error(fn):
+    """Decorator: this test makes policyd answer on_error (Redis down,
+    hung, failing over...); without it any such answer fails the test."""
+    fn.expects_on_error = True
+    return fn
+
+
+def begin_test(fn):
+    _test_expects_on_error[0] = bool(getattr(fn, "expects_on_error", False))
+
+
+def end_test():
+    """After a test: on_error answers of policyd processes still running
+    (a module-wide policyd) that the test did not expect; returns the
+    problems found (the runner fails the test with them)."""
+    problems = []
+    for p in list(STARTED):
+        if p.proc is None or p.cleaned:
+            STARTED.remove(p)
+            continue
+        try:
+            p.check_on_error()
+        except TestFailure as e:
+            problems.append(str(e))
+    _test_expects_on_error[0] = False
+    return problems
+
+
+# ------------------------------------------------------ sanitizer checks ----
+
+SANITIZER_RE = re.compile(r"(ERROR: (Address|Leak|Undefined|Memory|Thread)Sanitizer.*"
+                          r"|SUMMARY: (Address|Leak|Undefined)Sanitizer.*"
+                          r"|runtime error:.*)")
+SANITIZER_EXITS = (23, 24)
+
+
+def sanitizer_env(env=None):
+    env = dict(os.environ if env is None else env)
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=23")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=24")
+    return env
+
+
+def sanitizer_problem(rc, text):
+    """A sanitizer report in a process's output or exit status, or None."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    m = SANITIZER_RE.search(text or "")
+    if m:
+        return m.group(0)
+    if rc in SANITIZER_EXITS:
+        return "exit status %d (a sanitizer's exitcode)" % rc
+    if rc is not None and rc < 0 and -rc in (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS,
+                                              signal.SIGILL, signal.SIGFPE):
+        return "killed by signal %d" % -rc
+    return None
+
+
+def _text(x):
+    if x is None:
+        return ""
+    return x.decode("utf-8", "replace") if isinstance(x, bytes) else x
+
+
+def run_checked(argv, **kw):
+    """subprocess.run for a policyd or policyctl one-shot run; raises
+    TestFailure on sanitizer output or exit status whatever the exit code
+    the caller expects. Returns the CompletedProcess."""
+    kw["env"] = sanitizer_env(kw.get("env"))
+    cp = subprocess.run(argv, **kw)
+    why = sanitizer_problem(cp.returncode, _text(cp.stdout) + _text(cp.stderr))
+    if why:
+        raise TestFailure("sanitizer in %s: %s\n%s%s" % (
+            " ".join(map(str, argv)), why, _text(cp.stdout)[-3000:], _text(cp.stderr)[-3000:]))
+    return cp
 
 
 def check(cond, msg="check failed"):
@@ -52,6 +150,29 @@ def wait_for(pred, timeout=5.0, step=0.02, what="condition"):
             return v
         time.sleep(step)
     raise TestFailure("timed out after %.1fs waiting for %s" % (timeout, what))
+
+
+def wait_tcp_read(server_port, client_sock, timeout=10):
+    """Wait until the server side of a loopback TCP connection has read
+    everything the client sent (its receive queue in /proc/net/tcp is
+    empty): "the request has arrived" without sleeping on luck."""
+    cport = client_sock.getsockname()[1]
+    want_local = ":%04X" % server_port
+    want_rem = ":%04X" % cport
+
+    def drained():
+        for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                rows = open(path).read().split("\n")[1:]
+            except OSError:
+                continue
+            for row in rows:
+                f = row.split()
+                if len(f) > 4 and f[1].endswith(want_local) and f[2].endswith(want_rem):
+                    rxq = int(f[4].split(":")[1], 16)
+                    return rxq == 0
+        return False
+    return wait_for(drained, timeout, what="policyd to read the bytes sent")
 
 
 def mktemp(prefix):
@@ -140,6 +261,57 @@ class Redis:
         info = self.cmd("INFO", "memory")
         m = re.search(r"used_memory:(\d+)", info)
         return int(m.group(1))
+
+    # -- time travel: the checks take their time from Redis (TIME), and
+    # libfaketime cannot run redis-server (jemalloc recursion), so a test
+    # that needs time to pass moves the stored times back instead of
+    # sleeping: deterministic on a loaded machine, whatever its speed.
+
+    def _shorten_ttl(self, key, ms, db=None):
+        pttl = self.cmd("PTTL", key, db=db)
+        if pttl is None or pttl < 0:
+            return
+        if pttl <= ms:
+            self.cmd("DEL", key, db=db)
+        else:
+            self.cmd("PEXPIRE", key, pttl - ms, db=db)
+
+    def age_greylist(self, seconds, pattern="t:g{*", db=None):
+        """As if `seconds` had passed for every greylist entry (buckets of
+        greylist.lua: a triplet field holds T*2+passed, a client counter
+        field "a..." holds count*2^32+T): every T moves back, the buckets'
+        TTLs shrink. Returns the number of entries moved. (policyd's
+        local_cache of passed triplets does not see this: tests age
+        waiting entries.)"""
+        n = 0
+        for k in self.keys(pattern, db=db):
+            flat = self.cmd("HGETALL", k, db=db, raw=True) or []
+            for f, v in zip(flat[0::2], flat[1::2]):
+                v = int(v)
+                if f[:1] == b"a":
+                    v -= int(seconds)
+                else:
+                    v -= 2 * int(seconds)
+                self.cmd("HSET", k, f, v, db=db)
+                n += 1
+            self._shorten_ttl(k, int(seconds) * 1000, db=db)
+        return n
+
+    def age_ratelimit(self, seconds, pattern="t:r{*", db=None):
+        """As if `seconds` had passed for every rate-limit key: each window's
+        theoretical arrival time (ms) and the notification fence move back,
+        the TTLs shrink (the networks sets too)."""
+        ms = int(seconds * 1000)
+        n = 0
+        for k in self.keys(pattern, db=db):
+            flat = self.cmd("HGETALL", k, db=db) or []
+            for f, v in zip(flat[0::2], flat[1::2]):
+                self.cmd("HSET", k, f, repr(float(v) - ms), db=db)
+            self._shorten_ttl(k, ms, db=db)
+            n += 1
+        for k in self.keys(pattern.replace("r{", "n{", 1), db=db):
+            self._shorten_ttl(k, ms, db=db)
+        return n
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -237,12 +409,21 @@ def greylist_rules(delay=2, window=6, awl=0):
 
 
 class Policyd:
-    """policyd -f with a generated configuration, on a free loopback port."""
+    """policyd -f with a generated configuration, on a free loopback port.
+
+    redis.timeout_ms is 2000 by default: on a loaded machine under ASan a
+    Redis reply can take longer than 200 ms, and the answer would be the
+    rule's on_error; tests of a hung Redis pass a short timeout_ms."""
 
     def __init__(self, redis=None, rules="", extra="", redis_block=None,
-                 listen=None, timeout_ms=200, binary=None, files=None,
-                 expect_start=True):
+                 listen=None, timeout_ms=2000, binary=None, files=None,
+                 expect_start=True, expect_on_error=None):
         self.dir = mktemp("policyd-test.")
+        self.expect_on_error = expect_on_error
+        self.cleaned = False
+        self.logf = None
+        self._on_error_off = 0
+        self._on_error_metric = 0
         self.port = free_port()
         self.listen = listen or ['inet:127.0.0.1:%d' % self.port]
         self.bin = binary or os.environ.get("POLICYD_BIN") or os.path.join(TOP, "build", "policyd")
@@ -270,13 +451,72 @@ class Policyd:
                 % (brackets[0], listen, brackets[1], self.redis_block, extra, rules))
         with open(self.conf, "w") as f:
             f.write(text)
+        m = re.search(r'metrics\s*=\s*\{\s*address\s*=\s*"([^"]*)"', text)
+        self.metrics_address = m.group(1) if m else None
         return text
+
+    def check_config(self, timeout=30):
+        """policyd -t on this configuration: (exit status, output); a
+        sanitizer report fails the test whatever the status."""
+        cp = run_checked([self.bin, "-t", "-c", self.conf], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, timeout=timeout)
+        return cp.returncode, cp.stdout.decode("utf-8", "replace")
+
+    def _expects_on_error(self):
+        if self.expect_on_error is not None:
+            return self.expect_on_error
+        return _test_expects_on_error[0]
+
+    def on_error_metric(self):
+        """policyd_on_error_total from the metrics listener, or None."""
+        addr = self.metrics_address
+        if not addr or self.proc is None or self.proc.poll() is not None:
+            return None
+        host, _, port = addr.rpartition(":")
+        try:
+            s = socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=3)
+        except (OSError, ValueError):
+            return None
+        try:
+            s.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            data = b""
+            while len(data) < 1 << 20:
+                d = s.recv(65536)
+                if not d:
+                    break
+                data += d
+        except OSError:
+            return None
+        finally:
+            s.close()
+        m = re.search(rb"^policyd_on_error_total (\d+)", data, re.M)
+        return int(m.group(1)) if m else None
+
+    def check_on_error(self, final=False):
+        """Fail when policyd answered on_error since the last check and
+        nobody said that was expected."""
+        text = self.log()
+        new = text[self._on_error_off:]
+        self._on_error_off = len(text)
+        lines = [l for l in new.split("\n") if " on_error=yes" in l]
+        metric = None if final else self.on_error_metric()
+        grew = 0
+        if metric is not None:
+            grew, self._on_error_metric = metric - self._on_error_metric, metric
+        if self._expects_on_error() or (not lines and grew <= 0):
+            return
+        raise TestFailure("policyd answered on_error (a check could not decide, the "
+                          "answer only looks like a pass) %d times%s; a test that means "
+                          "it says @expects_on_error:\n%s" % (
+                              max(len(lines), grew),
+                              "" if metric is None else " (policyd_on_error_total +%d)" % grew,
+                              "\n".join(lines[:5])))
 
     def start(self):
         self.logf = open(self.logpath, "ab")
-        env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=23")
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=24")
+        env = sanitizer_env()
+        if self not in STARTED:
+            STARTED.append(self)
         self.proc = subprocess.Popen([self.bin, "-f", "-c", self.conf],
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=subprocess.STDOUT, env=env)
@@ -333,19 +573,43 @@ class Policyd:
         return rc
 
     def sanitizer_report(self):
-        m = re.search(r"(ERROR: (Address|Leak)Sanitizer.*|runtime error:.*)", self.log())
-        return m.group(0) if m else None
+        m = SANITIZER_RE.search(self.log())
+        if m:
+            return m.group(0)
+        rc = self.proc.returncode if self.proc else None
+        return sanitizer_problem(rc, "")
 
     def cleanup(self, check_exit=True):
+        """Stop policyd and remove its directory. A sanitizer report fails
+        even with check_exit=False (that only accepts a non-zero exit);
+        so does an unexpected on_error answer."""
+        on_error = None
+        if not self.cleaned and self.proc is not None:
+            try:
+                self.check_on_error()
+            except TestFailure as e:
+                on_error = e
         rc = self.stop()
         if self.logf:
             self.logf.close()
+            self.logf = None
         report = self.sanitizer_report()
+        if on_error is None and not self.cleaned and self.proc is not None:
+            try:
+                self.check_on_error(final=True)
+            except TestFailure as e:
+                on_error = e
+        self.cleaned = True
+        if self in STARTED:
+            STARTED.remove(self)
+        tail = self.log()[-3000:] if report else ""
         keep = os.environ.get("KEEP_TMP")
         if not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
-        if check_exit and report:
-            raise TestFailure("sanitizer: %s" % report)
+        if report:
+            raise TestFailure("sanitizer: %s\n%s" % (report, tail))
+        if on_error is not None:
+            raise on_error
         if check_exit and rc not in (0, None):
             raise TestFailure("policyd exited with status %s" % rc)
 
