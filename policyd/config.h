@@ -17,6 +17,7 @@
 #define POLICYD_CONFIG_H
 
 #include "proto.h"
+#include "resolver.h"
 #include "store.h"
 
 #define CONFIG_DEFAULT_PATH	"/etc/policyd/policyd.conf"
@@ -58,6 +59,7 @@ struct config {
 	int	log_facility, log_level;
 	char	*hostname;
 	char	*metrics_address;	/* "HOST:PORT", "" = off */
+	struct dns_config dns;		/* the "dns" group (resolver.h) */
 	struct rule *rules;
 	int	nrules;
 };

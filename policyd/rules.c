@@ -482,6 +482,12 @@ rules_eval_init(struct eval *ev)
 	ev->action[0] = ev->nf_action[0] = ev->detail[0] = '\0';
 	ev->tempfail = 0;
 	ev->ccharged = ev->ncharged = 0;
+	ev->dns_deadline = 0;
+	ev->spf_result = -1;
+	ev->spf_domain[0] = '\0';
+	ev->spf_grouping = 0;
+	ev->dnsbl_done = 0;
+	ev->dnsbl_score = 0;
 }
 
 /* rules_result - apply one rule's result; 1 when it decides */

@@ -62,6 +62,7 @@ struct server {
 	struct event_base *base;
 	struct config *cfg;		/* current snapshot */
 	struct store *store;
+	struct resolver *resolver;	/* DNS for the checks (resolver.h) */
 	struct listener *listeners;
 	int	nlisteners;
 	int	accepting_paused;
