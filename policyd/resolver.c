@@ -356,6 +356,8 @@ dns_parse_reply(const uint8_t *m, size_t len, uint16_t id, const char *qname,
 	an = m[6] << 8 | m[7];
 	ns = m[8] << 8 | m[9];
 	rcode = m[3] & 0x0f;
+	if (m[2] & 0x02)
+		return 1;		/* TC, perhaps without the question */
 	if (qd != 1) {
 		/* a server error may come without the question */
 		return qd == 0 && rcode != 0 && rcode != 3 ? 2 : -1;
@@ -366,8 +368,6 @@ dns_parse_reply(const uint8_t *m, size_t len, uint16_t id, const char *qname,
 	    (m[o + 2] << 8 | m[o + 3]) != 1)
 		return -1;
 	o += 4;
-	if (m[2] & 0x02)
-		return 1;			/* TC */
 	if (rcode != 0 && rcode != 3)
 		return 2;
 	for (unsigned i = 0; i < an + ns && nrrs < 128; i++) {

@@ -525,7 +525,7 @@ spf_expand(const char *spec, const struct spf_vars *v, int exp, char *out,
 	big[0] = '\0';
 	for (size_t i = 0; i < len; i++) {
 		int	letter, keep = 0, reverse = 0, upper;
-		char	delims[8];
+		char	delims[8] = "";
 		size_t	nd = 0;
 
 		if (spec[i] != '%') {
