@@ -94,7 +94,7 @@ build() {	# build TARGET
 	slot)	compile policyd/slot.c "$obj/slot.o" || return 1
 		objs="$obj/slot.o"; libs="" ;;
 	config)	objs=$(core_objs) || return 1
-		libs="-levent -lhiredis -lconfig"
+		libs="-levent -lhiredis -lconfig -lpsl"
 		cflags_extra="-DFUZZ_RULES_DIR=\"$top/rules\"" ;;
 	*)	echo "# fuzz: unknown target $t"; return 1 ;;
 	esac
