@@ -6,7 +6,7 @@
  *	once, all at the same time; each site whose pattern matches an A
  *	record of its zone's answer adds its weight. The score is kept on
  *	the request (ev->dnsbl_score, the dnsbl_score condition of later
- *	rules). At or above threshold the check answers action (%a client
+ *	rules). At or above threshold the check answers listed_action (%a client
  *	address, %l the sites that matched, %s the score). Below it, a list
  *	that did not answer (timeout, SERVFAIL, the DNS budget) makes the
  *	check CHECK_TEMPFAIL: the rule's on_error, since the score may be
@@ -38,7 +38,7 @@ struct dnsbl_cfg {
 };
 
 static const char *const dnsbl_keys[] = {
-	"sites", "threshold", "action", "skip_authenticated", "skip_networks",
+	"sites", "threshold", "listed_action", "skip_authenticated", "skip_networks",
 	NULL
 };
 
@@ -126,7 +126,7 @@ dnsbl_compile(const config_setting_t *rs, const struct config *c,
 		}
 		g->skip_auth = config_setting_get_bool(s);
 	}
-	if (check_template(rs, "action", "REJECT 5.7.1 Service unavailable; "
+	if (check_template(rs, "listed_action", "REJECT 5.7.1 Service unavailable; "
 	    "client [%a] blocked using %l", DNSBL_CODES, &g->action, c, err,
 	    errlen) < 0 ||
 	    check_networks(rs, "skip_networks", &g->skip, c, err, errlen) < 0)

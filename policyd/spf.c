@@ -942,7 +942,8 @@ got_record(struct spf_eval *e, const struct dns_answer *a)
 		fail_with(e, SPF_PERMERROR, "%s has %d SPF records", f->domain, n);
 		return;
 	}
-	etrace(e, "spf: TXT %s: \"%.400s\"", f->domain, txt);
+	etrace(e, "spf: TXT %s: \"%.400s\"%s", f->domain, txt, a->cached ?
+	    " (cached)" : "");
 	if (spf_parse(txt, &f->rec, err, sizeof(err)) < 0) {
 		fail_with(e, SPF_PERMERROR, "%s: %s", f->domain, err);
 		return;
