@@ -100,8 +100,8 @@ dnsbl_compile(const config_setting_t *rs, const struct config *c,
 			if (strcmp(g->zones[z], g->sites[i].zone) == 0)
 				known = 1;
 		if (!known)
-			snprintf(g->zones[g->nzones++], sizeof(g->zones[0]), "%s",
-			    g->sites[i].zone);
+			memcpy(g->zones[g->nzones++], g->sites[i].zone,
+			    sizeof(g->zones[0]));	/* same size, NUL inside */
 	}
 	g->nsites = n;
 	if ((s = config_setting_get_member(rs, "threshold")) != NULL) {

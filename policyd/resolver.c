@@ -815,8 +815,8 @@ dq_answer(struct dq *q, uint32_t negttl)
 	dq_finish(q, q->ans.status);
 }
 
-/* dq_reply - one reply over UDP or TCP */
-static void
+/* dq_reply - one reply over UDP or TCP; 0 when ignored (q untouched) */
+static int
 dq_reply(struct dq *q, const uint8_t *buf, size_t len, int tcp)
 {
 	uint32_t negttl;
@@ -827,12 +827,12 @@ dq_reply(struct dq *q, const uint8_t *buf, size_t len, int tcp)
 	case 0:
 		q->ans.tcp = tcp;
 		dq_answer(q, negttl);
-		return;
+		return 1;
 	case 1:
 		if (!tcp) {
 			/* truncated: the same question over TCP */
 			dq_tcp(q);
-			return;
+			return 1;
 		}
 		/* a truncated TCP reply is an error */
 		q->last_error = DNS_SERVFAIL;
@@ -840,22 +840,23 @@ dq_reply(struct dq *q, const uint8_t *buf, size_t len, int tcp)
 		dq_close_io(q);
 		q->attempt++;
 		dq_attempt(q);
-		return;
+		return 1;
 	case 2:
 		q->last_error = DNS_SERVFAIL;
 		dns_answer_free(&q->ans);
 		dq_close_io(q);
 		q->attempt++;
 		dq_attempt(q);
-		return;
+		return 1;
 	default:
 		if (tcp) {
 			q->last_error = DNS_SERVFAIL;
 			dq_close_io(q);
 			q->attempt++;
 			dq_attempt(q);
+			return 1;
 		}
-		return;			/* UDP: not ours; keep waiting */
+		return 0;		/* UDP: not ours; keep waiting */
 	}
 }
 
@@ -871,11 +872,8 @@ dq_udp_read(evutil_socket_t fd, short what, void *arg)
 	for (int i = 0; i < 8; i++) {
 		if ((n = recv(fd, buf, sizeof(buf), 0)) < 0)
 			return;		/* EAGAIN, or ICMP refused: timer decides */
-		if (q->fd != fd)
-			return;
-		dq_reply(q, buf, (size_t)n, 0);
-		if (q->fd != fd)
-			return;		/* finished, retried or moved to TCP */
+		if (dq_reply(q, buf, (size_t)n, 0))
+			return;		/* finished (q freed), retried or on TCP */
 	}
 }
 
