@@ -136,6 +136,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	bash tests/bench/bench.sh
 	bash tests/bench/scaleout.sh
+	bash tests/bench/dns.sh
 
 # libFuzzer targets (clang): FUZZ_SECONDS per target (default 60).
 fuzz: deps
