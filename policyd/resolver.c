@@ -690,6 +690,10 @@ load_resolv_conf(struct resolver *r)
 int
 resolver_configure(struct resolver *r, const struct dns_config *cfg)
 {
+	struct server_addr old[MAX_SERVERS];
+	int	nold = r->nservers;
+
+	memcpy(old, r->servers, sizeof(old));
 	r->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 2000;
 	r->attempts = cfg->attempts > 0 ? cfg->attempts : 2;
 	r->cache_size = cfg->cache_size >= 0 ? cfg->cache_size : 10000;
@@ -711,6 +715,12 @@ resolver_configure(struct resolver *r, const struct dns_config *cfg)
 	}
 	if (r->nservers == 0)
 		load_resolv_conf(r);
+	if (nold > 0 && (nold != r->nservers || memcmp(old, r->servers,
+	    sizeof(old[0]) * nold) != 0)) {
+		/* other servers may know other answers: forget the old ones */
+		while (!TAILQ_EMPTY(&r->lru))
+			cache_unlink(r, TAILQ_FIRST(&r->lru));
+	}
 	return cache_resize(r);
 }
 
@@ -870,8 +880,16 @@ dq_udp_read(evutil_socket_t fd, short what, void *arg)
 
 	(void)what;
 	for (int i = 0; i < 8; i++) {
-		if ((n = recv(fd, buf, sizeof(buf), 0)) < 0)
-			return;		/* EAGAIN, or ICMP refused: timer decides */
+		if ((n = recv(fd, buf, sizeof(buf), 0)) < 0) {
+			if (errno == ECONNREFUSED) {
+				/* nothing listens there: the next attempt now */
+				q->last_error = DNS_SERVFAIL;
+				dq_close_io(q);
+				q->attempt++;
+				dq_attempt(q);
+			}
+			return;		/* EAGAIN: wait for the timer */
+		}
 		if (dq_reply(q, buf, (size_t)n, 0))
 			return;		/* finished (q freed), retried or on TCP */
 	}

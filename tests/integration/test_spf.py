@@ -354,3 +354,21 @@ def test_timeout_servfail_temperror_and_second_server():
                "temperror")
             eq(result_of(c.ask(req(client_address="192.0.2.1", sender="u@broken.test"))),
                "temperror")
+
+
+def test_reload_switches_nameservers_and_forgets_the_cache():
+    need_dns()
+    z1 = {"records": [["r.test", "TXT", "v=spf1 -all"]]}
+    z2 = {"records": [["r.test", "TXT", "v=spf1 +all"]]}
+    with DNS(z1) as d1, DNS(z2) as d2, Redis() as r, \
+            Policyd(redis=r, rules=spf_rules(), extra=dns_block(d1)) as p, p.client() as c:
+        eq(result_of(c.ask(req(client_address="192.0.2.1", sender="u@r.test"))), "fail")
+        eq(result_of(c.ask(req(client_address="192.0.2.1", sender="u@r.test"))), "fail",
+           "cached")
+        p.reload(spf_rules(), extra=dns_block(d2))
+        eq(result_of(c.ask(req(client_address="192.0.2.1", sender="u@r.test"))), "pass",
+           "the new server answers after SIGHUP")
+        p.reload(spf_rules(), extra=dns_block(d2, extra="bogus = 1;"))
+        check(re.search(r"unknown setting \"dns\.bogus\"", p.log()), p.log()[-500:])
+        eq(result_of(c.ask(req(client_address="192.0.2.1", sender="u@r.test"))), "pass",
+           "a bad reload keeps the running configuration")
