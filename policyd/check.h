@@ -60,5 +60,17 @@ extern const struct check_ops check_access_ops;
 extern const struct check_ops check_ratelimit_ops;
 extern const struct check_ops check_sender_login_ops;
 extern const struct check_ops check_relocated_ops;
+extern const struct check_ops check_spf_ops;
+extern const struct check_ops check_dnsbl_ops;
+
+/*
+ * check_networks - the optional CIDR list option name ("NET", "file:PATH",
+ * or a list of them) into *out; absent: loopback (127.0.0.0/8, ::1).
+ * 0, or -1 with "file:line: message" in err (check_spf.c).
+ */
+struct cidrmap;
+int	check_networks(const config_setting_t *rs, const char *name,
+	    struct cidrmap **out, const struct config *c, char *err,
+	    size_t errlen);
 
 #endif

@@ -13,6 +13,14 @@
  *	Triplets of the old format (one key each) are still read, and moved
  *	into their bucket, until they expire (not in Redis Cluster, where the
  *	old key is in another slot: there they are greylisted once more).
+ *
+ *	group_by (provider pools, see README) replaces the network by who
+ *	the sender is: "spf" uses the sender's domain when an spf rule
+ *	before this one found a pass that earns grouping (ev->spf_grouping:
+ *	not for records that pass anybody); "client_name" uses the
+ *	organizational domain (Public Suffix List, libpsl) of a verified
+ *	client_name. The client part (greylist.h) is then "s" or "n" and 16
+ *	hex digits of the domain's hash. When neither applies, the network.
  *--*/
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -20,12 +28,18 @@
 #include <string.h>
 #include <time.h>
 
+#include <libpsl.h>
+
 #include "greylist.h"
 #include "log.h"
 #include "rules.h"
 #include "store.h"
 
 #define GREYLIST_SEED	0x70646772796c7374ULL	/* "pdgrylst" */
+#define GROUP_SPF	(1u << 0)
+#define GROUP_NAME	(1u << 1)
+
+static const psl_ctx_t *psl;		/* loaded once, for the process */
 
 struct greylist {
 	int	delay, retry_window, max_age, awl;
@@ -33,6 +47,7 @@ struct greylist {
 	struct gl_cache *cache;		/* mutable behind the const rule */
 	int	v4prefix, v6prefix;
 	int	header;
+	unsigned group;			/* GROUP_* */
 	struct clientlist *wl_clients;
 	struct rcptlist *wl_rcpts;
 	char	*hostname;
@@ -41,7 +56,7 @@ struct greylist {
 static const char *const greylist_keys[] = {
 	"delay", "retry_window", "max_age", "auto_whitelist", "ipv4_prefix",
 	"ipv6_prefix", "header", "whitelist_clients", "whitelist_recipients",
-	"local_cache", NULL
+	"local_cache", "group_by", NULL
 };
 
 /* gl_int - an optional integer option with bounds */
@@ -157,6 +172,39 @@ greylist_compile(const config_setting_t *rs, const struct config *c,
 		greylist_free(g);
 		return -1;
 	}
+	if ((s = config_setting_get_member(rs, "group_by")) != NULL) {
+		int	n = config_setting_type(s) == CONFIG_TYPE_STRING ? 1 :
+		    config_setting_type(s) == CONFIG_TYPE_ARRAY ||
+		    config_setting_type(s) == CONFIG_TYPE_LIST ?
+		    config_setting_length(s) : -1;
+
+		for (int i = 0; i < (n < 0 ? 1 : n); i++) {
+			const config_setting_t *e = config_setting_type(s) ==
+			    CONFIG_TYPE_STRING ? s : config_setting_get_elem(s, i);
+			const char *v = n < 0 ? NULL : config_setting_get_string(e);
+
+			if (v != NULL && strcmp(v, "spf") == 0)
+				g->group |= GROUP_SPF;
+			else if (v != NULL && strcmp(v, "client_name") == 0)
+				g->group |= GROUP_NAME;
+			else {
+				snprintf(err, errlen, "%s:%d: group_by: expected "
+				    "\"spf\" and/or \"client_name\"", c->path,
+				    config_setting_source_line(e));
+				greylist_free(g);
+				return -1;
+			}
+		}
+		if ((g->group & GROUP_NAME) && psl == NULL &&
+		    (psl = psl_latest(NULL)) == NULL && (psl = psl_builtin()) ==
+		    NULL) {
+			snprintf(err, errlen, "%s:%d: group_by: no Public Suffix "
+			    "List (install publicsuffix)", c->path,
+			    config_setting_source_line(s));
+			greylist_free(g);
+			return -1;
+		}
+	}
 	if ((s = config_setting_get_member(rs, "header")) != NULL) {
 		if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
 			snprintf(err, errlen, "%s:%d: header: expected true or "
@@ -227,9 +275,37 @@ mono_s(void)
 
 /* greylist_net - hex of the client network, the hash tag of both keys */
 static int
-greylist_net(const struct greylist *g, const struct eval *ev, char *buf,
+greylist_net(const struct greylist *g, struct eval *ev, char *buf,
     size_t len)
 {
+	const struct policy_req *q = ev->req;
+
+	if ((g->group & GROUP_SPF) && ev->spf_grouping &&
+	    ev->spf_domain[0] != '\0') {
+		eval_trace(ev, "  greylist: client part: sender domain %s (SPF "
+		    "pass)", ev->spf_domain);
+		return snprintf(buf, len, "s%016llx", (unsigned long long)
+		    addr_hash64(ev->spf_domain, strlen(ev->spf_domain),
+		    GREYLIST_SEED));
+	}
+	if ((g->group & GROUP_NAME) && psl != NULL &&
+	    q->len[A_CLIENT_NAME] > 0 && q->len[A_CLIENT_NAME] < 254 &&
+	    strcmp(q->v[A_CLIENT_NAME], "unknown") != 0) {
+		char	name[256];
+		const char *org;
+
+		snprintf(name, sizeof(name), "%s", q->v[A_CLIENT_NAME]);
+		addr_lower(name);
+		if (name[0] != '\0' && name[strlen(name) - 1] == '.')
+			name[strlen(name) - 1] = '\0';
+		if ((org = psl_registrable_domain(psl, name)) != NULL &&
+		    strchr(org, '.') != NULL) {
+			eval_trace(ev, "  greylist: client part: organizational "
+			    "domain %s of client_name", org);
+			return snprintf(buf, len, "n%016llx", (unsigned long long)
+			    addr_hash64(org, strlen(org), GREYLIST_SEED));
+		}
+	}
 	if (!ev->client_ip_ok) {
 		/* a broken client_address still gets a stable network */
 		uint64_t h = addr_hash64(ev->req->v[A_CLIENT_ADDRESS],

@@ -12,6 +12,8 @@ static const struct check_ops *const all_checks[] = {
 	&check_ratelimit_ops,
 	&check_sender_login_ops,
 	&check_relocated_ops,
+	&check_spf_ops,
+	&check_dnsbl_ops,
 };
 
 /* check_find - a check by name */

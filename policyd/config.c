@@ -15,6 +15,8 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
+
 #include <libconfig.h>
 
 #include "addr.h"
@@ -35,6 +37,12 @@
 #define DEF_USER		"policyd"
 #define DEF_PIDFILE		""
 #define DEF_METRICS_ADDRESS	"127.0.0.1:9110"
+#define DEF_DNS_TIMEOUT_MS	2000
+#define DEF_DNS_ATTEMPTS	2
+#define DEF_DNS_BUDGET_MS	5000
+#define DEF_DNS_CACHE_SIZE	10000
+#define DEF_DNS_CACHE_MAX_TTL	3600
+#define DEF_DNS_NEGATIVE_TTL	300
 
 struct int_setting {
 	const char *path;		/* libconfig path */
@@ -52,6 +60,12 @@ static const struct int_setting int_settings[] = {
 	{ "redis.database", OFF(redis.database), 0, 0, 10000 },
 	{ "redis.timeout_ms", OFF(redis.timeout_ms), DEF_REDIS_TIMEOUT_MS, 1, 60000 },
 	{ "redis.connect_timeout_ms", OFF(redis.connect_timeout_ms), DEF_REDIS_CONNECT_MS, 1, 60000 },
+	{ "dns.timeout_ms", OFF(dns.timeout_ms), DEF_DNS_TIMEOUT_MS, 10, 60000 },
+	{ "dns.attempts", OFF(dns.attempts), DEF_DNS_ATTEMPTS, 1, 10 },
+	{ "dns.budget_ms", OFF(dns.budget_ms), DEF_DNS_BUDGET_MS, 10, 600000 },
+	{ "dns.cache_size", OFF(dns.cache_size), DEF_DNS_CACHE_SIZE, 0, 10000000 },
+	{ "dns.cache_max_ttl", OFF(dns.cache_max_ttl), DEF_DNS_CACHE_MAX_TTL, 0, 604800 },
+	{ "dns.negative_ttl", OFF(dns.negative_ttl), DEF_DNS_NEGATIVE_TTL, 0, 86400 },
 };
 
 struct size_setting {
@@ -68,7 +82,7 @@ static const struct size_setting size_settings[] = {
 
 static const char *const top_keys[] = {
 	"listen", "limits", "redis", "log", "user", "group", "pidfile",
-	"run_as_root", "hostname", "rules", "metrics", NULL
+	"run_as_root", "hostname", "rules", "metrics", "dns", NULL
 };
 static const char *const group_keys[][16] = {
 	{ "limits", "max_connections", "idle_timeout", "request_timeout",
@@ -78,6 +92,8 @@ static const char *const group_keys[][16] = {
 	  "sentinel_password", "cluster", NULL },
 	{ "log", "facility", "level", NULL },
 	{ "metrics", "address", NULL },
+	{ "dns", "nameservers", "timeout_ms", "attempts", "budget_ms",
+	  "cache_size", "cache_max_ttl", "negative_ttl", NULL },
 };
 
 #define ERR(line, ...) do { \
@@ -835,6 +851,51 @@ load_misc(struct config *c, config_t *cf)
 	return errors;
 }
 
+/* load_dns_servers - dns.nameservers: "IP", "IP:PORT" or "[V6]:PORT" */
+static int
+load_dns_servers(struct config *c, config_t *cf)
+{
+	config_setting_t *l = config_lookup(cf, "dns.nameservers");
+	int	errors = 0, n;
+
+	c->dns.nameservers = NULL;
+	if (l == NULL)
+		return 0;		/* /etc/resolv.conf */
+	n = config_setting_type(l) == CONFIG_TYPE_STRING ? 1 :
+	    config_setting_type(l) == CONFIG_TYPE_ARRAY ||
+	    config_setting_type(l) == CONFIG_TYPE_LIST ?
+	    config_setting_length(l) : -1;
+	if (n <= 0 || n > 8) {
+		ERR(config_setting_source_line(l), "dns.nameservers: expected "
+		    "1 to 8 addresses (\"IP\", \"IP:PORT\", \"[V6]:PORT\")");
+		return errors;
+	}
+	if ((c->dns.nameservers = calloc(n + 1, sizeof(char *))) == NULL)
+		fatalx("out of memory");
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_type(l) ==
+		    CONFIG_TYPE_STRING ? l : config_setting_get_elem(l, i);
+		const char *v = config_setting_get_string(e);
+		struct sockaddr_storage ss;
+		unsigned len;
+
+		if (v == NULL || resolver_parse_server(v, &ss, &len) < 0) {
+			ERR(config_setting_source_line(e), "dns.nameservers: "
+			    "entry %d: expected \"IP\", \"IP:PORT\" or "
+			    "\"[V6]:PORT\"", i + 1);
+			continue;
+		}
+		c->dns.nameservers[i] = strdup(v);
+	}
+	if (errors) {
+		for (int i = 0; i < n; i++)
+			free(c->dns.nameservers[i]);
+		free(c->dns.nameservers);
+		c->dns.nameservers = NULL;
+	}
+	return errors;
+}
+
 /* config_free - release a snapshot */
 static void
 config_free(struct config *c)
@@ -860,6 +921,7 @@ config_free(struct config *c)
 	free(c->pidfile);
 	free(c->hostname);
 	free(c->metrics_address);
+	strv_free(c->dns.nameservers);
 	free(c->path);
 	free(c->dir);
 	free(c);
@@ -912,6 +974,7 @@ config_load(const char *path, int *nerrors)
 	errors += load_redis_scaleout(c, &cf);
 	errors += dup_string(c, &cf, "metrics.address", &c->metrics_address,
 	    DEF_METRICS_ADDRESS);
+	errors += load_dns_servers(c, &cf);
 	errors += dup_string(c, &cf, "user", &c->user, DEF_USER);
 	errors += dup_string(c, &cf, "group", &c->group, NULL);
 	errors += dup_string(c, &cf, "pidfile", &c->pidfile, DEF_PIDFILE);

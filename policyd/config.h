@@ -19,6 +19,7 @@
 #include <stdio.h>
 
 #include "proto.h"
+#include "resolver.h"
 #include "store.h"
 
 #define CONFIG_DEFAULT_PATH	"/etc/policyd/policyd.conf"
@@ -60,6 +61,7 @@ struct config {
 	int	log_facility, log_level;
 	char	*hostname;
 	char	*metrics_address;	/* "HOST:PORT", "" = off */
+	struct dns_config dns;		/* the "dns" group (resolver.h) */
 	struct rule *rules;
 	int	nrules;
 };

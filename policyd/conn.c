@@ -548,6 +548,7 @@ conn_start_request(struct conn *c, struct policy_req *req)
 	s->ev.cfg = config_ref(srv.cfg);
 	s->ev.req = &s->req;
 	s->ev.store = srv.store;
+	s->ev.resolver = srv.resolver;
 	s->ev.now = time(NULL);
 	s->ev.done = conn_eval_done;
 	s->ev.done_arg = s;

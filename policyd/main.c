@@ -29,6 +29,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "resolver.h"
 #include "rules.h"
 #include "server.h"
 #include "store.h"
@@ -248,6 +249,8 @@ reload(evutil_socket_t sig, short what, void *arg)
 			srv.store = ns;
 		}
 	}
+	if (srv.resolver != NULL)
+		resolver_configure(srv.resolver, &nc->dns);
 	log_set_level(nc->log_level);
 	raise_nofile(nc->max_connections);
 	listener_apply(nc);
@@ -498,6 +501,8 @@ main(int argc, char **argv)
 		fatalx("refusing to run with privileges");
 	if ((srv.store = store_new(srv.base, &srv.cfg->redis)) == NULL)
 		fatalx("out of memory");
+	if ((srv.resolver = resolver_new(srv.base, &srv.cfg->dns)) == NULL)
+		fatalx("out of memory");
 	metrics_start(srv.cfg->metrics_address);
 	ev_hup = evsignal_new(srv.base, SIGHUP, reload, NULL);
 	ev_term = evsignal_new(srv.base, SIGTERM, terminate, NULL);
@@ -514,6 +519,8 @@ main(int argc, char **argv)
 
 	listener_close_all();
 	metrics_stop();
+	resolver_free(srv.resolver);	/* answers DNS_SHUTDOWN to queries left */
+	srv.resolver = NULL;
 	store_free(srv.store);		/* fails any command still pending */
 	conn_close_all();
 	if (pidfile != NULL && unlink(pidfile) < 0 && errno != ENOENT)

@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "resolver.h"
 #include "server.h"
 #include "store.h"
 
@@ -106,6 +107,25 @@ metrics_render(size_t *len)
 		    "moves to a new primary.", rs->primary_switches);
 		GAUGE("policyd_redis_latency_seconds_sum", "Total time spent "
 		    "waiting for Redis.", "%.6f", rs->latency_sum_ms / 1000.0);
+	}
+	if (srv.resolver != NULL) {
+		const struct dns_stats *ds = resolver_stats(srv.resolver);
+
+		COUNTER("policyd_dns_queries_total", "DNS questions asked by "
+		    "the checks (cache hits included).", ds->queries);
+		COUNTER("policyd_dns_cache_hits_total", "DNS questions "
+		    "answered from the cache.", ds->cache_hits);
+		COUNTER("policyd_dns_timeouts_total", "DNS questions without "
+		    "an answer after every attempt.", ds->timeouts);
+		COUNTER("policyd_dns_servfails_total", "DNS questions that "
+		    "failed (SERVFAIL, REFUSED, unusable replies).",
+		    ds->servfails);
+		COUNTER("policyd_dns_tcp_total", "Truncated UDP answers asked "
+		    "again over TCP.", ds->tcp);
+		COUNTER("policyd_dns_budget_exhausted_total", "DNS questions "
+		    "cut short by the request's DNS budget.", ds->budget);
+		GAUGE("policyd_dns_cache_entries", "Answers in the DNS cache.",
+		    "%d", resolver_cache_count(srv.resolver));
 	}
 	*len = b.len;
 	return b.data;

@@ -10,8 +10,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "dnsbl.h"
 #include "log.h"
 #include "rules.h"
+#include "spf.h"
 
 static const struct {
 	const char *name;
@@ -30,7 +32,7 @@ static const char *const rule_keys[] = {
 static const char *const match_keys[] = {
 	"protocol_state", "policy_context", "authenticated", "sasl_username",
 	"client_address", "client_name", "helo_name", "sender", "recipient",
-	NULL
+	"spf", "dnsbl_score", NULL
 };
 
 /* rules_state_bit - protocol_state name to bit */
@@ -99,6 +101,22 @@ add_state(struct config *c, const config_setting_t *set, const char *s,
 	if (bit == 0)
 		CERR(set, "unknown protocol_state \"%s\"", s);
 	*states |= bit;
+	return errors;
+}
+
+/* add_spf_result - one SPF result name of the "spf" condition */
+static int
+add_spf_result(struct config *c, const config_setting_t *set, const char *s,
+    void *arg)
+{
+	unsigned *mask = arg;
+	int	r = spf_result_parse(s), errors = 0;
+
+	if (r < 0)
+		CERR(set, "spf: unknown result \"%s\" (pass, fail, softfail, "
+		    "neutral, none, temperror, permerror)", s);
+	else
+		*mask |= 1u << r;
 	return errors;
 }
 
@@ -201,6 +219,15 @@ cond_compile(struct config *c, const config_setting_t *m, struct cond *cd)
 		errors += compile_map(c, set, &cd->sender);
 	if ((set = config_setting_get_member(m, "recipient")) != NULL)
 		errors += compile_map(c, set, &cd->recipient);
+	if ((set = config_setting_get_member(m, "spf")) != NULL)
+		errors += cond_strings(c, set, add_spf_result, &cd->spf);
+	if ((set = config_setting_get_member(m, "dnsbl_score")) != NULL) {
+		if (config_setting_type(set) != CONFIG_TYPE_STRING ||
+		    dnsbl_cond_parse(config_setting_get_string(set),
+		    &cd->dnsbl_op, &cd->dnsbl_value) < 0)
+			CERR(set, "dnsbl_score: expected an operator and a "
+			    "number, e.g. \">= 3\"");
+	}
 	if ((set = config_setting_get_member(m, "client_address")) != NULL) {
 		if ((cd->client_address = cidrmap_new()) == NULL)
 			fatalx("out of memory");
@@ -429,6 +456,20 @@ cond_match(const struct cond *cd, const struct eval *ev, char *why,
 		WHY("recipient not listed");
 		return 0;
 	}
+	if (cd->spf && (ev->spf_result < 0 ||
+	    (cd->spf & (1u << ev->spf_result)) == 0)) {
+		WHY("spf result %s not listed", ev->spf_result < 0 ?
+		    "(not evaluated)" : spf_result_name(ev->spf_result));
+		return 0;
+	}
+	if (cd->dnsbl_op && (!ev->dnsbl_done ||
+	    !dnsbl_cond_holds(cd->dnsbl_op, cd->dnsbl_value, ev->dnsbl_score))) {
+		if (ev->dnsbl_done)
+			WHY("dnsbl score %d does not hold", ev->dnsbl_score);
+		else
+			WHY("no dnsbl score (no dnsbl rule ran)");
+		return 0;
+	}
 	WHY("conditions matched");
 	return 1;
 }
@@ -482,6 +523,12 @@ rules_eval_init(struct eval *ev)
 	ev->action[0] = ev->nf_action[0] = ev->detail[0] = '\0';
 	ev->tempfail = 0;
 	ev->ccharged = ev->ncharged = 0;
+	ev->dns_deadline = 0;
+	ev->spf_result = -1;
+	ev->spf_domain[0] = '\0';
+	ev->spf_grouping = 0;
+	ev->dnsbl_done = 0;
+	ev->dnsbl_score = 0;
 }
 
 /* rules_result - apply one rule's result; 1 when it decides */

@@ -54,6 +54,9 @@ struct cond {
 	struct cidrmap *client_address;
 	struct map *client_name, *helo_name;	/* domain sets */
 	struct map *sender, *recipient;		/* address sets */
+	unsigned spf;			/* SPF_R_* bits (spf.h), 0 = any */
+	int	dnsbl_op;		/* DNSBL_OP_* (dnsbl.h), 0 = any */
+	int	dnsbl_value;
 };
 
 struct rule {
@@ -71,6 +74,7 @@ struct rule {
 #define EVAL_MAX_CHARGED 8
 
 struct store;
+struct resolver;
 struct eval;
 typedef void eval_done_fn(struct eval *ev);
 
@@ -79,6 +83,7 @@ struct eval {
 	struct config *cfg;		/* referenced for the whole evaluation */
 	struct policy_req *req;
 	struct store *store;
+	struct resolver *resolver;	/* DNS for the checks (resolver.h) */
 	time_t	now;
 	unsigned state_bit;
 	struct ipaddr client_ip;
@@ -104,6 +109,13 @@ struct eval {
 	int	ccharged;		/* set by eval_check_charged() */
 	int	ncharged;
 	int	charged[EVAL_MAX_CHARGED];	/* rule indexes */
+	/* DNS results for later rules (set by the spf and dnsbl checks) */
+	double	dns_deadline;		/* the request's DNS budget, 0 = not started */
+	int	spf_result;		/* enum spf_result, -1 = not evaluated */
+	char	spf_domain[256];	/* the identity's domain */
+	int	spf_grouping;		/* SPF passed and the record is not promiscuous */
+	int	dnsbl_done;		/* dnsbl_score is set */
+	int	dnsbl_score;
 	/* explanation */
 	int	want_trace;
 	char	*trace;

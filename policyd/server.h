@@ -67,6 +67,7 @@ struct server {
 	void	(*pause_accept)(int pause);
 	struct config *cfg;		/* current snapshot */
 	struct store *store;
+	struct resolver *resolver;	/* DNS for the checks (resolver.h) */
 	struct listener *listeners;
 	int	nlisteners;
 	int	accepting_paused;

@@ -9,7 +9,8 @@
 # Targets: proto (request parser, reply/trace formatting), config (the
 # configuration loader), maps (map/cidr/client/recipient list loaders and
 # lookups, addr_* helpers), slot (Redis Cluster MOVED/ASK and address
-# parsing). Seeds: tests/fuzz/corpus/<target>/; the working
+# parsing), spf (SPF records and macros, DNS replies, DNSBL sites).
+# Seeds: tests/fuzz/corpus/<target>/; the working
 # corpus grows in build/fuzz/corpus/<target>/ and crashes land in
 # build/fuzz/crash/<target>/. Exit status: 0 when no target crashed,
 # 1 on a crash, 2 when the fuzzers cannot be built, 77 when clang or
@@ -20,7 +21,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
 seconds=${FUZZ_SECONDS:-60}
 out=${FUZZ_BUILD:-build/fuzz}
-targets=${*:-proto config maps slot}
+targets=${*:-proto config maps slot spf}
 CC=${FUZZ_CC:-clang}
 
 # can_fuzz - does $CC link a trivial libFuzzer target?
@@ -93,8 +94,13 @@ build() {	# build TARGET
 		objs="$obj/maps.o $obj/addr.o"; libs="" ;;
 	slot)	compile policyd/slot.c "$obj/slot.o" || return 1
 		objs="$obj/slot.o"; libs="" ;;
+	spf)	for m in spf dnsbl resolver addr log; do
+			compile policyd/$m.c "$obj/$m.o" || return 1
+		done
+		objs="$obj/spf.o $obj/dnsbl.o $obj/resolver.o $obj/addr.o $obj/log.o"
+		libs="-levent" ;;
 	config)	objs=$(core_objs) || return 1
-		libs="-levent -lhiredis -lconfig"
+		libs="-levent -lhiredis -lconfig -lpsl"
 		cflags_extra="-DFUZZ_RULES_DIR=\"$top/rules\"" ;;
 	*)	echo "# fuzz: unknown target $t"; return 1 ;;
 	esac
