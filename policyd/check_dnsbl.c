@@ -22,6 +22,7 @@
 #include "log.h"
 #include "maps.h"
 #include "resolver.h"
+#include "check_util.h"
 #include "rules.h"
 
 #define DNSBL_MAX_SITES	32

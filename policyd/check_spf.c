@@ -27,6 +27,7 @@
 #include "log.h"
 #include "maps.h"
 #include "resolver.h"
+#include "check_util.h"
 #include "rules.h"
 #include "spf.h"
 
