@@ -9,7 +9,8 @@
 # Targets: proto (request parser, reply/trace formatting), config (the
 # configuration loader), maps (map/cidr/client/recipient list loaders and
 # lookups, addr_* helpers), slot (Redis Cluster MOVED/ASK and address
-# parsing). Seeds: tests/fuzz/corpus/<target>/; the working
+# parsing), sqlcf (the pgsql/mysql table file parser, the query's
+# parameters and the MariaDB rendering). Seeds: tests/fuzz/corpus/<target>/; the working
 # corpus grows in build/fuzz/corpus/<target>/ and crashes land in
 # build/fuzz/crash/<target>/. Exit status: 0 when no target crashed,
 # 1 on a crash, 2 when the fuzzers cannot be built, 77 when clang or
@@ -20,7 +21,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
 seconds=${FUZZ_SECONDS:-60}
 out=${FUZZ_BUILD:-build/fuzz}
-targets=${*:-proto config maps slot}
+targets=${*:-proto config maps slot sqlcf}
 CC=${FUZZ_CC:-clang}
 
 # can_fuzz - does $CC link a trivial libFuzzer target?
@@ -93,8 +94,10 @@ build() {	# build TARGET
 		objs="$obj/maps.o $obj/addr.o"; libs="" ;;
 	slot)	compile policyd/slot.c "$obj/slot.o" || return 1
 		objs="$obj/slot.o"; libs="" ;;
+	sqlcf)	compile policyd/sqlcf.c "$obj/sqlcf.o" || return 1
+		objs="$obj/sqlcf.o"; libs="" ;;
 	config)	objs=$(core_objs) || return 1
-		libs="-levent -lhiredis -lconfig"
+		libs="-levent -lhiredis -lconfig -lpq -lmariadb"
 		cflags_extra="-DFUZZ_RULES_DIR=\"$top/rules\"" ;;
 	*)	echo "# fuzz: unknown target $t"; return 1 ;;
 	esac
