@@ -24,7 +24,7 @@ VERSION  = 0.1.0
 WARN     = -Wall -Wextra -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
 CFLAGS  ?= -O2 -g
 override CFLAGS += -std=c11 $(WARN) -D_GNU_SOURCE -DPOLICYD_VERSION=\"$(VERSION)\"
-LDLIBS   = -levent -lhiredis -lconfig
+LDLIBS   = -levent -lhiredis -lconfig -lpq -lmariadb
 BUILD   ?= build
 # the release build: the only one copied to policyd/ and installed; other
 # build directories (build-asan, ...) keep their binaries to themselves
@@ -57,9 +57,11 @@ UNIT_ratelimit_test = $(notdir $(CORE_OBJS)) store_stub.o
 UNIT_sender_test    = $(notdir $(CORE_OBJS)) store_stub.o
 UNIT_relocated_test = $(notdir $(CORE_OBJS)) store_stub.o
 
-DEB_BUILD = gcc make pkg-config libevent-dev libhiredis-dev libconfig-dev
+DEB_BUILD = gcc make pkg-config libevent-dev libhiredis-dev libconfig-dev \
+            libpq-dev libmariadb-dev
 DEB_TEST  = redis-server redis-tools python3 postfix sasl2-bin libsasl2-modules \
-            libsasl2-modules-db swaks iproute2 procps netcat-openbsd man-db
+            libsasl2-modules-db swaks iproute2 procps netcat-openbsd man-db \
+            postgresql postgresql-client mariadb-server mariadb-client
 # the systemd unit's checks: systemd-analyze verify / syscall-filter, strace
 DEB_TEST += systemd strace
 # make deb and tests/integration/test_deb.py (debootstrap: its scratch root)

@@ -32,6 +32,7 @@
 #include "rules.h"
 #include "server.h"
 #include "store.h"
+#include "table.h"
 
 #ifndef POLICYD_VERSION
 #define POLICYD_VERSION "0.1.0"
@@ -488,6 +489,7 @@ main(int argc, char **argv)
 	if ((srv.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	log_attach(srv.base);		/* batched, non-blocking from here */
+	table_set_base(srv.base);
 	raise_nofile(srv.cfg->max_connections);
 	if (listener_open_all(srv.cfg) < 0)
 		fatalx("cannot open the listeners");
@@ -515,6 +517,7 @@ main(int argc, char **argv)
 	listener_close_all();
 	metrics_stop();
 	store_free(srv.store);		/* fails any command still pending */
+	table_shutdown();		/* and any SQL lookup */
 	conn_close_all();
 	if (pidfile != NULL && unlink(pidfile) < 0 && errno != ENOENT)
 		log_warn("cannot remove pidfile %s", pidfile);
