@@ -1,0 +1,316 @@
+"""SQL maps (pgsql:FILE, mysql:FILE) against a private PostgreSQL and a
+private MariaDB with a PostfixAdmin-like schema: lookups in the file-map
+order, a changed row visible within the cache TTL without a reload,
+quotes and % in values, a database stopped under load (on_error within
+the deadline, one log line, /healthz) and back, configuration errors."""
+import os
+import re
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import Policyd, Redis, check, eq, free_port, req, wait_for  # noqa: E402
+from runner import Skip  # noqa: E402
+import sqlservers  # noqa: E402
+
+ON_ERROR = "DEFER 4.3.0 lookup table unavailable"
+NOT_OWNED = "REJECT 5.7.1"
+
+SCHEMA = [
+    # PostfixAdmin's alias table: address -> goto (the logins that own it)
+    "CREATE TABLE alias (address varchar(255) PRIMARY KEY, goto text NOT NULL, "
+    "domain varchar(255) NOT NULL, active smallint NOT NULL DEFAULT 1)",
+    "CREATE TABLE relocated (email varchar(255) PRIMARY KEY, "
+    "new_address varchar(255) NOT NULL, active smallint NOT NULL DEFAULT 1)",
+]
+ROWS = [
+    "INSERT INTO alias (address, goto, domain) VALUES "
+    "('sales@example.net', 'alice@example.net,carol@example.net', 'example.net'), "
+    "('bob@example.net', 'bob@example.net', 'example.net'), "
+    "('@example.org', 'postmaster@example.net', 'example.org'), "
+    "('o''brien@example.net', 'obrien@example.net', 'example.net'), "
+    "('pct%s@example.net', 'pct@example.net', 'example.net')",
+    "INSERT INTO alias (address, goto, domain, active) VALUES "
+    "('old@example.net', 'alice@example.net', 'example.net', 0)",
+    "INSERT INTO relocated (email, new_address) VALUES "
+    "('moved@example.net', 'new@example.org'), ('@old.example', '@new.example')",
+]
+
+SENDER_QUERY = "SELECT goto FROM alias WHERE address='%s' AND active = 1"
+RELOC_QUERY = "SELECT new_address FROM relocated WHERE email='%s' AND active = '1'"
+
+
+def table_file(kind, srv, query, extra=""):
+    if kind == "pgsql":
+        hosts = "inet:127.0.0.1:%d" % srv.port
+    else:
+        hosts = "127.0.0.1:%d" % srv.port
+    return ("# %s table, as Postfix reads it\nhosts = %s\nuser = postfix\npassword = secret\n"
+            "dbname = mail\nquery = %s\npolicyd_cache_ttl = 2\npolicyd_negative_ttl = 1\n"
+            "policyd_timeout_ms = 1000\n%s" % (kind, hosts, query, extra))
+
+
+def rules(kind):
+    return """rules = (
+  { name = "sl"; check = "sender_login"; map = "%(k)s:sender.cf"; on_error = "%(e)s";
+    match = { protocol_state = [ "MAIL", "RCPT", "END-OF-MESSAGE" ]; }; },
+  { name = "rel"; check = "relocated"; map = "%(k)s:relocated.cf"; on_error = "%(e)s"; },
+  { name = "rest"; action = "OK"; }
+);
+""" % {"k": kind, "e": ON_ERROR}
+
+
+def files(kind, srv, sender_extra=""):
+    return {"sender.cf": table_file(kind, srv, SENDER_QUERY, sender_extra),
+            "relocated.cf": table_file(kind, srv, RELOC_QUERY)}
+
+
+def auth(login, sender, rcpt="someone@example.com"):
+    return req(sasl_username=login, sasl_method="PLAIN", sender=sender, recipient=rcpt)
+
+
+def http_get(port, path):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def server(kind):
+    if kind == "pgsql":
+        if not sqlservers.pg_available():
+            raise Skip("PostgreSQL (postgresql package) not installed")
+        return sqlservers.PostgreSQL()
+    if not sqlservers.my_available():
+        raise Skip("MariaDB (mariadb-server package) not installed")
+    return sqlservers.MariaDB()
+
+
+def load_schema(srv):
+    for s in SCHEMA + ROWS:
+        srv.sql(s)
+    if isinstance(srv, sqlservers.PostgreSQL):
+        srv.sql("GRANT SELECT ON alias, relocated TO postfix")
+
+
+def metric(port, name, table):
+    text = http_get(port, "/metrics")[1]
+    m = re.search(r'^%s\{table="[^"]*%s"\} (\d+)$' % (name, re.escape(table)), text, re.M)
+    return int(m.group(1)) if m else None
+
+
+# ------------------------------------------------------------- lookups --
+
+def lookups(kind):
+    with server(kind) as srv:
+        load_schema(srv)
+        mport = free_port()
+        with Redis() as r, Policyd(redis=r, rules=rules(kind), files=files(kind, srv),
+                                   extra='metrics = { address = "127.0.0.1:%d"; };' % mport) as p:
+            c = p.client()
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "listed login")
+            eq(c.ask(auth("Carol@Example.NET", "Sales@example.net")), "OK", "second login, case")
+            check(c.ask(auth("mallory@example.net", "sales@example.net")).startswith(NOT_OWNED),
+                  "unlisted login refused")
+            eq(c.ask(auth("alice@example.net", "sales+news@example.net")), "OK",
+               "+extension: the address without it")
+            eq(c.ask(auth("postmaster@example.net", "anyone@example.org")), "OK", "@domain row")
+            check(c.ask(auth("alice@example.net", "old@example.net")).startswith(NOT_OWNED),
+                  "an inactive row is not in the table")
+            eq(c.ask(auth("bob@example.net", "bob@example.net")), "OK", "builtin still applies")
+            eq(c.ask(auth("obrien@example.net", "o'brien@example.net")), "OK",
+               "a quote in the key is data")
+            eq(c.ask(auth("pct@example.net", "pct%s@example.net")), "OK", "% in the key is data")
+            # relocated
+            eq(c.ask(auth("alice@example.net", "alice@example.net", "moved@example.net")),
+               "551 5.1.6 User has moved; please try <new@example.org>", "relocated row")
+            eq(c.ask(auth("alice@example.net", "alice@example.net", "Joe@old.example")),
+               "551 5.1.6 User has moved; please try <Joe@new.example>", "relocated @domain")
+            eq(c.ask(auth("alice@example.net", "alice@example.net", "stay@example.net")), "OK",
+               "not relocated")
+            # the cache answers the second time
+            hits = metric(mport, "policyd_table_cache_hits_total", "sender.cf")
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "again")
+            check(metric(mport, "policyd_table_cache_hits_total", "sender.cf") > hits,
+                  "the repeated lookup came from the cache")
+            check(metric(mport, "policyd_table_queries_total", "sender.cf") > 0, "queries counted")
+            eq(metric(mport, "policyd_table_up", "sender.cf"), 1, "table up")
+            eq(http_get(mport, "/healthz")[0], 200, "/healthz with the table up")
+
+            # a row changed in SQL takes effect without a reload, within the TTL
+            srv.sql("UPDATE alias SET goto = 'dave@example.net' WHERE address = 'sales@example.net'")
+            srv.sql("INSERT INTO alias (address, goto, domain) VALUES "
+                    "('new@example.net', 'alice@example.net', 'example.net')")
+            t0 = time.monotonic()
+            wait_for(lambda: c.ask(auth("alice@example.net", "sales@example.net")).startswith(
+                NOT_OWNED), 10, 0.2, "the changed row to take effect")
+            wait_for(lambda: c.ask(auth("alice@example.net", "new@example.net")) == "OK", 10, 0.2,
+                     "the new row (negative cache) to take effect")
+            took = time.monotonic() - t0
+            check(took < 2 + 1 + 3, "visible within the TTL (+ margin): %.1fs" % took)
+            eq(c.ask(auth("dave@example.net", "sales@example.net")), "OK", "the new owner")
+            check("reloaded" not in p.log(), "no reload was needed")
+
+
+def test_pgsql_lookups():
+    lookups("pgsql")
+
+
+def test_mysql_lookups():
+    lookups("mysql")
+
+
+# ------------------------------------------------- quotes and injection --
+
+ATTACKS = [
+    "x' OR '1'='1",
+    "x' OR 1=1 --@example.net",
+    "x'; DROP TABLE alias; --@example.net",
+    "a\\' OR 1=1 #@example.net",
+    "%s' OR address LIKE '%@example.net",
+    "''@example.net",
+    "\\@example.net",
+    "' UNION SELECT 'mallory@example.net",
+]
+
+
+def injection(kind):
+    with server(kind) as srv:
+        load_schema(srv)
+        with Redis() as r, Policyd(redis=r, rules=rules(kind), files=files(kind, srv)) as p:
+            c = p.client()
+            for a in ATTACKS:
+                got = c.ask(auth("mallory@example.net", a))
+                check(got.startswith(NOT_OWNED),
+                      "%r: must find nothing (got %r)" % (a, got))
+                got = c.ask(auth("alice@example.net", a + "@example.net"))
+                check(got.startswith(NOT_OWNED), "%r@example.net: got %r" % (a, got))
+            # the UNION attack would make mallory an owner if it were spliced
+            check(c.ask(auth("mallory@example.net",
+                             "' UNION SELECT 'mallory@example.net")).startswith(NOT_OWNED),
+                  "UNION not executed")
+            eq(srv.sql("SELECT count(*) FROM alias").strip(), "6", "the table is intact")
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "still works")
+            check("query failed" not in p.log(),
+                  "no attack made a query fail")
+
+
+def test_pgsql_quotes_and_percent_cannot_change_the_query():
+    injection("pgsql")
+
+
+def test_mysql_quotes_and_percent_cannot_change_the_query():
+    injection("mysql")
+
+
+# ------------------------------------------------------------ outage --
+
+def outage(kind):
+    with server(kind) as srv:
+        load_schema(srv)
+        mport = free_port()
+        with Redis() as r, Policyd(redis=r, rules=rules(kind), files=files(kind, srv),
+                                   extra='metrics = { address = "127.0.0.1:%d"; };' % mport) as p:
+            c = p.client()
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "up")
+            answers, lat, errors = [], [], []
+            stop = threading.Event()
+
+            def load(n):
+                # bounded: at most 400 requests or until stopped
+                try:
+                    cl = p.client(timeout=10)
+                    for i in range(400):
+                        if stop.is_set():
+                            break
+                        t0 = time.monotonic()
+                        a = cl.ask(auth("alice@example.net", "u%d-%d@example.net" % (n, i)))
+                        lat.append(time.monotonic() - t0)
+                        answers.append((time.monotonic(), a))
+                        time.sleep(0.02)
+                except Exception as e:  # noqa: BLE001
+                    errors.append(repr(e))
+
+            threads = [threading.Thread(target=load, args=(n,)) for n in range(3)]
+            for t in threads:
+                t.start()
+            time.sleep(0.5)
+            start = len(p.log())
+            t_stop = time.monotonic()
+            srv.stop()
+            wait_for(lambda: any(t > t_stop and a == ON_ERROR for t, a in answers), 10, 0.05,
+                     "on_error answers while the database is down")
+            st, body = http_get(mport, "/healthz")
+            eq(st, 503, "/healthz with the table down")
+            check("table down" in body and "sender.cf" in body, "/healthz names it: %r" % body)
+            eq(metric(mport, "policyd_table_up", "sender.cf"), 0, "policyd_table_up 0")
+            time.sleep(1.5)
+            srv.start()
+            t_up = time.monotonic()
+            wait_for(lambda: any(t > t_up and a.startswith(NOT_OWNED) for t, a in answers), 20,
+                     0.1, "normal answers after the restart")
+            stop.set()
+            for t in threads:
+                t.join(30)
+            check(not errors, "clients failed: %s" % errors)
+            check(all(a in (ON_ERROR,) or a.startswith(NOT_OWNED) for _, a in answers),
+                  "only on_error or the normal answer: %s" % set(a for _, a in answers))
+            check(max(lat) < 1.0 + 2.0, "every answer within the deadline (+ margin): max %.2fs"
+                  % max(lat))
+            log = p.log()[start:]
+            eq(len(re.findall(r"sender\.cf: database unreachable", log)), 1,
+               "the outage is logged once:\n" + log)
+            check(re.search(r"sender\.cf: database reachable again", log), "recovery logged")
+            eq(http_get(mport, "/healthz")[0], 200, "/healthz after recovery")
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK",
+               "the first connection works again")
+
+
+def test_pgsql_down_under_load_answers_on_error_and_recovers():
+    outage("pgsql")
+
+
+def test_mysql_down_under_load_answers_on_error_and_recovers():
+    outage("mysql")
+
+
+# --------------------------------------------- configuration mistakes --
+
+def test_table_file_errors_at_policyd_t():
+    import subprocess
+    bad = {
+        "hosts = inet:127.0.0.1:5432\ndbname = mail\nquery = SELECT 1\nbogus = 1\n":
+            r"sender\.cf:4: unknown setting \"bogus\"",
+        "dbname = mail\nquery = SELECT goto FROM alias WHERE address = '%x'\n":
+            r"sender\.cf:2: query: unknown expansion",
+        "dbname = mail\nquery = SELECT goto FROM alias WHERE address = '%s' -- x\n":
+            r"sender\.cf:2: query: '-' outside a quoted string",
+        "query = SELECT 1\n": r"sender\.cf: missing dbname",
+    }
+    for text, want in bad.items():
+        p = Policyd(rules=rules("pgsql"), files={"sender.cf": text, "relocated.cf": text})
+        p.logf = None
+        try:
+            cp = subprocess.run([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, timeout=30)
+            out = cp.stdout.decode()
+            check(cp.returncode != 0, "policyd -t refuses %r" % text)
+            check(re.search(r"policyd\.conf:\d+: map: .*" + want, out) or
+                  re.search(want, out), "%r: want /%s/ in %s" % (text, want, out))
+        finally:
+            p.cleanup(check_exit=False)
+    p = Policyd(rules=rules("pgsql").replace('map = "pgsql:sender.cf"',
+                                             'map = [ "pgsql:sender.cf", "x.map" ]'),
+                files={"sender.cf": "dbname=d\nquery=SELECT 1\n", "x.map": "",
+                       "relocated.cf": "dbname=d\nquery=SELECT 1\n"})
+    p.logf = None
+    try:
+        cp = subprocess.run([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, timeout=30)
+        check(cp.returncode != 0 and b"must be the only map" in cp.stdout, cp.stdout.decode())
+    finally:
+        p.cleanup(check_exit=False)
