@@ -453,7 +453,8 @@ relocated_sql_done(void *arg, enum table_status st, int idx,
 
 /*
  * relocated_sql - ask the SQL table the keys relocated_lookup() asks a
- * map: the recipient, without its +extension, then @domain
+ * map: the recipient, without its +extension, then @domain (a recipient
+ * too long for an address key: only @domain)
  */
 static void
 relocated_sql(const struct relocated *r, struct eval *ev)
@@ -463,7 +464,7 @@ relocated_sql(const struct relocated *r, struct eval *ev)
 	size_t	len = strlen(rcpt);
 	int	nk = 0;
 
-	if (*rcpt == '\0' || len > RELOC_ADDR_MAX) {
+	if (*rcpt == '\0') {
 		relocated_decide(r, ev, NULL);
 		return;
 	}
@@ -473,21 +474,28 @@ relocated_sql(const struct relocated *r, struct eval *ev)
 	}
 	w->r = r;
 	w->ev = ev;
-	memcpy(w->keys[0], rcpt, len + 1);
-	addr_lower(w->keys[0]);
-	keys[nk++] = w->keys[0];
-	if (addr_canon(w->keys[0], '+', w->keys[1], sizeof(w->keys[1])) >= 0 &&
-	    strcmp(w->keys[1], w->keys[0]) != 0)
-		keys[nk++] = w->keys[1];
-	if ((dom = addr_domain(w->keys[0])) != NULL && *dom != '\0') {
-		snprintf(w->keys[2], sizeof(w->keys[2]), "@%s", dom);
-		keys[nk++] = w->keys[2];
+	if (len <= RELOC_ADDR_MAX) {
+		memcpy(w->keys[nk], rcpt, len + 1);
+		addr_lower(w->keys[nk]);
+		nk++;
+		if (addr_canon(w->keys[0], '+', w->keys[nk],
+		    sizeof(w->keys[nk])) >= 0 &&
+		    strcmp(w->keys[nk], w->keys[0]) != 0)
+			nk++;
+	}
+	if ((dom = addr_domain(rcpt)) != NULL && *dom != '\0' &&
+	    strlen(dom) <= RELOC_ADDR_MAX) {
+		snprintf(w->keys[nk], sizeof(w->keys[nk]), "@%s", dom);
+		addr_lower(w->keys[nk]);
+		nk++;
+	}
+	if (nk == 0) {
+		free(w);
+		relocated_decide(r, ev, NULL);
+		return;
 	}
 	for (int i = 0; i < nk; i++)
-		if (keys[i] != w->keys[i]) {
-			memmove(w->keys[i], keys[i], strlen(keys[i]) + 1);
-			keys[i] = w->keys[i];
-		}
+		keys[i] = w->keys[i];
 	table_lookup_first(r->table, keys, nk, relocated_sql_done, w);
 }
 

@@ -442,7 +442,8 @@ sender_sql_done(void *arg, enum table_status st, int idx, const char *value)
 
 /*
  * sender_sql - ask the SQL table for the keys sender_owned() asks a map:
- * the sender, without its +extension, then @domain
+ * the sender, without its +extension, then @domain (a sender too long
+ * for an address key: only @domain)
  */
 static void
 sender_sql(const struct sender_login *s, struct eval *ev)
@@ -453,8 +454,7 @@ sender_sql(const struct sender_login *s, struct eval *ev)
 	size_t	len = strlen(sender);
 	int	nk = 0;
 
-	if (*sender == '\0' || len > SENDER_ADDR_MAX ||
-	    strlen(login) > SENDER_ADDR_MAX) {
+	if (*sender == '\0' || strlen(login) > SENDER_ADDR_MAX) {
 		sender_decide(s, ev, NULL);	/* decided without the map */
 		return;
 	}
@@ -464,22 +464,28 @@ sender_sql(const struct sender_login *s, struct eval *ev)
 	}
 	w->s = s;
 	w->ev = ev;
-	memcpy(w->keys[0], sender, len + 1);
-	addr_lower(w->keys[0]);
-	keys[nk++] = w->keys[0];
-	if (addr_canon(w->keys[0], '+', w->keys[1], sizeof(w->keys[1])) >= 0 &&
-	    strcmp(w->keys[1], w->keys[0]) != 0)
-		keys[nk++] = w->keys[1];
-	if ((dom = addr_domain(w->keys[0])) != NULL && *dom != '\0') {
-		snprintf(w->keys[2], sizeof(w->keys[2]), "@%s", dom);
-		keys[nk++] = w->keys[2];
+	if (len <= SENDER_ADDR_MAX) {
+		memcpy(w->keys[nk], sender, len + 1);
+		addr_lower(w->keys[nk]);
+		nk++;
+		if (addr_canon(w->keys[0], '+', w->keys[nk],
+		    sizeof(w->keys[nk])) >= 0 &&
+		    strcmp(w->keys[nk], w->keys[0]) != 0)
+			nk++;
 	}
-	/* keys[] points into w->keys: map entries keep their own index */
+	if ((dom = addr_domain(sender)) != NULL && *dom != '\0' &&
+	    strlen(dom) <= SENDER_ADDR_MAX) {
+		snprintf(w->keys[nk], sizeof(w->keys[nk]), "@%s", dom);
+		addr_lower(w->keys[nk]);
+		nk++;
+	}
+	if (nk == 0) {
+		free(w);
+		sender_decide(s, ev, NULL);
+		return;
+	}
 	for (int i = 0; i < nk; i++)
-		if (keys[i] != w->keys[i]) {
-			memmove(w->keys[i], keys[i], strlen(keys[i]) + 1);
-			keys[i] = w->keys[i];
-		}
+		keys[i] = w->keys[i];
 	table_lookup_first(s->table, keys, nk, sender_sql_done, w);
 }
 
