@@ -19,6 +19,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "mapkeys.h"
 #include "maps.h"
 #include "sqldrv.h"
 #include "stats.h"
@@ -617,7 +618,7 @@ struct first {
 	table_first_cb *cb;
 	void	*arg;
 	int	n, i;
-	char	*keys[8];
+	char	*keys[MAPKEYS_MAX];
 };
 
 static void first_step(struct first *f);
@@ -657,7 +658,7 @@ table_lookup_first(struct table *t, const char *const *keys, int n,
 		cb(arg, TABLE_NOTFOUND, -1, NULL);
 		return;
 	}
-	if (n > 8 || (f = calloc(1, sizeof(*f))) == NULL) {
+	if (n > MAPKEYS_MAX || (f = calloc(1, sizeof(*f))) == NULL) {
 		cb(arg, TABLE_ERROR, -1, NULL);
 		return;
 	}

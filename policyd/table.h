@@ -69,7 +69,8 @@ void	table_lookup(struct table *t, const char *key, table_cb *cb, void *arg);
 /*
  * table_lookup_first - keys[0..n) in order, one lookup each, until one
  * is found: cb(arg, status, index of the key found or -1, value).
- * TABLE_ERROR as soon as one lookup fails.
+ * TABLE_ERROR as soon as one lookup fails (and for n > MAPKEYS_MAX,
+ * mapkeys.h).
  */
 typedef void table_first_cb(void *arg, enum table_status st, int idx,
 	    const char *value);
