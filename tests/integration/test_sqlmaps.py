@@ -278,6 +278,67 @@ def test_mysql_down_under_load_answers_on_error_and_recovers():
     outage("mysql")
 
 
+# -------------------------------------------------------------- access --
+
+ACCESS_ROWS = [
+    "CREATE TABLE access (k varchar(255) PRIMARY KEY, action varchar(255) NOT NULL)",
+    "INSERT INTO access (k, action) VALUES "
+    "('@spam.example', 'REJECT 5.7.1 spam domain'), ('friend@spam.example', 'OK'), "
+    "('.evil.example', 'REJECT 5.7.1 evil'), ('typo@example.net', 'REJCT'), "
+    "('user@', 'REJECT 5.7.1 any user@'), ('192.0.2', 'REJECT 5.7.1 bad network'), "
+    "('198.51.100.7', 'REJECT 5.7.1 bad host')",
+]
+
+
+def access_rules(kind):
+    return """rules = (
+  { name = "client"; check = "access"; key = "client_address"; map = "%(k)s:access.cf";
+    on_error = "%(e)s"; },
+  { name = "sender"; check = "access"; key = "sender"; map = "%(k)s:access.cf";
+    on_error = "%(e)s"; },
+  { name = "rest"; action = "DUNNO"; }
+);
+""" % {"k": kind, "e": ON_ERROR}
+
+
+def access(kind):
+    with server(kind) as srv:
+        for q in ACCESS_ROWS:
+            srv.sql(q)
+        if kind == "pgsql":
+            srv.sql("GRANT SELECT ON access TO postfix")
+        fs = {"access.cf": table_file(kind, srv, "SELECT action FROM access WHERE k='%s'")}
+        with Redis() as r, Policyd(redis=r, rules=access_rules(kind), files=fs) as p:
+            c = p.client()
+
+            def ask(sender, client="203.0.113.5"):
+                return c.ask(req(sender=sender, client_address=client))
+
+            eq(ask("x@spam.example"), "REJECT 5.7.1 spam domain", "@domain row")
+            eq(ask("friend@spam.example"), "OK", "the address row is more specific")
+            eq(ask("Friend+Tag@Spam.Example"), "OK", "+extension and case, as a file map")
+            eq(ask("a@mx.evil.example"), "REJECT 5.7.1 evil", ".parent row")
+            eq(ask("user@anywhere.example"), "REJECT 5.7.1 any user@", "user@ row")
+            eq(ask("typo@example.net"), ON_ERROR, "a value that is not an action: on_error")
+            check(re.search(r"typo@example\.net.*not an access\(5\) action", p.log()),
+                  "the bad value is logged")
+            eq(ask("ok@example.net"), "DUNNO", "no row")
+            eq(ask("ok@example.net", "192.0.2.77"), "REJECT 5.7.1 bad network",
+               "client_address: the network row (192.0.2)")
+            eq(ask("ok@example.net", "198.51.100.7"), "REJECT 5.7.1 bad host",
+               "client_address: the host row")
+            eq(ask("' OR ''='@spam.example"), "REJECT 5.7.1 spam domain",
+               "a quote in the local part is data (the @domain row)")
+
+
+def test_pgsql_access():
+    access("pgsql")
+
+
+def test_mysql_access():
+    access("mysql")
+
+
 # --------------------------------------------- configuration mistakes --
 
 def test_table_file_errors_at_policyd_t():
