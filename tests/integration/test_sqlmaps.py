@@ -5,6 +5,7 @@ quotes and % in values, a database stopped under load (on_error within
 the deadline, one log line, /healthz) and back, configuration errors."""
 import os
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -337,6 +338,66 @@ def test_pgsql_access():
 
 def test_mysql_access():
     access("mysql")
+
+
+# ---------------------------------------------------- policyctl map query --
+
+def ctl(*args):
+    d = os.environ.get("POLICYD_BIN")
+    b = os.path.join(os.path.dirname(d), "policyctl") if d else None
+    if not b or not os.path.exists(b):
+        b = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build",
+                         "policyctl")
+    cp = subprocess.run([b] + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+                        timeout=60)
+    out, err = cp.stdout.decode(), cp.stderr.decode()
+    check("Sanitizer" not in err and "runtime error" not in err, "sanitizer: %s" % err)
+    return cp.returncode, out, err
+
+
+def map_query(kind):
+    with server(kind) as srv:
+        load_schema(srv)
+        p = Policyd(rules=rules(kind), files=files(kind, srv))
+        p.logf = None
+        try:
+            rc, out, err = ctl("-c", p.conf, "map", "query", kind + ":sender.cf",
+                               "Sales@example.net", "sales@example.net", "nobody@example.net",
+                               "x' OR '1'='1")
+            eq(rc, 0, "exit status (%s)" % err)
+            lines = out.splitlines()
+            check(lines[0].startswith("map %s:" % kind) and lines[0].endswith("sender.cf"),
+                  "names the table: %r" % lines[0])
+            check(re.match(r'sales@example\.net: found "alice@example\.net,carol@example\.net" '
+                           r'\(database, \d+ ms\)$', lines[1]), "first: from the database: %r"
+                  % lines[1])
+            eq(lines[2], 'sales@example.net: found "alice@example.net,carol@example.net" (cache)',
+               "second: from the cache")
+            check(re.match(r"nobody@example\.net: not found \(database", lines[3]), lines[3])
+            check(lines[4].startswith("x' or '1'='1: not found"), lines[4])
+            with open(os.path.join(p.dir, "plain.map"), "w") as f:
+                f.write("a@example.net  b@example.net\n")
+            rc, out, err = ctl("-c", p.conf, "map", "query", "plain.map", "a@example.net")
+            eq((rc, out.splitlines()[1]), (0, 'a@example.net: found "b@example.net" (file)'),
+               "a file map")
+            srv.stop()
+            rc, out, err = ctl("-c", p.conf, "map", "query", kind + ":sender.cf",
+                               "sales@example.net")
+            eq(rc, 1, "database down: exit 1")
+            check("error: the lookup failed" in out and "database unreachable" in err,
+                  out + err)
+            rc, out, err = ctl("-c", p.conf, "map", "query")
+            eq(rc, 2, "usage")
+        finally:
+            p.cleanup(check_exit=False)
+
+
+def test_pgsql_policyctl_map_query():
+    map_query("pgsql")
+
+
+def test_mysql_policyctl_map_query():
+    map_query("mysql")
 
 
 # --------------------------------------------- configuration mistakes --
