@@ -341,7 +341,11 @@ connect_failed(struct pconn *pc, const char *why)
 {
 	struct table *t = pc->t;
 	struct timeval tv;
+	char	msg[300];
 
+	/* why may be the driver's own buffer: keep it past the close */
+	snprintf(msg, sizeof(msg), "%s", why);
+	why = msg;
 	conn_close(pc);
 	if (++pc->host < t->cf.nhosts) {
 		conn_connect(pc);
