@@ -139,6 +139,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	bash tests/bench/bench.sh
 	bash tests/bench/scaleout.sh
+	python3 tests/bench/sqlmaps.py
 
 # libFuzzer targets (clang): FUZZ_SECONDS per target (default 60).
 fuzz: deps
