@@ -5,6 +5,7 @@ quotes and % in values, a database stopped under load (on_error within
 the deadline, one log line, /healthz) and back, configuration errors."""
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -44,14 +45,14 @@ SENDER_QUERY = "SELECT goto FROM alias WHERE address='%s' AND active = 1"
 RELOC_QUERY = "SELECT new_address FROM relocated WHERE email='%s' AND active = '1'"
 
 
-def table_file(kind, srv, query, extra=""):
+def table_file(kind, srv, query, extra="", timeout_ms=1000):
     if kind == "pgsql":
         hosts = "inet:127.0.0.1:%d" % srv.port
     else:
         hosts = "127.0.0.1:%d" % srv.port
     return ("# %s table, as Postfix reads it\nhosts = %s\nuser = postfix\npassword = secret\n"
             "dbname = mail\nquery = %s\npolicyd_cache_ttl = 2\npolicyd_negative_ttl = 1\n"
-            "policyd_timeout_ms = 1000\n%s" % (kind, hosts, query, extra))
+            "policyd_timeout_ms = %d\n%s" % (kind, hosts, query, timeout_ms, extra))
 
 
 def rules(kind):
@@ -338,6 +339,107 @@ def test_pgsql_access():
 
 def test_mysql_access():
     access("mysql")
+
+
+# ------------------------------------------------ a hung database server --
+
+def test_mysql_hung_server_answers_on_error_at_the_deadline_and_recovers():
+    """mariadbd stopped with SIGSTOP: connections stay open, queries never
+    answer: each lookup ends at policyd_timeout_ms with on_error; SIGCONT
+    and it answers again; SIGTERM while lookups wait exits cleanly."""
+    with server("mysql") as srv:
+        load_schema(srv)
+        with Redis() as r, Policyd(redis=r, rules=rules("mysql"), files=files("mysql", srv)) as p:
+            c = p.client(timeout=10)
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "up")
+            os.kill(srv.proc.pid, signal.SIGSTOP)
+            try:
+                took = []
+                for i in range(4):
+                    t0 = time.monotonic()
+                    got = c.ask(auth("alice@example.net", "hung%d@example.net" % i))
+                    took.append(time.monotonic() - t0)
+                    eq(got, ON_ERROR, "hung server: on_error")
+                    check(took[-1] < 1.0 + 2.0, "within the 1 s deadline (+ margin): %.2fs"
+                          % took[-1])
+                # the query in flight waits for its deadline; once the reconnect
+                # has failed too the table is down and lookups answer at once
+                check(took[0] > 0.8, "the first lookup ended at its deadline: %.2fs" % took[0])
+                check(took[-1] < 0.5, "down: the last answered at once: %.2fs" % took[-1])
+                # SIGTERM with lookups waiting on the hung server
+                c2 = p.client(timeout=10)
+                c2.send(auth("alice@example.net", "pending@example.net"))
+                time.sleep(0.2)
+            finally:
+                os.kill(srv.proc.pid, signal.SIGCONT)
+            wait_for(lambda: c.ask(auth("alice@example.net", "sales@example.net")) == "OK", 20,
+                     0.2, "answers after SIGCONT")
+            log = p.log()
+            eq(len(re.findall(r"sender\.cf: database unreachable", log)), 1, "logged once")
+            check(re.search(r"sender\.cf: database reachable again", log), "recovery logged")
+
+
+def test_mysql_sigterm_with_lookups_waiting_on_a_hung_server():
+    """The shutdown grace (5 s) ends before a 20 s lookup deadline: the
+    lookups still waiting are failed and policyd exits 0 (no leak, no use
+    after free under the sanitizers)."""
+    with server("mysql") as srv:
+        load_schema(srv)
+        fs = {"sender.cf": table_file("mysql", srv, SENDER_QUERY, timeout_ms=20000),
+              "relocated.cf": table_file("mysql", srv, RELOC_QUERY)}
+        with Redis() as r:
+            p = Policyd(redis=r, rules=rules("mysql"), files=fs)
+            p.logf = None
+            p.start()
+            try:
+                c = p.client(timeout=30)
+                eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "up")
+                os.kill(srv.proc.pid, signal.SIGSTOP)
+                try:
+                    clients = [p.client(timeout=30) for _ in range(3)]
+                    for i, cl in enumerate(clients):
+                        cl.send(auth("alice@example.net", "wait%d@example.net" % i))
+                    time.sleep(0.5)
+                    t0 = time.monotonic()
+                    rc = p.stop(timeout=15)
+                    took = time.monotonic() - t0
+                finally:
+                    os.kill(srv.proc.pid, signal.SIGCONT)
+                eq(rc, 0, "exit status")
+                check(took < 5 + 5, "exited after the grace period: %.1fs" % took)
+                check("still busy" in p.log(), "the grace period ran out:\n" + p.log()[-2000:])
+            finally:
+                p.cleanup()
+
+
+def test_pgsql_reload_shares_the_table_and_a_changed_file_replaces_it():
+    with server("pgsql") as srv:
+        load_schema(srv)
+        mport = free_port()
+        extra = 'metrics = { address = "127.0.0.1:%d"; };' % mport
+        fs = files("pgsql", srv)
+        with Redis() as r, Policyd(redis=r, rules=rules("pgsql"), files=fs, extra=extra) as p:
+            c = p.client()
+            for _ in range(3):
+                eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "before")
+            before = metric(mport, "policyd_table_lookups_total", "sender.cf")
+            check(before >= 3, "counted: %s" % before)
+            out = p.reload(rules("pgsql"), extra=extra)
+            check("reloaded" in out, out)
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "after the reload")
+            check(metric(mport, "policyd_table_lookups_total", "sender.cf") > before,
+                  "the same table (its counters go on)")
+            # a changed file is a new table; the old one goes with its config
+            with open(os.path.join(p.dir, "sender.cf"), "w") as f:
+                f.write(table_file("pgsql", srv, "SELECT goto FROM alias WHERE address='%s' "
+                                   "AND active = 1 AND goto <> 'alice@example.net,carol@example.net'"))
+            out = p.reload(rules("pgsql"), extra=extra)
+            check("reloaded" in out, out)
+            check(c.ask(auth("alice@example.net", "sales@example.net")).startswith(NOT_OWNED),
+                  "the new query applies at once (new table, empty cache)")
+            text = http_get(mport, "/metrics")[1]
+            eq(len(re.findall(r'^policyd_table_up\{table="pgsql:[^"]*sender\.cf"\}', text, re.M)),
+               1, "one sender.cf table left:\n" + text)
 
 
 # ---------------------------------------------------- policyctl map query --
