@@ -613,6 +613,27 @@ table_lookup(struct table *t, const char *key, table_cb *cb, void *arg)
 	table_unref(t);
 }
 
+/* table_peek - the cached answer only (see table.h) */
+enum table_status
+table_peek(struct table *t, const char *key, const char **value)
+{
+	static struct sqlcf_bind b;
+	struct centry *e;
+
+	*value = NULL;
+	if (t->kind == TK_FILE) {
+		*value = map_get(t->map, key);
+		return *value ? TABLE_FOUND : TABLE_NOTFOUND;
+	}
+	if (strlen(key) > SQLCF_VALUE_MAX || !utf8_ok((const unsigned char *)
+	    key) || sqlcf_bind(&t->cf, key, &b) < 0)
+		return TABLE_NOTFOUND;
+	if ((e = cache_find(t, key, hash(key))) == NULL)
+		return TABLE_ERROR;
+	*value = e->value;
+	return e->value ? TABLE_FOUND : TABLE_NOTFOUND;
+}
+
 /* ---------------------------------------------------------------- */
 /* several keys, first hit wins                                     */
 /* ---------------------------------------------------------------- */

@@ -77,6 +77,14 @@ typedef void table_first_cb(void *arg, enum table_status st, int idx,
 void	table_lookup_first(struct table *t, const char *const *keys, int n,
 	    table_first_cb *cb, void *arg);
 
+/*
+ * table_peek - the answer the cache (or a file map) holds for key, never
+ * a query: TABLE_FOUND with *value (valid until the next table call),
+ * TABLE_NOTFOUND, or TABLE_ERROR when nothing is cached.
+ */
+enum table_status table_peek(struct table *t, const char *key,
+	    const char **value);
+
 void	table_set_base(struct event_base *base);
 /* table_shutdown - fail every pending lookup, close every connection */
 void	table_shutdown(void);
