@@ -22,7 +22,11 @@
  *	"KEY  N" (N replaces the limit of every window of the rule) or
  *	"KEY  unlimited". SECONDS may end in s, m, h or d. A login without
  *	an entry of its own inherits the entry of "@its.domain", then the
- *	rule's windows (login > domain > global).
+ *	rule's windows (login > domain > global). overrides = "pgsql:FILE"
+ *	or "mysql:FILE" asks the same two keys of an SQL table (table.h)
+ *	before charging; a value that does not parse or a table error
+ *	answers on_error; a refund uses the cached override (none when it
+ *	has left the cache).
  *
  *	When the final answer of the evaluation is a refusal by a later
  *	rule, undo() refunds what run() charged (check.h).
