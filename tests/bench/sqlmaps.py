@@ -83,6 +83,9 @@ def num(r, *names):
 
 
 def main():
+    if os.geteuid() != 0:
+        print("# sqlmaps: SKIP: needs root (PostgreSQL runs as the postgres user)")
+        return 0
     if not sqlservers.pg_available():
         print("# sqlmaps: SKIP: PostgreSQL not installed (postgresql package)")
         return 0

@@ -83,6 +83,8 @@ def http_get(port, path):
 
 
 def server(kind):
+    if os.geteuid() != 0:
+        raise Skip("needs root (the servers run as the postgres / mysql users)")
     if kind == "pgsql":
         if not sqlservers.pg_available():
             raise Skip("PostgreSQL (postgresql package) not installed")
