@@ -412,6 +412,13 @@ conn_event(void *arg, enum sqlc_event ev, const struct sqlcf_result *r,
 		log_info("table %s: connection lost: %s", t->name, buf);
 		t->reconnects++;
 		conn_close(pc);
+		/*
+		 * Reconnect at once, in the background: the pool stays warm
+		 * after a server restart, and an outage is noticed (logged,
+		 * /healthz) without waiting for the next lookup.
+		 */
+		if (tbase != NULL)
+			conn_connect(pc);
 		if (lk != NULL) {
 			pc->cur = NULL;
 			lk->on = NULL;

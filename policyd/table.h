@@ -16,7 +16,8 @@
  *	waiting for one (bounded), and a deadline per lookup
  *	(policyd_timeout_ms, also for connecting). A lookup that fails on a
  *	connection that worked before (the server restarted) is tried once
- *	more on a fresh one. A connection that fails on every host waits
+ *	more on a fresh one; a connection lost is reopened at once, so an
+ *	outage shows without waiting for traffic. A connection that fails on every host waits
  *	(100 ms doubling to 5 s) before the next attempt; while no
  *	connection is up and one is waiting, lookups fail at once instead of
  *	queueing. The outage is logged once when it starts and once when it
