@@ -24,7 +24,7 @@ VERSION  = 0.1.0
 WARN     = -Wall -Wextra -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation
 CFLAGS  ?= -O2 -g
 override CFLAGS += -std=c11 $(WARN) -D_GNU_SOURCE -DPOLICYD_VERSION=\"$(VERSION)\"
-LDLIBS   = -levent -lhiredis -lconfig -lpsl
+LDLIBS   = -levent -lhiredis -lconfig -lpsl -lpq -lmariadb
 BUILD   ?= build
 # the release build: the only one copied to policyd/ and installed; other
 # build directories (build-asan, ...) keep their binaries to themselves
@@ -52,15 +52,20 @@ UNIT_TESTS += ratelimit_test
 UNIT_TESTS += cluster_test
 UNIT_TESTS += spf_test
 UNIT_spf_test = spf.o dnsbl.o resolver.o addr.o log.o
+UNIT_TESTS += sqlcf_test mapkeys_test
+UNIT_sqlcf_test = sqlcf.o
+UNIT_mapkeys_test = mapkeys.o maps.o addr.o
 UNIT_cluster_test = slot.o
 UNIT_ratelimit_test = $(notdir $(CORE_OBJS)) store_stub.o
 UNIT_sender_test    = $(notdir $(CORE_OBJS)) store_stub.o
 UNIT_relocated_test = $(notdir $(CORE_OBJS)) store_stub.o
 
-DEB_BUILD = gcc make pkg-config libevent-dev libhiredis-dev libconfig-dev libpsl-dev
+DEB_BUILD = gcc make pkg-config libevent-dev libhiredis-dev libconfig-dev libpsl-dev \
+            libpq-dev libmariadb-dev
 DEB_TEST  = redis-server redis-tools python3 postfix sasl2-bin libsasl2-modules \
             libsasl2-modules-db swaks iproute2 procps netcat-openbsd man-db \
-            publicsuffix python3-dnslib python3-spf
+            publicsuffix python3-dnslib python3-spf \
+            postgresql postgresql-client mariadb-server mariadb-client
 # the systemd unit's checks: systemd-analyze verify / syscall-filter, strace
 DEB_TEST += systemd strace
 # make deb and tests/integration/test_deb.py (debootstrap: its scratch root)
@@ -138,6 +143,7 @@ bench: deps
 	bash tests/bench/bench.sh
 	bash tests/bench/scaleout.sh
 	bash tests/bench/dns.sh
+	python3 tests/bench/sqlmaps.py
 
 # libFuzzer targets (clang): FUZZ_SECONDS per target (default 60).
 fuzz: deps

@@ -9,13 +9,22 @@
  *	sasl_username (exact). Every value must be a valid action; they are
  *	checked again at lookup time (a bad one is logged and answers DUNNO).
  *	No Redis: always answers synchronously.
+ *
+ *	map = "pgsql:FILE" / "mysql:FILE" asks SQL (table.h) the keys a file
+ *	map consults, in its order (mapkeys.h), one query each, first found
+ *	wins; client_address asks the address, then it cut at each '.' or
+ *	':' (192.0.2.1, 192.0.2, 192.0, 192) instead of CIDR. A value that is
+ *	not an action, and a database down or slow, answer on_error.
  *--*/
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+#include "mapkeys.h"
 #include "rules.h"
+#include "table.h"
 
 enum access_key {
 	AK_CLIENT_ADDRESS, AK_CLIENT_NAME, AK_REVERSE_CLIENT_NAME, AK_HELO,
@@ -41,6 +50,7 @@ struct access {
 	enum attr_id attr;
 	struct map *map;
 	struct cidrmap *cidr;
+	struct table *table;		/* an SQL map */
 	char	*file;
 };
 
@@ -56,6 +66,7 @@ access_free(void *priv)
 		map_free(a->map);
 	if (a->cidr)
 		cidrmap_free(a->cidr);
+	table_unref(a->table);
 	free(a->file);
 	free(a);
 }
@@ -114,6 +125,21 @@ access_compile(const config_setting_t *rs, const struct config *c, void **priv,
 	}
 	a->key = access_keys_tab[i].key;
 	a->attr = access_keys_tab[i].attr;
+	if (table_is_sql(file)) {
+		char	msg[4400];
+
+		config_path(c, file + 6, path, sizeof(path));
+		if ((a->table = table_open(file, path, 0, msg, sizeof(msg))) ==
+		    NULL) {
+			snprintf(err, errlen, "%s:%d: map: %s", c->path,
+			    config_setting_source_line(config_setting_get_member(
+			    rs, "map")), msg);
+			access_free(a);
+			return -1;
+		}
+		*priv = a;
+		return 0;
+	}
 	config_path(c, file, path, sizeof(path));
 	a->file = strdup(path);
 	{
@@ -142,6 +168,85 @@ access_compile(const config_setting_t *rs, const struct config *c, void **priv,
 	return 0;
 }
 
+struct access_wait {
+	const struct access *a;
+	struct eval *ev;
+	struct mapkeys k;
+};
+
+/* access_sql_done - the first key found in SQL, none, or an error */
+static void
+access_sql_done(void *arg, enum table_status st, int idx, const char *value)
+{
+	struct access_wait *w = arg;
+	char	detail[700], why[300], esc[600];
+
+	if (st == TABLE_ERROR) {
+		snprintf(detail, sizeof(detail), "table %.200s: lookup failed "
+		    "(database down or slow)", table_name(w->a->table));
+		eval_check_done(w->ev, CHECK_TEMPFAIL, NULL, detail);
+	} else if (st == TABLE_NOTFOUND) {
+		eval_check_done(w->ev, CHECK_NOMATCH, NULL, "no entry");
+	} else if (access_value_ok(value, why, sizeof(why)) < 0) {
+		/* a deny list with a typo must not pass: on_error decides */
+		log_escape(esc, sizeof(esc), value, strlen(value));
+		log_warnx("access: table %s: entry \"%.200s\": %s (\"%s\"): "
+		    "answering on_error", table_name(w->a->table), w->k.k[idx],
+		    why, esc);
+		snprintf(detail, sizeof(detail), "%s entry \"%.300s\": %s",
+		    access_keys_tab[w->a->key].name, w->k.k[idx], why);
+		eval_check_done(w->ev, CHECK_TEMPFAIL, NULL, detail);
+	} else {
+		snprintf(detail, sizeof(detail), "%s entry \"%.500s\"",
+		    access_keys_tab[w->a->key].name, w->k.k[idx]);
+		eval_check_done(w->ev, CHECK_MATCH, value, detail);
+	}
+	mapkeys_free(&w->k);
+	free(w);
+}
+
+/* access_sql - the keys of the attribute, asked one by one */
+static void
+access_sql(const struct access *a, struct eval *ev)
+{
+	const char *val = ev->req->v[a->attr];
+	struct access_wait *w = calloc(1, sizeof(*w));
+	int	n;
+
+	if (w == NULL) {
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL, "out of memory");
+		return;
+	}
+	w->a = a;
+	w->ev = ev;
+	switch (a->key) {
+	case AK_SENDER:
+	case AK_RECIPIENT:
+		n = mapkeys_address(val, '+', 0, &w->k);
+		break;
+	case AK_SASL:
+		n = mapkeys_one(val, &w->k);
+		break;
+	case AK_CLIENT_ADDRESS:
+		n = mapkeys_ip(val, &w->k);
+		break;
+	default:
+		n = mapkeys_domain(val, &w->k);
+		break;
+	}
+	if (n <= 0) {
+		free(w);
+		if (n < 0)
+			eval_check_done(ev, CHECK_TEMPFAIL, NULL, "more keys "
+			    "than an SQL map is asked (too many labels)");
+		else
+			eval_check_done(ev, CHECK_NOMATCH, NULL, "no entry");
+		return;
+	}
+	table_lookup_first(a->table, (const char *const *)w->k.k, n,
+	    access_sql_done, w);
+}
+
 /* access_run - look up the attribute */
 static void
 access_run(void *priv, struct eval *ev)
@@ -157,6 +262,10 @@ access_run(void *priv, struct eval *ev)
 	 * is looked up as it arrived, whatever its length (up to max_line):
 	 * a long local part still meets the @domain and .parent entries.
 	 */
+	if (a->table != NULL) {
+		access_sql(a, ev);
+		return;
+	}
 	matched[0] = '\0';
 	if (a->key == AK_CLIENT_ADDRESS) {
 		if (ev->client_ip_ok)

@@ -22,7 +22,11 @@
  *	"KEY  N" (N replaces the limit of every window of the rule) or
  *	"KEY  unlimited". SECONDS may end in s, m, h or d. A login without
  *	an entry of its own inherits the entry of "@its.domain", then the
- *	rule's windows (login > domain > global).
+ *	rule's windows (login > domain > global). overrides = "pgsql:FILE"
+ *	or "mysql:FILE" asks the same two keys of an SQL table (table.h)
+ *	before charging; a value that does not parse or a table error
+ *	answers on_error; a refund uses the cached override (none when it
+ *	has left the cache).
  *
  *	When the final answer of the evaluation is a refusal by a later
  *	rule, undo() refunds what run() charged (check.h).
@@ -45,6 +49,7 @@
 #include "ratelimit.h"
 #include "check_util.h"
 #include "rules.h"
+#include "table.h"
 #include "store.h"
 
 #define RL_SEED		0x7064726174656c6dULL	/* "pdratelm" */
@@ -78,6 +83,7 @@ struct ratelimit {
 	struct rl_window win[RL_MAX_WIN];
 	int	nwin;
 	struct map *overrides;		/* key -> window text (validated) */
+	struct table *otable;		/* overrides = "pgsql:FILE" / "mysql:" */
 	char	*word;			/* "DEFER_IF_PERMIT 4.7.1", "HOLD" */
 	char	*oversize;		/* when one request exceeds a whole
 					 * window: "552 5.3.4", "550 5.7.1" */
@@ -653,6 +659,24 @@ rl_overrides(struct ratelimit *rl, const char *file, const struct config *c,
 	return rc;
 }
 
+/* rl_overrides_sql - overrides from an SQL table (values checked per lookup) */
+static int
+rl_overrides_sql(struct ratelimit *rl, const char *spec,
+    const config_setting_t *s, const struct config *c, char *err,
+    size_t errlen)
+{
+	char	path[4096], msg[4400];
+
+	config_path(c, spec + 6, path, sizeof(path));
+	if ((rl->otable = table_open(spec, path, 0, msg, sizeof(msg))) ==
+	    NULL) {
+		snprintf(err, errlen, "%s:%d: overrides: %s", c->path,
+		    config_setting_source_line(s), msg);
+		return -1;
+	}
+	return 0;
+}
+
 /* rl_notify - "notify_command": a string (the program) or a list (argv) */
 static int
 rl_notify(struct ratelimit *rl, const config_setting_t *rs,
@@ -724,6 +748,7 @@ ratelimit_free(void *priv)
 	free(rl->oversize);
 	if (rl->overrides)
 		map_free(rl->overrides);
+	table_unref(rl->otable);
 	free(rl->word);
 	free(rl->reply);
 	free(rl->networks_action);
@@ -874,7 +899,10 @@ ratelimit_compile(const config_setting_t *rs, const struct config *c,
 			RLERR(s, "overrides: expected a file name");
 			goto bad;
 		}
-		if (rl_overrides(rl, ov, c, err, errlen) < 0)
+		if (table_is_sql(ov)) {
+			if (rl_overrides_sql(rl, ov, s, c, err, errlen) < 0)
+				goto bad;
+		} else if (rl_overrides(rl, ov, c, err, errlen) < 0)
 			goto bad;
 	}
 	*priv = rl;
@@ -999,7 +1027,14 @@ int
 ratelimit_windows_of(const void *priv, const char *key, struct rl_window *w,
     int *nw, char *why, size_t whylen)
 {
-	return rl_windows_for(priv, key, NULL, w, nw, why, whylen);
+	const struct ratelimit *rl = priv;
+	int	rc = rl_windows_for(priv, key, NULL, w, nw, why, whylen);
+
+	if (rl->otable != NULL)
+		snprintf(why, whylen, "rule default; overrides are in %s, not "
+		    "read here (policyctl map query %s KEY)",
+		    table_name(rl->otable), table_name(rl->otable));
+	return rc;
 }
 
 /* rl_cost - what this request counts */
@@ -1314,12 +1349,115 @@ ratelimit_done(void *arg, const struct store_reply *r)
 	free(k);
 }
 
+/*
+ * rl_sql_keys - the override keys of k asked in SQL, as rl_windows_for()
+ * asks the file: the key text, then @domain for a one-part address key
+ */
+static int
+rl_sql_keys(const struct ratelimit *rl, const struct eval *ev,
+    const struct rl_call *k, char dom[RL_PART_MAX + 2], const char *keys[2])
+{
+	const char *d = NULL;
+	int	n = 0;
+
+	keys[n++] = k->key;
+	if (rl->nparts == 1 && (rl->parts[0] == RLP_SASL || rl->parts[0] ==
+	    RLP_SENDER || rl->parts[0] == RLP_RECIPIENT)) {
+		int	a = rl->parts[0] == RLP_SASL ? A_SASL_USERNAME :
+		    rl->parts[0] == RLP_SENDER ? A_SENDER : A_RECIPIENT;
+
+		if ((d = addr_domain(ev->req->v[a])) == NULL ||
+		    strlen(d) >= RL_PART_MAX + 1)
+			d = addr_domain(k->key);
+		if (d != NULL && strlen(d) < RL_PART_MAX + 1) {
+			snprintf(dom, RL_PART_MAX + 2, "@%s", d);
+			addr_lower(dom);
+			keys[n++] = dom;
+		}
+	}
+	return n;
+}
+
+/*
+ * rl_sql_windows - an override value from SQL into k; 0, 1 unlimited,
+ * -1 (logged) when it is not a windows value
+ */
+static int
+rl_sql_windows(const struct ratelimit *rl, struct rl_call *k,
+    const char *key, const char *value)
+{
+	struct rl_window w[RL_MAX_WIN];
+	char	why[256], esc[300];
+	int	nw, rc;
+
+	rc = ratelimit_parse_windows(value, rl->win, rl->nwin, w, &nw, why,
+	    sizeof(why));
+	for (int i = 0; rc == 0 && i < nw; i++)
+		if (w[i].limit > (1LL << 50) || w[i].seconds > 86400 * 366) {
+			snprintf(why, sizeof(why), "window out of range");
+			rc = -1;
+		}
+	if (rc < 0) {
+		log_escape(esc, sizeof(esc), value, strlen(value));
+		log_warnx("ratelimit: rule %s: table %s: override %.200s = "
+		    "\"%s\": %s: answering on_error", rl->rule,
+		    table_name(rl->otable), key, esc, why);
+		return -1;
+	}
+	if (rc == 0) {
+		memcpy(k->win, w, sizeof(w));
+		k->nwin = nw;
+	}
+	return rc;
+}
+
+static void rl_go(const struct ratelimit *rl, struct eval *ev,
+    struct rl_call *k);
+
+/* rl_sql_done - the override from SQL (or none, or an error) */
+static void
+rl_sql_done(void *arg, enum table_status st, int idx, const char *value)
+{
+	struct rl_call *k = arg;
+	struct eval *ev = k->ev;
+	const struct ratelimit *rl = k->rl;
+	char	d[300], dom[RL_PART_MAX + 2];
+	const char *keys[2];
+
+	if (st == TABLE_ERROR) {
+		snprintf(d, sizeof(d), "table %.200s: override lookup failed "
+		    "(database down or slow)", table_name(rl->otable));
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL, d);
+		free(k);
+		return;
+	}
+	if (st == TABLE_FOUND) {
+		rl_sql_keys(rl, ev, k, dom, keys);
+		switch (rl_sql_windows(rl, k, keys[idx], value)) {
+		case -1:
+			eval_check_done(ev, CHECK_TEMPFAIL, NULL, "override "
+			    "from SQL is not LIMIT/SECONDS, a number or "
+			    "\"unlimited\"");
+			free(k);
+			return;
+		case 1:
+			snprintf(d, sizeof(d), "not limited: override %.200s "
+			    "(SQL)", keys[idx]);
+			eval_check_done(ev, CHECK_NOMATCH, NULL, d);
+			free(k);
+			return;
+		}
+	}
+	rl_go(rl, ev, k);
+}
+
 /* rl_start - key, windows, one script call (the secret is known) */
 static void
 rl_start(const struct ratelimit *rl, struct eval *ev)
 {
 	struct rl_call *k;
-	char	why[128];
+	char	why[128], dom[RL_PART_MAX + 2];
+	const char *keys[2];
 
 	if ((k = rl_call_new(rl, ev, why, sizeof(why))) == NULL) {
 		char	d[160];
@@ -1328,6 +1466,19 @@ rl_start(const struct ratelimit *rl, struct eval *ev)
 		eval_check_done(ev, CHECK_NOMATCH, NULL, d);
 		return;
 	}
+	if (rl->otable != NULL) {
+		/* the windows come from SQL first; rl_go() after */
+		table_lookup_first(rl->otable, keys, rl_sql_keys(rl, ev, k, dom,
+		    keys), rl_sql_done, k);
+		return;
+	}
+	rl_go(rl, ev, k);
+}
+
+/* rl_go - k's windows are known: charge */
+static void
+rl_go(const struct ratelimit *rl, struct eval *ev, struct rl_call *k)
+{
 	if (k->cost == 0 && rl->max_networks == 0) {
 		eval_check_done(ev, CHECK_NOMATCH, NULL, "nothing to count");
 		free(k);
@@ -1409,6 +1560,29 @@ ratelimit_undo(void *priv, struct eval *ev)
 	}
 	if ((k = rl_call_new(rl, ev, why, sizeof(why))) == NULL)
 		return;
+	if (rl->otable != NULL) {
+		/*
+		 * The charge's windows came from SQL moments ago: the cache
+		 * has them. Without them a refund would use other windows:
+		 * better none.
+		 */
+		char	dom[RL_PART_MAX + 2];
+		const char *keys[2], *v = NULL;
+		enum table_status st = TABLE_NOTFOUND;
+		int	n = rl_sql_keys(rl, ev, k, dom, keys), i;
+
+		for (i = 0; i < n && (st = table_peek(rl->otable, keys[i],
+		    &v)) == TABLE_NOTFOUND; i++)
+			;
+		if (st == TABLE_ERROR || (st == TABLE_FOUND &&
+		    rl_sql_windows(rl, k, keys[i], v) != 0)) {
+			if (st == TABLE_ERROR)
+				log_debug("ratelimit: rule %s: no refund (the "
+				    "override is no longer cached)", rl->rule);
+			free(k);
+			return;
+		}
+	}
 	k->ev = NULL;
 	rl_send(k, ev, 2, undo_done, k);
 }

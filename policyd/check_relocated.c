@@ -22,6 +22,11 @@
  *	not know 551. Keys and values are validated at load time with
  *	"file:line: message" errors. RCPT only; no Redis.
  *
+ *	map = "pgsql:FILE" or "mysql:FILE" (the only map then) reads the
+ *	entries from SQL (table.h): the same three keys, one query each,
+ *	first found wins; a value that does not parse is logged and ignored;
+ *	a database down or slow makes the check TEMPFAIL (on_error).
+ *
  *	relocated_lookup() and relocated_parse() are pure; the time is an
  *	argument.
  *--*/
@@ -35,6 +40,7 @@
 #include "check_relocated.h"
 #include "check_util.h"
 #include "rules.h"
+#include "table.h"
 
 #define RELOC_ADDR_MAX	1024		/* longer: only @domain entries apply */
 #define RELOC_NEW_MAX	512		/* longest new address in a map */
@@ -44,6 +50,7 @@
 
 struct relocated {
 	struct map *map;
+	struct table *table;		/* map = "pgsql:FILE" / "mysql:FILE" */
 	char	*reply;
 	char	*expired;
 };
@@ -279,6 +286,7 @@ relocated_free(void *priv)
 	struct relocated *r = priv;
 
 	map_free(r->map);
+	table_unref(r->table);
 	free(r->reply);
 	free(r->expired);
 	free(r);
@@ -324,6 +332,21 @@ relocated_compile(const config_setting_t *rs, const struct config *c,
 	    check_template(rs, "expired_action", "DUNNO", "a", &r->expired, c,
 	    err, errlen) < 0)
 		goto bad;
+	if (config_setting_type(s) == CONFIG_TYPE_STRING &&
+	    table_is_sql(config_setting_get_string(s))) {
+		char	msg[4400];
+
+		f = config_setting_get_string(s);
+		config_path(c, f + 6, path, sizeof(path));
+		if ((r->table = table_open(f, path, 0, msg, sizeof(msg))) ==
+		    NULL) {
+			snprintf(err, errlen, "%s:%d: map: %s", c->path,
+			    config_setting_source_line(s), msg);
+			goto bad;
+		}
+		*priv = r;
+		return 0;
+	}
 	if ((r->map = map_new()) == NULL) {
 		snprintf(err, errlen, "%s:%d: out of memory", c->path,
 		    config_setting_source_line(s));
@@ -338,6 +361,12 @@ relocated_compile(const config_setting_t *rs, const struct config *c,
 			    c->path, config_setting_source_line(e));
 			goto bad;
 		}
+		if (table_is_sql(f)) {
+			snprintf(err, errlen, "%s:%d: map: an SQL table must be "
+			    "the only map", c->path,
+			    config_setting_source_line(e));
+			goto bad;
+		}
 		config_path(c, f, path, sizeof(path));
 		if (map_load_file(r->map, path, 0, err, errlen) < 0 ||
 		    relocated_validate(r->map, path, err, errlen) < 0)
@@ -350,16 +379,16 @@ bad:
 	return -1;
 }
 
-/* relocated_run - look up the recipient */
+/* relocated_decide - the answer with the map given */
 static void
-relocated_run(void *priv, struct eval *ev)
+relocated_decide(const struct relocated *r, struct eval *ev,
+    const struct map *map)
 {
-	const struct relocated *r = priv;
 	const char *vals[1];
 	char	newaddr[RELOC_ADDR_MAX + RELOC_NEW_MAX + 2], why[256];
 	char	action[EVAL_TEXT];
 
-	switch (relocated_lookup(r->map, ev->req->v[A_RECIPIENT], ev->now,
+	switch (relocated_lookup(map, ev->req->v[A_RECIPIENT], ev->now,
 	    newaddr, sizeof(newaddr), why, sizeof(why))) {
 	case RELOC_NONE:
 		eval_check_done(ev, CHECK_NOMATCH, NULL, why);
@@ -380,6 +409,106 @@ relocated_run(void *priv, struct eval *ev)
 		break;
 	}
 	eval_check_done(ev, CHECK_MATCH, action, why);
+}
+
+struct relocated_wait {
+	const struct relocated *r;
+	struct eval *ev;
+	char	keys[3][RELOC_ADDR_MAX + 2];
+};
+
+/* relocated_sql_done - the first key found in SQL (or none, or an error) */
+static void
+relocated_sql_done(void *arg, enum table_status st, int idx,
+    const char *value)
+{
+	struct relocated_wait *w = arg;
+	struct map *m = NULL;
+	char	why[256];
+
+	if (st == TABLE_ERROR) {
+		snprintf(why, sizeof(why), "table %.200s: lookup failed "
+		    "(database down or slow)", table_name(w->r->table));
+		eval_check_done(w->ev, CHECK_TEMPFAIL, NULL, why);
+		free(w);
+		return;
+	}
+	/* the answer as a one-entry map: the same decision as for a file */
+	if (st == TABLE_FOUND && ((m = map_new()) == NULL ||
+	    map_put(m, w->keys[idx], value) != 0)) {
+		map_free(m);
+		eval_check_done(w->ev, CHECK_TEMPFAIL, NULL, "out of memory");
+		free(w);
+		return;
+	}
+	if (m == NULL && (m = map_new()) == NULL) {
+		eval_check_done(w->ev, CHECK_TEMPFAIL, NULL, "out of memory");
+		free(w);
+		return;
+	}
+	relocated_decide(w->r, w->ev, m);
+	map_free(m);
+	free(w);
+}
+
+/*
+ * relocated_sql - ask the SQL table the keys relocated_lookup() asks a
+ * map: the recipient, without its +extension, then @domain (a recipient
+ * too long for an address key: only @domain)
+ */
+static void
+relocated_sql(const struct relocated *r, struct eval *ev)
+{
+	const char *rcpt = ev->req->v[A_RECIPIENT], *dom, *keys[3];
+	struct relocated_wait *w;
+	size_t	len = strlen(rcpt);
+	int	nk = 0;
+
+	if (*rcpt == '\0') {
+		relocated_decide(r, ev, NULL);
+		return;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL, "out of memory");
+		return;
+	}
+	w->r = r;
+	w->ev = ev;
+	if (len <= RELOC_ADDR_MAX) {
+		memcpy(w->keys[nk], rcpt, len + 1);
+		addr_lower(w->keys[nk]);
+		nk++;
+		if (addr_canon(w->keys[0], '+', w->keys[nk],
+		    sizeof(w->keys[nk])) >= 0 &&
+		    strcmp(w->keys[nk], w->keys[0]) != 0)
+			nk++;
+	}
+	if ((dom = addr_domain(rcpt)) != NULL && *dom != '\0' &&
+	    strlen(dom) <= RELOC_ADDR_MAX) {
+		snprintf(w->keys[nk], sizeof(w->keys[nk]), "@%s", dom);
+		addr_lower(w->keys[nk]);
+		nk++;
+	}
+	if (nk == 0) {
+		free(w);
+		relocated_decide(r, ev, NULL);
+		return;
+	}
+	for (int i = 0; i < nk; i++)
+		keys[i] = w->keys[i];
+	table_lookup_first(r->table, keys, nk, relocated_sql_done, w);
+}
+
+/* relocated_run - look up the recipient */
+static void
+relocated_run(void *priv, struct eval *ev)
+{
+	const struct relocated *r = priv;
+
+	if (r->table != NULL)
+		relocated_sql(r, ev);
+	else
+		relocated_decide(r, ev, r->map);
 }
 
 const struct check_ops check_relocated_ops = {

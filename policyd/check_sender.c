@@ -23,9 +23,13 @@
  *	business. A sender the login does not own gets reply, a template
  *	where %l is the login, %s the sender and %% a percent sign.
  *
+ *	map = "pgsql:FILE" or "mysql:FILE" reads the map from SQL (table.h):
+ *	the same keys are asked, one query each, the first found wins; a
+ *	database that is down or slow makes the check TEMPFAIL (on_error).
+ *
  *	sender_owned() is the decision as a pure function; check_expand()
  *	the template expansion shared with the relocated check. No Redis:
- *	the check always answers synchronously.
+ *	the check answers synchronously, except after an SQL query.
  *--*/
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,7 +39,9 @@
 
 #include "check_sender.h"
 #include "check_util.h"
+#include "log.h"
 #include "rules.h"
+#include "table.h"
 
 #define SENDER_ADDR_MAX		1024	/* longer senders or logins own nothing */
 
@@ -46,6 +52,7 @@
 
 struct sender_login {
 	struct map *map;		/* NULL without map = */
+	struct table *table;		/* map = "pgsql:FILE" / "mysql:FILE" */
 	struct map *protect;		/* protected domains, or NULL */
 	unsigned flags;			/* SENDER_* */
 	char	*reply;
@@ -199,6 +206,7 @@ sender_free(void *priv)
 	struct sender_login *s = priv;
 
 	map_free(s->map);
+	table_unref(s->table);
 	map_free(s->protect);
 	free(s->reply);
 	free(s->unauth_reply);
@@ -277,6 +285,47 @@ opt_files(const config_setting_t *rs, const char *name, int files, int flags,
 	return 0;
 }
 
+/*
+ * opt_table - "name" as an SQL table ("pgsql:FILE" / "mysql:FILE") into
+ * *t; leaves *t NULL for anything else. An SQL table inside a list is an
+ * error: it must be the only map.
+ */
+static int
+opt_table(const config_setting_t *rs, const char *name, struct table **t,
+    const struct config *c, char *err, size_t errlen)
+{
+	const config_setting_t *s = config_setting_get_member(rs, name), *e;
+	char	path[4096], msg[4400];
+	const char *v;
+
+	*t = NULL;
+	if (s == NULL)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+		for (int i = 0; i < config_setting_length(s); i++) {
+			e = config_setting_get_elem(s, i);
+			if ((v = config_setting_get_string(e)) != NULL &&
+			    table_is_sql(v)) {
+				snprintf(err, errlen, "%s:%d: %s: an SQL table "
+				    "must be the only map", c->path,
+				    config_setting_source_line(e), name);
+				return -1;
+			}
+		}
+		return 0;
+	}
+	v = config_setting_get_string(s);
+	if (!table_is_sql(v))
+		return 0;
+	config_path(c, v + 6, path, sizeof(path));
+	if ((*t = table_open(v, path, 0, msg, sizeof(msg))) == NULL) {
+		snprintf(err, errlen, "%s:%d: %s: %s", c->path,
+		    config_setting_source_line(s), name, msg);
+		return -1;
+	}
+	return 0;
+}
+
 /* sender_compile - read the rule's options and load the maps */
 static int
 sender_compile(const config_setting_t *rs, const struct config *c,
@@ -292,7 +341,9 @@ sender_compile(const config_setting_t *rs, const struct config *c,
 	s->flags = SENDER_NULL_OK;
 	if (opt_bool(rs, "builtin", 1, &builtin, c, err, errlen) < 0 ||
 	    opt_bool(rs, "same_domain", 0, &same, c, err, errlen) < 0 ||
-	    opt_files(rs, "map", 1, 0, &s->map, c, err, errlen) < 0 ||
+	    opt_table(rs, "map", &s->table, c, err, errlen) < 0 ||
+	    (s->table == NULL &&
+	    opt_files(rs, "map", 1, 0, &s->map, c, err, errlen) < 0) ||
 	    opt_files(rs, "protect_domains", 0, MAP_F_SET, &s->protect, c,
 	    err, errlen) < 0 ||
 	    check_template(rs, "reply", SENDER_DEF_REPLY, "ls", &s->reply, c,
@@ -310,7 +361,7 @@ sender_compile(const config_setting_t *rs, const struct config *c,
 		    config_setting_source_line(rs));
 		goto bad;
 	}
-	if (!builtin && s->map == NULL) {
+	if (!builtin && s->map == NULL && s->table == NULL) {
 		snprintf(err, errlen, "%s:%d: sender_login: builtin = false "
 		    "needs a map = \"FILE\"", c->path,
 		    config_setting_source_line(rs));
@@ -332,6 +383,110 @@ sender_compile(const config_setting_t *rs, const struct config *c,
 bad:
 	sender_free(s);
 	return -1;
+}
+
+/* sender_decide - the ownership answer with the map given */
+static void
+sender_decide(const struct sender_login *s, struct eval *ev,
+    const struct map *map)
+{
+	const char *login = ev->req->v[A_SASL_USERNAME];
+	const char *sender = ev->req->v[A_SENDER];
+	const char *vals[2];
+	char	action[EVAL_TEXT], why[256];
+
+	if (sender_owned(login, sender, map, s->flags, why, sizeof(why)) ==
+	    SENDER_OWNED) {
+		eval_check_done(ev, CHECK_NOMATCH, NULL, why);
+		return;
+	}
+	vals[0] = login;
+	vals[1] = sender;
+	check_expand(action, sizeof(action), s->reply, "ls", vals);
+	eval_check_done(ev, CHECK_MATCH, action, why);
+}
+
+struct sender_wait {
+	const struct sender_login *s;
+	struct eval *ev;
+	char	keys[3][SENDER_ADDR_MAX + 2];
+};
+
+/* sender_sql_done - the first key found in SQL (or none, or an error) */
+static void
+sender_sql_done(void *arg, enum table_status st, int idx, const char *value)
+{
+	struct sender_wait *w = arg;
+	struct map *m = NULL;
+	char	why[256];
+
+	if (st == TABLE_ERROR) {
+		snprintf(why, sizeof(why), "table %.200s: lookup failed "
+		    "(database down or slow)", table_name(w->s->table));
+		eval_check_done(w->ev, CHECK_TEMPFAIL, NULL, why);
+		free(w);
+		return;
+	}
+	/* the answer as a one-entry map: the same decision as for a file */
+	if (st == TABLE_FOUND && ((m = map_new()) == NULL ||
+	    map_put(m, w->keys[idx], value) != 0)) {
+		map_free(m);
+		eval_check_done(w->ev, CHECK_TEMPFAIL, NULL, "out of memory");
+		free(w);
+		return;
+	}
+	sender_decide(w->s, w->ev, m);
+	map_free(m);
+	free(w);
+}
+
+/*
+ * sender_sql - ask the SQL table for the keys sender_owned() asks a map:
+ * the sender, without its +extension, then @domain (a sender too long
+ * for an address key: only @domain)
+ */
+static void
+sender_sql(const struct sender_login *s, struct eval *ev)
+{
+	const char *login = ev->req->v[A_SASL_USERNAME];
+	const char *sender = ev->req->v[A_SENDER], *dom, *keys[3];
+	struct sender_wait *w;
+	size_t	len = strlen(sender);
+	int	nk = 0;
+
+	if (*sender == '\0' || strlen(login) > SENDER_ADDR_MAX) {
+		sender_decide(s, ev, NULL);	/* decided without the map */
+		return;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL, "out of memory");
+		return;
+	}
+	w->s = s;
+	w->ev = ev;
+	if (len <= SENDER_ADDR_MAX) {
+		memcpy(w->keys[nk], sender, len + 1);
+		addr_lower(w->keys[nk]);
+		nk++;
+		if (addr_canon(w->keys[0], '+', w->keys[nk],
+		    sizeof(w->keys[nk])) >= 0 &&
+		    strcmp(w->keys[nk], w->keys[0]) != 0)
+			nk++;
+	}
+	if ((dom = addr_domain(sender)) != NULL && *dom != '\0' &&
+	    strlen(dom) <= SENDER_ADDR_MAX) {
+		snprintf(w->keys[nk], sizeof(w->keys[nk]), "@%s", dom);
+		addr_lower(w->keys[nk]);
+		nk++;
+	}
+	if (nk == 0) {
+		free(w);
+		sender_decide(s, ev, NULL);
+		return;
+	}
+	for (int i = 0; i < nk; i++)
+		keys[i] = w->keys[i];
+	table_lookup_first(s->table, keys, nk, sender_sql_done, w);
 }
 
 /* sender_run - decide for one request */
@@ -369,15 +524,11 @@ sender_run(void *priv, struct eval *ev)
 		eval_check_done(ev, CHECK_MATCH, action, why);
 		return;
 	}
-	if (sender_owned(login, sender, s->map, s->flags, why, sizeof(why)) ==
-	    SENDER_OWNED) {
-		eval_check_done(ev, CHECK_NOMATCH, NULL, why);
+	if (s->table != NULL) {
+		sender_sql(s, ev);
 		return;
 	}
-	vals[0] = login;
-	vals[1] = sender;
-	check_expand(action, sizeof(action), s->reply, "ls", vals);
-	eval_check_done(ev, CHECK_MATCH, action, why);
+	sender_decide(s, ev, s->map);
 }
 
 const struct check_ops check_sender_login_ops = {

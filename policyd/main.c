@@ -33,6 +33,7 @@
 #include "rules.h"
 #include "server.h"
 #include "store.h"
+#include "table.h"
 
 #ifndef POLICYD_VERSION
 #define POLICYD_VERSION "0.1.0"
@@ -491,6 +492,7 @@ main(int argc, char **argv)
 	if ((srv.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	log_attach(srv.base);		/* batched, non-blocking from here */
+	table_set_base(srv.base);
 	raise_nofile(srv.cfg->max_connections);
 	if (listener_open_all(srv.cfg) < 0)
 		fatalx("cannot open the listeners");
@@ -522,6 +524,7 @@ main(int argc, char **argv)
 	resolver_free(srv.resolver);	/* answers DNS_SHUTDOWN to queries left */
 	srv.resolver = NULL;
 	store_free(srv.store);		/* fails any command still pending */
+	table_shutdown();		/* and any SQL lookup */
 	conn_close_all();
 	if (pidfile != NULL && unlink(pidfile) < 0 && errno != ENOENT)
 		log_warn("cannot remove pidfile %s", pidfile);

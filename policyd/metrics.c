@@ -15,6 +15,7 @@
 #include "resolver.h"
 #include "server.h"
 #include "store.h"
+#include "table.h"
 
 static struct evhttp *http;
 
@@ -127,6 +128,7 @@ metrics_render(size_t *len)
 		GAUGE("policyd_dns_cache_entries", "Answers in the DNS cache.",
 		    "%d", resolver_cache_count(srv.resolver));
 	}
+	table_render_metrics(&b);
 	*len = b.len;
 	return b.data;
 }
@@ -148,15 +150,22 @@ metrics_cb(struct evhttp_request *req, void *arg)
 	evbuffer_free(out);
 }
 
-/* healthz_cb - /healthz: 200 only when Redis is reachable */
+/* healthz_cb - /healthz: 200 only when Redis and every SQL table are reachable */
 static void
 healthz_cb(struct evhttp_request *req, void *arg)
 {
 	struct evbuffer *out = evbuffer_new();
 	int	up = srv.store != NULL && store_ready(srv.store);
+	char	down[512];
 
 	(void)arg;
-	evbuffer_add_printf(out, up ? "ok\n" : "redis unreachable\n");
+	if (table_down(down, sizeof(down)) > 0) {
+		/* an SQL table down: its rules answer on_error */
+		evbuffer_add_printf(out, "%stable down: %s\n", up ? "" :
+		    "redis unreachable\n", down);
+		up = 0;
+	} else
+		evbuffer_add_printf(out, up ? "ok\n" : "redis unreachable\n");
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "text/plain");
 	evhttp_send_reply(req, up ? HTTP_OK : 503, up ? "OK" :

@@ -18,6 +18,12 @@
  *	greylist list [PATTERN] | delete NETWORK
  *		the triplet and auto-whitelist keys of client networks.
  *	stats	GET /metrics (HTTP/1.0) and print the figures for a person.
+ *	map query MAP KEY
+ *		look KEY up in MAP (pgsql:FILE, mysql:FILE or a map file,
+ *		relative to the configuration's directory) with the daemon's
+ *		own table code, on an event loop of its own: what the lookup
+ *		returns and where it came from (the file, the database, or
+ *		this process's cache when a key is asked twice).
  *
  *	The request is formatted here and validated with the daemon's own
  *	codec (proto_parse() with the default limits), so anything policyd
@@ -67,6 +73,7 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <event2/event.h>
 #include <libconfig.h>
 
 #include "addr.h"
@@ -77,6 +84,7 @@
 #include "ratelimit.h"
 #include "rules.h"
 #include "store.h"
+#include "table.h"
 
 #ifndef POLICYD_VERSION
 #define POLICYD_VERSION "0.1.0"
@@ -92,6 +100,7 @@
 #define REPLY_MAX_LINES		(256 * 1024)
 
 #define EXIT_REPLY	0
+#define SQLCF_RESULT_MAX_CTL	4096	/* sqlcf.h SQLCF_RESULT_MAX */
 #define EXIT_FAIL	1
 #define EXIT_USAGE	2
 
@@ -140,6 +149,7 @@ static int cmd_explain(const struct ctl *ctl, int argc, char **argv);
 static int cmd_ratelimit(const struct ctl *ctl, int argc, char **argv);
 static int cmd_greylist(const struct ctl *ctl, int argc, char **argv);
 static int cmd_stats(const struct ctl *ctl, int argc, char **argv);
+static int cmd_map(const struct ctl *ctl, int argc, char **argv);
 
 /*
  * The command table, in the order "policyctl -h" lists it. A handler gets
@@ -163,6 +173,8 @@ static const struct command commands[] = {
 	    "forget a client network's triplets and counter", cmd_greylist },
 	{ "stats", "",
 	    "fetch policyd's /metrics and print the figures", cmd_stats },
+	{ "map", "query MAP KEY [KEY...]",
+	    "look keys up in a map (pgsql:FILE, mysql:FILE, FILE)", cmd_map },
 };
 
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
@@ -2418,6 +2430,108 @@ stats_print(const struct mstats *m, const char *hostport)
 	putchar('\n');
 	printf("%-14s generation %.0f, %.0f reloads, %.0f refused\n",
 	    "configuration", m->generation, m->reloads, m->reload_failures);
+}
+
+/* one lookup of cmd_map */
+struct map_answer {
+	struct event_base *base;
+	int	done;
+	enum table_status st;
+	int	cached;
+	char	value[SQLCF_RESULT_MAX_CTL + 1];
+};
+
+/* map_answered - the table's callback */
+static void
+map_answered(void *arg, enum table_status st, const char *value, int cached)
+{
+	struct map_answer *a = arg;
+
+	a->done = 1;
+	a->st = st;
+	a->cached = cached;
+	snprintf(a->value, sizeof(a->value), "%s", value ? value : "");
+	event_base_loopbreak(a->base);
+}
+
+/*
+ * cmd_map - "map query MAP KEY...": each key looked up in turn by the
+ * daemon's table code (table.h), printed with where the answer came from
+ */
+static int
+cmd_map(const struct ctl *ctl, int argc, char **argv)
+{
+	struct map_answer a;
+	struct table *t;
+	const char *spec, *file, *slash;
+	char	path[4096], err[4400], esc[SQLCF_RESULT_MAX_CTL * 4 + 8];
+	char	key[1100];
+	int	rc = EXIT_REPLY, sql;
+
+	if (argc < 3 || strcmp(argv[0], "query") != 0) {
+		errx_ctl("usage: policyctl [-c CONFIG] map query MAP KEY "
+		    "[KEY...]  (MAP: pgsql:FILE, mysql:FILE or FILE)");
+		return EXIT_USAGE;
+	}
+	spec = argv[1];
+	sql = table_is_sql(spec);
+	file = sql ? spec + 6 : spec;
+	/* relative to the configuration's directory, as in policyd.conf */
+	if (file[0] != '/' && (slash = strrchr(ctl->config, '/')) != NULL)
+		snprintf(path, sizeof(path), "%.*s/%s",
+		    (int)(slash - ctl->config), ctl->config, file);
+	else
+		snprintf(path, sizeof(path), "%s", file);
+	log_init("policyctl", 1, 0);
+	log_set_level(LOG_L_WARN);
+	memset(&a, 0, sizeof(a));
+	if ((a.base = event_base_new()) == NULL) {
+		errx_ctl("cannot create an event loop");
+		return EXIT_FAIL;
+	}
+	table_set_base(a.base);
+	if ((t = table_open(spec, path, 0, err, sizeof(err))) == NULL) {
+		errx_ctl("%s", err);
+		table_set_base(NULL);
+		event_base_free(a.base);
+		return EXIT_FAIL;
+	}
+	printf("map %s\n", table_name(t));
+	for (int i = 2; i < argc; i++) {
+		long long t0 = mono_ms();
+
+		/* the checks ask lowercase keys */
+		snprintf(key, sizeof(key), "%s", argv[i]);
+		addr_lower(key);
+		a.done = 0;
+		table_lookup(t, key, map_answered, &a);
+		while (!a.done)
+			if (event_base_dispatch(a.base) < 0)
+				break;
+		log_escape(esc, sizeof(esc), key, strlen(key));
+		printf("%s: ", esc);
+		if (!a.done || a.st == TABLE_ERROR) {
+			printf("error: the lookup failed (database down, slow, "
+			    "or a query error; see above)\n");
+			rc = EXIT_FAIL;
+			continue;
+		}
+		if (a.st == TABLE_FOUND) {
+			log_escape(esc, sizeof(esc), a.value, strlen(a.value));
+			printf("found \"%s\"", esc);
+		} else
+			printf("not found");
+		if (!sql)
+			printf(" (file)\n");
+		else if (a.cached)
+			printf(" (cache)\n");
+		else
+			printf(" (database, %lld ms)\n", mono_ms() - t0);
+	}
+	table_unref(t);
+	table_shutdown();
+	event_base_free(a.base);
+	return rc;
 }
 
 /* cmd_stats - fetch /metrics and print it for a person */

@@ -16,4 +16,15 @@ echo "install-deps: installing$missing"
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null 2>&1 || apt-get update
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# packages with a service (postgresql, mariadb-server) must not start a
+# system-wide instance: the tests start their own in temp directories
+guard=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+	chmod +x /usr/sbin/policy-rc.d
+	guard=1
+fi
+rc=0
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing >/dev/null || rc=$?
+[ -z "$guard" ] || rm -f /usr/sbin/policy-rc.d
+exit $rc

@@ -155,19 +155,19 @@ fi
 if [ -z "${SKIP_FUZZ:-}" ]; then
 	echo "# fuzz smoke (libFuzzer, ${FUZZ_SMOKE_SECONDS:-10}s per target)"
 	FUZZ_SECONDS=${FUZZ_SMOKE_SECONDS:-10} FUZZ_BUILD=build/fuzz-smoke \
-	    sh tests/fuzz/fuzz.sh proto config maps spf > "$log" 2>&1
+	    sh tests/fuzz/fuzz.sh proto config maps spf sqlcf > "$log" 2>&1
 	rc=$?
 	cat "$log"
 	if [ "$rc" = 77 ]; then
 		echo "# fuzz smoke: SKIP (clang with libFuzzer not available)"
-		skipped=$((skipped + 4))
-		b_skipped=$((b_skipped + 4))
+		skipped=$((skipped + 5))
+		b_skipped=$((b_skipped + 5))
 	elif [ "$rc" = 2 ]; then
 		echo "# fuzz smoke: the fuzz targets did not build: counted as 1 failure"
 		failed=$((failed + 1))
 		b_failed=$((b_failed + 1))
 	else
-		for t in proto config maps spf; do
+		for t in proto config maps spf sqlcf; do
 			echo "fuzz.fuzz_$t" >> "$names"
 			if grep -q "^# fuzz: fuzz_$t: ok" "$log"; then
 				passed=$((passed + 1))

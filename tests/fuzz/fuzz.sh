@@ -9,8 +9,9 @@
 # Targets: proto (request parser, reply/trace formatting), config (the
 # configuration loader), maps (map/cidr/client/recipient list loaders and
 # lookups, addr_* helpers), slot (Redis Cluster MOVED/ASK and address
-# parsing), spf (SPF records and macros, DNS replies, DNSBL sites).
-# Seeds: tests/fuzz/corpus/<target>/; the working
+# parsing), spf (SPF records and macros, DNS replies, DNSBL sites), sqlcf
+# (the pgsql/mysql table file parser, the query's parameters and the
+# MariaDB rendering). Seeds: tests/fuzz/corpus/<target>/; the working
 # corpus grows in build/fuzz/corpus/<target>/ and crashes land in
 # build/fuzz/crash/<target>/. Exit status: 0 when no target crashed,
 # 1 on a crash, 2 when the fuzzers cannot be built, 77 when clang or
@@ -21,7 +22,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
 seconds=${FUZZ_SECONDS:-60}
 out=${FUZZ_BUILD:-build/fuzz}
-targets=${*:-proto config maps slot spf}
+targets=${*:-proto config maps slot spf sqlcf}
 CC=${FUZZ_CC:-clang}
 
 # can_fuzz - does $CC link a trivial libFuzzer target?
@@ -99,8 +100,10 @@ build() {	# build TARGET
 		done
 		objs="$obj/spf.o $obj/dnsbl.o $obj/resolver.o $obj/addr.o $obj/log.o"
 		libs="-levent" ;;
+	sqlcf)	compile policyd/sqlcf.c "$obj/sqlcf.o" || return 1
+		objs="$obj/sqlcf.o"; libs="" ;;
 	config)	objs=$(core_objs) || return 1
-		libs="-levent -lhiredis -lconfig -lpsl"
+		libs="-levent -lhiredis -lconfig -lpsl -lpq -lmariadb"
 		cflags_extra="-DFUZZ_RULES_DIR=\"$top/rules\"" ;;
 	*)	echo "# fuzz: unknown target $t"; return 1 ;;
 	esac

@@ -1,0 +1,143 @@
+/*++
+ * NAME
+ *	mapkeys.c - candidate keys in map lookup order (see mapkeys.h)
+ *--*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "mapkeys.h"
+
+#define MAPKEYS_KEY_MAX	1024		/* maps.c's MAP_KEY_MAX */
+
+/* add - append the lowercased concatenation a+b+c; skip when too long */
+static int
+add(struct mapkeys *o, const char *a, size_t alen, const char *b,
+    size_t blen, const char *c, size_t clen)
+{
+	size_t	n = alen + blen + clen, j = 0;
+	char   *k;
+
+	if (n > MAPKEYS_KEY_MAX)
+		return 0;
+	if (o->n == MAPKEYS_MAX || (k = malloc(n + 1)) == NULL)
+		return -1;
+	memcpy(k, a, alen);
+	memcpy(k + alen, b, blen);
+	memcpy(k + alen + blen, c, clen);
+	k[n] = '\0';
+	for (j = 0; j < n; j++)
+		if (k[j] >= 'A' && k[j] <= 'Z')
+			k[j] = (char)(k[j] - 'A' + 'a');
+	/* a key asked before answers the same: one query is enough */
+	for (int i = 0; i < o->n; i++)
+		if (strcmp(o->k[i], k) == 0) {
+			free(k);
+			return 0;
+		}
+	o->k[o->n++] = k;
+	return 0;
+}
+
+/* mapkeys_free - release the keys */
+void
+mapkeys_free(struct mapkeys *o)
+{
+	for (int i = 0; i < o->n; i++)
+		free(o->k[i]);
+	o->n = 0;
+}
+
+/* fail - free and report */
+static int
+fail(struct mapkeys *o)
+{
+	mapkeys_free(o);
+	return -1;
+}
+
+/* mapkeys_address - map_lookup_address() order (see mapkeys.h) */
+int
+mapkeys_address(const char *addr, char delim, int bare_domain,
+    struct mapkeys *o)
+{
+	const char *at, *dom = NULL, *ext = NULL, *p;
+	size_t	llen, blen, dlen = 0;
+
+	o->n = 0;
+	if (addr == NULL)
+		return 0;
+	if (*addr == '\0')
+		return add(o, "<>", 2, "", 0, "", 0) < 0 ? fail(o) : o->n;
+	at = strrchr(addr, '@');
+	llen = at ? (size_t)(at - addr) : strlen(addr);
+	if (at != NULL) {
+		dom = at + 1;
+		dlen = strlen(dom);
+	}
+	if (delim != '\0' && (ext = memchr(addr, delim, llen)) == addr)
+		ext = NULL;
+	blen = ext ? (size_t)(ext - addr) : llen;
+	if (add(o, addr, llen, "@", at ? 1 : 0, dom ? dom : "", dlen) < 0 ||
+	    (ext && add(o, addr, blen, "@", at ? 1 : 0, dom ? dom : "",
+	    dlen) < 0))
+		return fail(o);
+	if (llen > 0 && (add(o, addr, llen, "@", 1, "", 0) < 0 ||
+	    (ext && add(o, addr, blen, "@", 1, "", 0) < 0)))
+		return fail(o);
+	if (dom == NULL || dlen == 0)
+		return o->n;
+	if (add(o, "@", 1, dom, dlen, "", 0) < 0 ||
+	    (bare_domain && add(o, dom, dlen, "", 0, "", 0) < 0))
+		return fail(o);
+	for (p = dom + 1; (p = strchr(p, '.')) != NULL; p++)
+		if (add(o, p, strlen(p), "", 0, "", 0) < 0)
+			return fail(o);
+	return o->n;
+}
+
+/* mapkeys_domain - map_lookup_domain() order (see mapkeys.h) */
+int
+mapkeys_domain(const char *name, struct mapkeys *o)
+{
+	const char *p;
+
+	o->n = 0;
+	if (name == NULL || *name == '\0')
+		return 0;
+	if (add(o, name, strlen(name), "", 0, "", 0) < 0)
+		return fail(o);
+	for (p = name + 1; (p = strchr(p, '.')) != NULL; p++)
+		if (add(o, p, strlen(p), "", 0, "", 0) < 0)
+			return fail(o);
+	return o->n;
+}
+
+/* mapkeys_ip - the address, then cut at each '.' or ':' (see mapkeys.h) */
+int
+mapkeys_ip(const char *ip, struct mapkeys *o)
+{
+	size_t	n;
+
+	o->n = 0;
+	if (ip == NULL || *ip == '\0')
+		return 0;
+	for (n = strlen(ip); n > 0; n--) {
+		if (n < strlen(ip) && ip[n] != '.' && ip[n] != ':')
+			continue;
+		if (n < strlen(ip) && n > 0 && ip[n - 1] == ':')
+			continue;	/* "::" is one separator */
+		if (add(o, ip, n, "", 0, "", 0) < 0)
+			return fail(o);
+	}
+	return o->n;
+}
+
+/* mapkeys_one - a single exact key */
+int
+mapkeys_one(const char *key, struct mapkeys *o)
+{
+	o->n = 0;
+	if (key == NULL)
+		return 0;
+	return add(o, key, strlen(key), "", 0, "", 0) < 0 ? fail(o) : o->n;
+}

@@ -1,0 +1,43 @@
+/*++
+ * NAME
+ *	mapkeys.h - the keys a lookup asks, most specific first
+ * DESCRIPTION
+ *	A file map answers map_lookup_address() or map_lookup_domain() in one
+ *	call; a table that is asked key by key (an SQL map, table.h) needs
+ *	the same candidate keys in the same order, so that a file and a
+ *	database holding the same entries give the same answers:
+ *
+ *	mapkeys_address()	user+ext@dom, user@dom, user+ext@, user@,
+ *				@dom, (dom with bare_domain), .parent, ...;
+ *				"<>" for the null sender (maps.h)
+ *	mapkeys_domain()	name, .parent, ...
+ *	mapkeys_ip()		the address as written, then (Postfix's
+ *				access(5) style for tables without CIDR) the
+ *				address cut at each '.' or ':' from the right:
+ *				192.0.2.1, 192.0.2, 192.0, 192
+ *
+ *	Keys are lowercased and each is given once; a key longer than MAP_KEY_MAX (1024) is left
+ *	out, as a file map can hold none. Pure.
+ * RESULTS
+ *	The number of keys (0 when there is nothing to ask), or -1 when
+ *	there would be more than MAPKEYS_MAX or memory ran out: the caller
+ *	treats that as a table error, not as "not found".
+ *--*/
+#ifndef POLICYD_MAPKEYS_H
+#define POLICYD_MAPKEYS_H
+
+#define MAPKEYS_MAX	40
+
+struct mapkeys {
+	int	n;
+	char	*k[MAPKEYS_MAX];
+};
+
+int	mapkeys_address(const char *addr, char delim, int bare_domain,
+	    struct mapkeys *out);
+int	mapkeys_domain(const char *name, struct mapkeys *out);
+int	mapkeys_ip(const char *ip, struct mapkeys *out);
+int	mapkeys_one(const char *key, struct mapkeys *out);
+void	mapkeys_free(struct mapkeys *out);
+
+#endif

@@ -1,0 +1,609 @@
+"""SQL maps (pgsql:FILE, mysql:FILE) against a private PostgreSQL and a
+private MariaDB with a PostfixAdmin-like schema: lookups in the file-map
+order, a changed row visible within the cache TTL without a reload,
+quotes and % in values, a database stopped under load (on_error within
+the deadline, one log line, /healthz) and back, configuration errors."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import Policyd, Redis, check, eq, free_port, req, wait_for  # noqa: E402
+from runner import Skip  # noqa: E402
+import sqlservers  # noqa: E402
+
+ON_ERROR = "DEFER 4.3.0 lookup table unavailable"
+NOT_OWNED = "REJECT 5.7.1"
+
+SCHEMA = [
+    # PostfixAdmin's alias table: address -> goto (the logins that own it)
+    "CREATE TABLE alias (address varchar(255) PRIMARY KEY, goto text NOT NULL, "
+    "domain varchar(255) NOT NULL, active smallint NOT NULL DEFAULT 1)",
+    "CREATE TABLE relocated (email varchar(255) PRIMARY KEY, "
+    "new_address varchar(255) NOT NULL, active smallint NOT NULL DEFAULT 1)",
+]
+ROWS = [
+    "INSERT INTO alias (address, goto, domain) VALUES "
+    "('sales@example.net', 'alice@example.net,carol@example.net', 'example.net'), "
+    "('bob@example.net', 'bob@example.net', 'example.net'), "
+    "('@example.org', 'postmaster@example.net', 'example.org'), "
+    "('o''brien@example.net', 'obrien@example.net', 'example.net'), "
+    "('pct%s@example.net', 'pct@example.net', 'example.net')",
+    "INSERT INTO alias (address, goto, domain, active) VALUES "
+    "('old@example.net', 'alice@example.net', 'example.net', 0)",
+    "INSERT INTO relocated (email, new_address) VALUES "
+    "('moved@example.net', 'new@example.org'), ('@old.example', '@new.example')",
+]
+
+SENDER_QUERY = "SELECT goto FROM alias WHERE address='%s' AND active = 1"
+RELOC_QUERY = "SELECT new_address FROM relocated WHERE email='%s' AND active = '1'"
+
+
+def table_file(kind, srv, query, extra="", timeout_ms=1000):
+    if kind == "pgsql":
+        hosts = "inet:127.0.0.1:%d" % srv.port
+    else:
+        hosts = "127.0.0.1:%d" % srv.port
+    return ("# %s table, as Postfix reads it\nhosts = %s\nuser = postfix\npassword = secret\n"
+            "dbname = mail\nquery = %s\npolicyd_cache_ttl = 2\npolicyd_negative_ttl = 1\n"
+            "policyd_timeout_ms = %d\n%s" % (kind, hosts, query, timeout_ms, extra))
+
+
+def rules(kind):
+    return """rules = (
+  { name = "sl"; check = "sender_login"; map = "%(k)s:sender.cf"; on_error = "%(e)s";
+    match = { protocol_state = [ "MAIL", "RCPT", "END-OF-MESSAGE" ]; }; },
+  { name = "rel"; check = "relocated"; map = "%(k)s:relocated.cf"; on_error = "%(e)s"; },
+  { name = "rest"; action = "OK"; }
+);
+""" % {"k": kind, "e": ON_ERROR}
+
+
+def files(kind, srv, sender_extra=""):
+    return {"sender.cf": table_file(kind, srv, SENDER_QUERY, sender_extra),
+            "relocated.cf": table_file(kind, srv, RELOC_QUERY)}
+
+
+def auth(login, sender, rcpt="someone@example.com"):
+    return req(sasl_username=login, sasl_method="PLAIN", sender=sender, recipient=rcpt)
+
+
+def http_get(port, path):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def server(kind):
+    if os.geteuid() != 0:
+        raise Skip("needs root (the servers run as the postgres / mysql users)")
+    if kind == "pgsql":
+        if not sqlservers.pg_available():
+            raise Skip("PostgreSQL (postgresql package) not installed")
+        return sqlservers.PostgreSQL()
+    if not sqlservers.my_available():
+        raise Skip("MariaDB (mariadb-server package) not installed")
+    return sqlservers.MariaDB()
+
+
+def load_schema(srv):
+    for s in SCHEMA + ROWS:
+        srv.sql(s)
+    if isinstance(srv, sqlservers.PostgreSQL):
+        srv.sql("GRANT SELECT ON alias, relocated TO postfix")
+
+
+def metric(port, name, table):
+    text = http_get(port, "/metrics")[1]
+    m = re.search(r'^%s\{table="[^"]*%s"\} (\d+)$' % (name, re.escape(table)), text, re.M)
+    return int(m.group(1)) if m else None
+
+
+# ------------------------------------------------------------- lookups --
+
+def lookups(kind):
+    with server(kind) as srv:
+        load_schema(srv)
+        mport = free_port()
+        with Redis() as r, Policyd(redis=r, rules=rules(kind), files=files(kind, srv),
+                                   extra='metrics = { address = "127.0.0.1:%d"; };' % mport) as p:
+            c = p.client()
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "listed login")
+            eq(c.ask(auth("Carol@Example.NET", "Sales@example.net")), "OK", "second login, case")
+            check(c.ask(auth("mallory@example.net", "sales@example.net")).startswith(NOT_OWNED),
+                  "unlisted login refused")
+            eq(c.ask(auth("alice@example.net", "sales+news@example.net")), "OK",
+               "+extension: the address without it")
+            eq(c.ask(auth("postmaster@example.net", "anyone@example.org")), "OK", "@domain row")
+            check(c.ask(auth("alice@example.net", "old@example.net")).startswith(NOT_OWNED),
+                  "an inactive row is not in the table")
+            eq(c.ask(auth("bob@example.net", "bob@example.net")), "OK", "builtin still applies")
+            eq(c.ask(auth("obrien@example.net", "o'brien@example.net")), "OK",
+               "a quote in the key is data")
+            eq(c.ask(auth("pct@example.net", "pct%s@example.net")), "OK", "% in the key is data")
+            # relocated
+            eq(c.ask(auth("alice@example.net", "alice@example.net", "moved@example.net")),
+               "551 5.1.6 User has moved; please try <new@example.org>", "relocated row")
+            eq(c.ask(auth("alice@example.net", "alice@example.net", "Joe@old.example")),
+               "551 5.1.6 User has moved; please try <Joe@new.example>", "relocated @domain")
+            eq(c.ask(auth("alice@example.net", "alice@example.net", "stay@example.net")), "OK",
+               "not relocated")
+            # the cache answers the second time
+            hits = metric(mport, "policyd_table_cache_hits_total", "sender.cf")
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "again")
+            check(metric(mport, "policyd_table_cache_hits_total", "sender.cf") > hits,
+                  "the repeated lookup came from the cache")
+            check(metric(mport, "policyd_table_queries_total", "sender.cf") > 0, "queries counted")
+            eq(metric(mport, "policyd_table_up", "sender.cf"), 1, "table up")
+            eq(http_get(mport, "/healthz")[0], 200, "/healthz with the table up")
+
+            # a row changed in SQL takes effect without a reload, within the TTL
+            srv.sql("UPDATE alias SET goto = 'dave@example.net' WHERE address = 'sales@example.net'")
+            srv.sql("INSERT INTO alias (address, goto, domain) VALUES "
+                    "('new@example.net', 'alice@example.net', 'example.net')")
+            t0 = time.monotonic()
+            wait_for(lambda: c.ask(auth("alice@example.net", "sales@example.net")).startswith(
+                NOT_OWNED), 10, 0.2, "the changed row to take effect")
+            wait_for(lambda: c.ask(auth("alice@example.net", "new@example.net")) == "OK", 10, 0.2,
+                     "the new row (negative cache) to take effect")
+            took = time.monotonic() - t0
+            check(took < 2 + 1 + 3, "visible within the TTL (+ margin): %.1fs" % took)
+            eq(c.ask(auth("dave@example.net", "sales@example.net")), "OK", "the new owner")
+            check("reloaded" not in p.log(), "no reload was needed")
+            # the database goes away while nothing is asked: /healthz says so
+            srv.stop()
+            wait_for(lambda: http_get(mport, "/healthz")[0] == 503, 10, 0.1,
+                     "/healthz 503 without traffic")
+
+
+def test_pgsql_lookups():
+    lookups("pgsql")
+
+
+def test_mysql_lookups():
+    lookups("mysql")
+
+
+# ------------------------------------------------- quotes and injection --
+
+ATTACKS = [
+    "x' OR '1'='1",
+    "x' OR 1=1 --@example.net",
+    "x'; DROP TABLE alias; --@example.net",
+    "a\\' OR 1=1 #@example.net",
+    "%s' OR address LIKE '%@example.net",
+    "''@example.net",
+    "\\@example.net",
+    "' UNION SELECT 'mallory@example.net",
+]
+
+
+def injection(kind):
+    with server(kind) as srv:
+        load_schema(srv)
+        with Redis() as r, Policyd(redis=r, rules=rules(kind), files=files(kind, srv)) as p:
+            c = p.client()
+            for a in ATTACKS:
+                got = c.ask(auth("mallory@example.net", a))
+                check(got.startswith(NOT_OWNED),
+                      "%r: must find nothing (got %r)" % (a, got))
+                got = c.ask(auth("alice@example.net", a + "@example.net"))
+                check(got.startswith(NOT_OWNED), "%r@example.net: got %r" % (a, got))
+            # the UNION attack would make mallory an owner if it were spliced
+            check(c.ask(auth("mallory@example.net",
+                             "' UNION SELECT 'mallory@example.net")).startswith(NOT_OWNED),
+                  "UNION not executed")
+            eq(srv.sql("SELECT count(*) FROM alias").strip(), "6", "the table is intact")
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "still works")
+            check("query failed" not in p.log(),
+                  "no attack made a query fail")
+
+
+def test_pgsql_quotes_and_percent_cannot_change_the_query():
+    injection("pgsql")
+
+
+def test_mysql_quotes_and_percent_cannot_change_the_query():
+    injection("mysql")
+
+
+# ------------------------------------------------------------ outage --
+
+def outage(kind):
+    with server(kind) as srv:
+        load_schema(srv)
+        mport = free_port()
+        with Redis() as r, Policyd(redis=r, rules=rules(kind), files=files(kind, srv),
+                                   extra='metrics = { address = "127.0.0.1:%d"; };' % mport) as p:
+            c = p.client()
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "up")
+            answers, lat, errors = [], [], []
+            stop = threading.Event()
+
+            def load(n):
+                # bounded: at most 400 requests or until stopped
+                try:
+                    cl = p.client(timeout=10)
+                    for i in range(400):
+                        if stop.is_set():
+                            break
+                        t0 = time.monotonic()
+                        a = cl.ask(auth("alice@example.net", "u%d-%d@example.net" % (n, i)))
+                        lat.append(time.monotonic() - t0)
+                        answers.append((time.monotonic(), a))
+                        time.sleep(0.02)
+                except Exception as e:  # noqa: BLE001
+                    errors.append(repr(e))
+
+            threads = [threading.Thread(target=load, args=(n,)) for n in range(3)]
+            for t in threads:
+                t.start()
+            time.sleep(0.5)
+            start = len(p.log())
+            t_stop = time.monotonic()
+            srv.stop()
+            wait_for(lambda: any(t > t_stop and a == ON_ERROR for t, a in answers), 10, 0.05,
+                     "on_error answers while the database is down")
+            st, body = http_get(mport, "/healthz")
+            eq(st, 503, "/healthz with the table down")
+            check("table down" in body and "sender.cf" in body, "/healthz names it: %r" % body)
+            eq(metric(mport, "policyd_table_up", "sender.cf"), 0, "policyd_table_up 0")
+            time.sleep(1.5)
+            srv.start()
+            t_up = time.monotonic()
+            wait_for(lambda: any(t > t_up and a.startswith(NOT_OWNED) for t, a in answers), 20,
+                     0.1, "normal answers after the restart")
+            stop.set()
+            for t in threads:
+                t.join(30)
+            check(not errors, "clients failed: %s" % errors)
+            check(all(a in (ON_ERROR,) or a.startswith(NOT_OWNED) for _, a in answers),
+                  "only on_error or the normal answer: %s" % set(a for _, a in answers))
+            check(max(lat) < 1.0 + 2.0, "every answer within the deadline (+ margin): max %.2fs"
+                  % max(lat))
+            p.wait_log(r"sender\.cf: database reachable again", 5, start)
+            log = p.log()[start:]
+            eq(len(re.findall(r"sender\.cf: database unreachable", log)), 1,
+               "the outage is logged once:\n" + log)
+            check(re.search(r"sender\.cf: database reachable again", log), "recovery logged")
+            # every table (relocated.cf too, idle here) probes back within its back-off
+            wait_for(lambda: http_get(mport, "/healthz")[0] == 200, 15, 0.2,
+                     "/healthz 200 after recovery")
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK",
+               "the first connection works again")
+
+
+def test_pgsql_down_under_load_answers_on_error_and_recovers():
+    outage("pgsql")
+
+
+def test_mysql_down_under_load_answers_on_error_and_recovers():
+    outage("mysql")
+
+
+# -------------------------------------------------------------- access --
+
+ACCESS_ROWS = [
+    "CREATE TABLE access (k varchar(255) PRIMARY KEY, action varchar(255) NOT NULL)",
+    "INSERT INTO access (k, action) VALUES "
+    "('@spam.example', 'REJECT 5.7.1 spam domain'), ('friend@spam.example', 'OK'), "
+    "('.evil.example', 'REJECT 5.7.1 evil'), ('typo@example.net', 'REJCT'), "
+    "('user@', 'REJECT 5.7.1 any user@'), ('192.0.2', 'REJECT 5.7.1 bad network'), "
+    "('198.51.100.7', 'REJECT 5.7.1 bad host')",
+]
+
+
+def access_rules(kind):
+    return """rules = (
+  { name = "client"; check = "access"; key = "client_address"; map = "%(k)s:access.cf";
+    on_error = "%(e)s"; },
+  { name = "sender"; check = "access"; key = "sender"; map = "%(k)s:access.cf";
+    on_error = "%(e)s"; },
+  { name = "rest"; action = "DUNNO"; }
+);
+""" % {"k": kind, "e": ON_ERROR}
+
+
+def access(kind):
+    with server(kind) as srv:
+        for q in ACCESS_ROWS:
+            srv.sql(q)
+        if kind == "pgsql":
+            srv.sql("GRANT SELECT ON access TO postfix")
+        fs = {"access.cf": table_file(kind, srv, "SELECT action FROM access WHERE k='%s'")}
+        with Redis() as r, Policyd(redis=r, rules=access_rules(kind), files=fs) as p:
+            c = p.client()
+
+            def ask(sender, client="203.0.113.5"):
+                return c.ask(req(sender=sender, client_address=client))
+
+            eq(ask("x@spam.example"), "REJECT 5.7.1 spam domain", "@domain row")
+            eq(ask("friend@spam.example"), "OK", "the address row is more specific")
+            eq(ask("Friend+Tag@Spam.Example"), "OK", "+extension and case, as a file map")
+            eq(ask("a@mx.evil.example"), "REJECT 5.7.1 evil", ".parent row")
+            eq(ask("user@anywhere.example"), "REJECT 5.7.1 any user@", "user@ row")
+            eq(ask("typo@example.net"), ON_ERROR, "a value that is not an action: on_error")
+            p.wait_log(r"typo@example\.net.*not an access\(5\) action", 5)
+            eq(ask("ok@example.net"), "DUNNO", "no row")
+            eq(ask("ok@example.net", "192.0.2.77"), "REJECT 5.7.1 bad network",
+               "client_address: the network row (192.0.2)")
+            eq(ask("ok@example.net", "198.51.100.7"), "REJECT 5.7.1 bad host",
+               "client_address: the host row")
+            eq(ask("' OR ''='@spam.example"), "REJECT 5.7.1 spam domain",
+               "a quote in the local part is data (the @domain row)")
+
+
+def test_pgsql_access():
+    access("pgsql")
+
+
+def test_mysql_access():
+    access("mysql")
+
+
+# ------------------------------------------- per-user ratelimit overrides --
+
+RL_ROWS = [
+    "CREATE TABLE quota (username varchar(255) PRIMARY KEY, windows varchar(255) NOT NULL)",
+    "INSERT INTO quota (username, windows) VALUES ('bulk@example.net', '2/3600'), "
+    "('@example.org', '1/3600'), ('vip@example.org', 'unlimited'), "
+    "('big@example.net', '6'), ('bad@example.net', 'lots')",
+]
+
+
+def rl_rules(kind):
+    return """rules = (
+  { name = "user-rate"; match = { authenticated = true; }; check = "ratelimit";
+    key = "sasl_username"; windows = ( { limit = 4; seconds = 3600; }, { limit = 100; seconds = 86400; } );
+    overrides = "%s:quota.cf"; on_error = "%s"; },
+  { name = "rest"; action = "DUNNO"; }
+);
+""" % (kind, ON_ERROR)
+
+
+def ratelimit_overrides(kind):
+    with server(kind) as srv:
+        for q in RL_ROWS:
+            srv.sql(q)
+        if kind == "pgsql":
+            srv.sql("GRANT SELECT ON quota TO postfix")
+        fs = {"quota.cf": table_file(kind, srv,
+                                     "SELECT windows FROM quota WHERE username='%s'")}
+        with Redis() as r, Policyd(redis=r, rules=rl_rules(kind), files=fs) as p:
+            c = p.client()
+
+            def passes(login, n):
+                return sum(c.ask(req(sasl_username=login, sasl_method="PLAIN",
+                                     sender=login, recipient="x@example.com")) == "DUNNO"
+                           for _ in range(n + 3))
+
+            eq(passes("bulk@example.net", 2), 2, "the user's row: 2/h")
+            eq(passes("Bulk@Example.net", 0), 0, "same login, other case")
+            eq(passes("carol@example.org", 1), 1, "the @domain row is inherited")
+            eq(passes("vip@example.org", 10), 13, "the user's row beats its domain: unlimited")
+            eq(passes("big@example.net", 6), 6, "a plain number replaces every limit")
+            eq(passes("dave@example.net", 4), 4, "no row: the rule's windows")
+            eq(c.ask(req(sasl_username="bad@example.net", sasl_method="PLAIN",
+                         sender="bad@example.net", recipient="x@example.com")), ON_ERROR,
+               "a value that is not windows: on_error")
+            p.wait_log(r"override bad@example\.net = \"lots\"", 5)
+            srv.stop()
+            eq(c.ask(req(sasl_username="eve@example.net", sasl_method="PLAIN",
+                         sender="eve@example.net", recipient="x@example.com")), ON_ERROR,
+               "database down: on_error")
+
+
+def test_pgsql_ratelimit_overrides():
+    ratelimit_overrides("pgsql")
+
+
+def test_mysql_ratelimit_overrides():
+    ratelimit_overrides("mysql")
+
+
+# ------------------------------------------------ a hung database server --
+
+def test_mysql_hung_server_answers_on_error_at_the_deadline_and_recovers():
+    """mariadbd stopped with SIGSTOP: connections stay open, queries never
+    answer: each lookup ends at policyd_timeout_ms with on_error; SIGCONT
+    and it answers again; SIGTERM while lookups wait exits cleanly."""
+    with server("mysql") as srv:
+        load_schema(srv)
+        with Redis() as r, Policyd(redis=r, rules=rules("mysql"), files=files("mysql", srv)) as p:
+            c = p.client(timeout=10)
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "up")
+            os.kill(srv.proc.pid, signal.SIGSTOP)
+            try:
+                took = []
+                for i in range(4):
+                    t0 = time.monotonic()
+                    got = c.ask(auth("alice@example.net", "hung%d@example.net" % i))
+                    took.append(time.monotonic() - t0)
+                    eq(got, ON_ERROR, "hung server: on_error")
+                    check(took[-1] < 1.0 + 2.0, "within the 1 s deadline (+ margin): %.2fs"
+                          % took[-1])
+                # the query in flight waits for its deadline; once the reconnect
+                # has failed too the table is down and lookups answer at once
+                check(took[0] > 0.8, "the first lookup ended at its deadline: %.2fs" % took[0])
+                check(took[-1] < 0.5, "down: the last answered at once: %.2fs" % took[-1])
+                # SIGTERM with lookups waiting on the hung server
+                c2 = p.client(timeout=10)
+                c2.send(auth("alice@example.net", "pending@example.net"))
+                time.sleep(0.2)
+            finally:
+                os.kill(srv.proc.pid, signal.SIGCONT)
+            wait_for(lambda: c.ask(auth("alice@example.net", "sales@example.net")) == "OK", 20,
+                     0.2, "answers after SIGCONT")
+            p.wait_log(r"sender\.cf: database reachable again", 5)
+            log = p.log()
+            eq(len(re.findall(r"sender\.cf: database unreachable", log)), 1, "logged once")
+            check(re.search(r"sender\.cf: database reachable again", log), "recovery logged")
+
+
+def test_mysql_sigterm_with_lookups_waiting_on_a_hung_server():
+    """The shutdown grace (5 s) ends before a 20 s lookup deadline: the
+    lookups still waiting are failed and policyd exits 0 (no leak, no use
+    after free under the sanitizers)."""
+    with server("mysql") as srv:
+        load_schema(srv)
+        fs = {"sender.cf": table_file("mysql", srv, SENDER_QUERY, timeout_ms=20000),
+              "relocated.cf": table_file("mysql", srv, RELOC_QUERY)}
+        with Redis() as r:
+            p = Policyd(redis=r, rules=rules("mysql"), files=fs)
+            p.logf = None
+            p.start()
+            try:
+                c = p.client(timeout=30)
+                eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "up")
+                os.kill(srv.proc.pid, signal.SIGSTOP)
+                try:
+                    clients = [p.client(timeout=30) for _ in range(3)]
+                    for i, cl in enumerate(clients):
+                        cl.send(auth("alice@example.net", "wait%d@example.net" % i))
+                    time.sleep(0.5)
+                    t0 = time.monotonic()
+                    rc = p.stop(timeout=15)
+                    took = time.monotonic() - t0
+                finally:
+                    os.kill(srv.proc.pid, signal.SIGCONT)
+                eq(rc, 0, "exit status")
+                check(took < 5 + 5, "exited after the grace period: %.1fs" % took)
+                check("still busy" in p.log(), "the grace period ran out:\n" + p.log()[-2000:])
+            finally:
+                p.cleanup()
+
+
+def test_pgsql_reload_shares_the_table_and_a_changed_file_replaces_it():
+    with server("pgsql") as srv:
+        load_schema(srv)
+        mport = free_port()
+        extra = 'metrics = { address = "127.0.0.1:%d"; };' % mport
+        fs = files("pgsql", srv)
+        with Redis() as r, Policyd(redis=r, rules=rules("pgsql"), files=fs, extra=extra) as p:
+            c = p.client()
+            for _ in range(3):
+                eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "before")
+            before = metric(mport, "policyd_table_lookups_total", "sender.cf")
+            check(before >= 3, "counted: %s" % before)
+            out = p.reload(rules("pgsql"), extra=extra)
+            check("reloaded" in out, out)
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "after the reload")
+            check(metric(mport, "policyd_table_lookups_total", "sender.cf") > before,
+                  "the same table (its counters go on)")
+            # a changed file is a new table; the old one goes with its config
+            with open(os.path.join(p.dir, "sender.cf"), "w") as f:
+                f.write(table_file("pgsql", srv, "SELECT goto FROM alias WHERE address='%s' "
+                                   "AND active = 1 AND goto <> 'alice@example.net,carol@example.net'"))
+            out = p.reload(rules("pgsql"), extra=extra)
+            check("reloaded" in out, out)
+            check(c.ask(auth("alice@example.net", "sales@example.net")).startswith(NOT_OWNED),
+                  "the new query applies at once (new table, empty cache)")
+            text = http_get(mport, "/metrics")[1]
+            eq(len(re.findall(r'^policyd_table_up\{table="pgsql:[^"]*sender\.cf"\}', text, re.M)),
+               1, "one sender.cf table left:\n" + text)
+
+
+# ---------------------------------------------------- policyctl map query --
+
+def ctl(*args):
+    d = os.environ.get("POLICYD_BIN")
+    b = os.path.join(os.path.dirname(d), "policyctl") if d else None
+    if not b or not os.path.exists(b):
+        b = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build",
+                         "policyctl")
+    cp = subprocess.run([b] + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+                        timeout=60)
+    out, err = cp.stdout.decode(), cp.stderr.decode()
+    check("Sanitizer" not in err and "runtime error" not in err, "sanitizer: %s" % err)
+    return cp.returncode, out, err
+
+
+def map_query(kind):
+    with server(kind) as srv:
+        load_schema(srv)
+        p = Policyd(rules=rules(kind), files=files(kind, srv))
+        p.logf = None
+        try:
+            rc, out, err = ctl("-c", p.conf, "map", "query", kind + ":sender.cf",
+                               "Sales@example.net", "sales@example.net", "nobody@example.net",
+                               "x' OR '1'='1")
+            eq(rc, 0, "exit status (%s)" % err)
+            lines = out.splitlines()
+            check(lines[0].startswith("map %s:" % kind) and lines[0].endswith("sender.cf"),
+                  "names the table: %r" % lines[0])
+            check(re.match(r'sales@example\.net: found "alice@example\.net,carol@example\.net" '
+                           r'\(database, \d+ ms\)$', lines[1]), "first: from the database: %r"
+                  % lines[1])
+            eq(lines[2], 'sales@example.net: found "alice@example.net,carol@example.net" (cache)',
+               "second: from the cache")
+            check(re.match(r"nobody@example\.net: not found \(database", lines[3]), lines[3])
+            check(lines[4].startswith("x' or '1'='1: not found"), lines[4])
+            with open(os.path.join(p.dir, "plain.map"), "w") as f:
+                f.write("a@example.net  b@example.net\n")
+            rc, out, err = ctl("-c", p.conf, "map", "query", "plain.map", "a@example.net")
+            eq((rc, out.splitlines()[1]), (0, 'a@example.net: found "b@example.net" (file)'),
+               "a file map")
+            srv.stop()
+            rc, out, err = ctl("-c", p.conf, "map", "query", kind + ":sender.cf",
+                               "sales@example.net")
+            eq(rc, 1, "database down: exit 1")
+            check("error: the lookup failed" in out and "database unreachable" in err,
+                  out + err)
+            rc, out, err = ctl("-c", p.conf, "map", "query")
+            eq(rc, 2, "usage")
+        finally:
+            p.cleanup(check_exit=False)
+
+
+def test_pgsql_policyctl_map_query():
+    map_query("pgsql")
+
+
+def test_mysql_policyctl_map_query():
+    map_query("mysql")
+
+
+# --------------------------------------------- configuration mistakes --
+
+def test_table_file_errors_at_policyd_t():
+    import subprocess
+    bad = {
+        "hosts = inet:127.0.0.1:5432\ndbname = mail\nquery = SELECT 1\nbogus = 1\n":
+            r"sender\.cf:4: unknown setting \"bogus\"",
+        "dbname = mail\nquery = SELECT goto FROM alias WHERE address = '%x'\n":
+            r"sender\.cf:2: query: unknown expansion",
+        "dbname = mail\nquery = SELECT goto FROM alias WHERE address = '%s' -- x\n":
+            r"sender\.cf:2: query: '-' outside a quoted string",
+        "query = SELECT 1\n": r"sender\.cf: missing dbname",
+    }
+    for text, want in bad.items():
+        p = Policyd(rules=rules("pgsql"), files={"sender.cf": text, "relocated.cf": text})
+        p.logf = None
+        try:
+            cp = subprocess.run([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, timeout=30)
+            out = cp.stdout.decode()
+            check(cp.returncode != 0, "policyd -t refuses %r" % text)
+            check(re.search(r"policyd\.conf:\d+: map: .*" + want, out) or
+                  re.search(want, out), "%r: want /%s/ in %s" % (text, want, out))
+        finally:
+            p.cleanup(check_exit=False)
+    p = Policyd(rules=rules("pgsql").replace('map = "pgsql:sender.cf"',
+                                             'map = [ "pgsql:sender.cf", "x.map" ]'),
+                files={"sender.cf": "dbname=d\nquery=SELECT 1\n", "x.map": "",
+                       "relocated.cf": "dbname=d\nquery=SELECT 1\n"})
+    p.logf = None
+    try:
+        cp = subprocess.run([p.bin, "-t", "-c", p.conf], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, timeout=30)
+        check(cp.returncode != 0 and b"must be the only map" in cp.stdout, cp.stdout.decode())
+    finally:
+        p.cleanup(check_exit=False)

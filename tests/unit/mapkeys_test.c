@@ -1,0 +1,138 @@
+/*
+ * mapkeys_test.c - the candidate keys of an SQL lookup are the keys a
+ * file map consults, in its order: checked against map_lookup_address()
+ * and map_lookup_domain() themselves, and by explicit lists.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mapkeys.h"
+#include "maps.h"
+#include "tap.h"
+
+/* same_order - for every i, a map with keys[i..] answers keys[i] */
+static int
+same_order(const char *q, int address, char delim, int flags)
+{
+	struct mapkeys k;
+	char	matched[600], val[16];
+	int	n = address ? mapkeys_address(q, delim,
+	    (flags & MAP_F_BARE_DOMAIN) != 0, &k) : mapkeys_domain(q, &k);
+	int	good = n >= 0;
+
+	for (int i = 0; good && i < n; i++) {
+		struct map *m = map_new();
+		const char *v;
+
+		for (int j = i; j < n; j++) {
+			snprintf(val, sizeof(val), "v%d", j);
+			map_put(m, k.k[j], val);
+		}
+		/* flags live in the map: reload through a file is not needed */
+		if (flags & MAP_F_BARE_DOMAIN) {
+			char	path[] = "/tmp/mapkeys-test.XXXXXX", err[256];
+			int	fd = mkstemp(path);
+			FILE   *f = fdopen(fd, "w");
+
+			for (int j = i; j < n; j++)
+				fprintf(f, "%s v%d\n", k.k[j], j);
+			fclose(f);
+			map_free(m);
+			m = map_new();
+			map_load_file(m, path, flags, err, sizeof(err));
+			unlink(path);
+		}
+		v = address ? map_lookup_address(m, q, delim, matched,
+		    sizeof(matched)) : map_lookup_domain(m, q, matched,
+		    sizeof(matched));
+		snprintf(val, sizeof(val), "v%d", i);
+		if (v == NULL || strcmp(v, val) != 0 || strcmp(matched,
+		    k.k[i]) != 0) {
+			printf("#   %s: key %d \"%s\": map answered %s (%s)\n", q,
+			    i, k.k[i], v ? v : "nothing", matched);
+			good = 0;
+		}
+		map_free(m);
+	}
+	mapkeys_free(&k);
+	return good;
+}
+
+static void
+is_keys(int n, struct mapkeys *k, const char *want, const char *name)
+{
+	char	got[2048] = "";
+
+	for (int i = 0; i < n; i++) {
+		strcat(got, i ? " " : "");
+		strcat(got, k->k[i]);
+	}
+	is_str(got, want, name);
+	mapkeys_free(k);
+}
+
+int
+main(void)
+{
+	static const char *const addrs[] = {
+		"User+Ext@Sub.Example.COM", "user@example.com", "user+ext@",
+		"+lead@example.com", "user", "@example.com", "", "a@b", "u@.x.",
+		"a+b+c@x.y.z.w", "user@localhost", NULL
+	};
+	static const char *const names[] = {
+		"mx.sub.example.com", "example", ".leading", "a..b", NULL
+	};
+	struct mapkeys k;
+	char	big[1100];
+
+	for (int i = 0; addrs[i] != NULL; i++) {
+		char	name[128];
+
+		snprintf(name, sizeof(name), "address order \"%s\" (+)", addrs[i]);
+		ok(same_order(addrs[i], 1, '+', 0), name);
+		snprintf(name, sizeof(name), "address order \"%s\" (no delim)",
+		    addrs[i]);
+		ok(same_order(addrs[i], 1, 0, 0), name);
+		snprintf(name, sizeof(name), "address order \"%s\" (bare)",
+		    addrs[i]);
+		ok(same_order(addrs[i], 1, '+', MAP_F_SET | MAP_F_BARE_DOMAIN),
+		    name);
+	}
+	for (int i = 0; names[i] != NULL; i++) {
+		char	name[128];
+
+		snprintf(name, sizeof(name), "domain order \"%s\"", names[i]);
+		ok(same_order(names[i], 0, 0, 0), name);
+	}
+	is_keys(mapkeys_address("User+Ext@Sub.Example.COM", '+', 0, &k), &k,
+	    "user+ext@sub.example.com user@sub.example.com user+ext@ user@ "
+	    "@sub.example.com .example.com .com", "explicit address keys");
+	is_keys(mapkeys_address("", '+', 0, &k), &k, "<>", "null sender");
+	is_keys(mapkeys_domain("MX.example.com", &k), &k, "mx.example.com "
+	    ".example.com .com", "explicit domain keys");
+	is_keys(mapkeys_ip("192.0.2.1", &k), &k, "192.0.2.1 192.0.2 192.0 192",
+	    "IPv4 keys");
+	is_keys(mapkeys_ip("2001:DB8::1", &k), &k, "2001:db8::1 2001:db8 2001",
+	    "IPv6 keys");
+	is_keys(mapkeys_one("Alice@Example.NET", &k), &k, "alice@example.net",
+	    "one key, lowercased");
+	/* a local part too long for a key: only the domain keys remain */
+	memset(big, 'a', 1050);
+	strcpy(big + 1050, "@example.com");
+	is_keys(mapkeys_address(big, '+', 0, &k), &k, "@example.com .com",
+	    "too-long keys left out, like a file map");
+	ok(same_order(big, 1, '+', 0), "long address: the same as the map");
+	/* more labels than keys fit: an error, never "not found" */
+	{
+		char	deep[200] = "u@";
+
+		for (int i = 0; i < 45; i++)
+			strcat(deep, "a.");
+		strcat(deep, "com");
+		is_int(mapkeys_address(deep, '+', 0, &k), -1, "too many keys: -1");
+		is_int(k.n, 0, "and nothing left allocated");
+	}
+	return tap_done();
+}
