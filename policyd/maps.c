@@ -826,6 +826,34 @@ cidrmap_load_file(struct cidrmap *m, const char *path, char *err,
 	return cidrmap_load_file_checked(m, path, NULL, err, errlen);
 }
 
+/* cidr_list_entry - list_read callback: a network, then anything ignored */
+static int
+cidr_list_entry(void *ctx, const char *entry, char *err, size_t errlen)
+{
+	char	net[128];
+	size_t	n = strcspn(entry, " \t");
+
+	if (n >= sizeof(net)) {
+		set_err(err, errlen, "\"%.60s...\": not a network", entry);
+		return -1;
+	}
+	memcpy(net, entry, n);
+	net[n] = '\0';
+	return cidrmap_put(ctx, net, "match", err, errlen);
+}
+
+/* cidrmap_load_list - one network per line (a value after it is ignored) */
+int
+cidrmap_load_list(struct cidrmap *m, const char *path, char *err,
+	size_t errlen)
+{
+	if (m == NULL) {
+		set_err(err, errlen, "%s: no map", path ? path : "(null)");
+		return -1;
+	}
+	return list_read(path, cidr_list_entry, m, err, errlen);
+}
+
 /* cidrmap_lookup - value of the longest matching network, or NULL */
 const char *
 cidrmap_lookup(const struct cidrmap *m, const struct ipaddr *ip)

@@ -94,6 +94,9 @@ int	cidrmap_put(struct cidrmap *m, const char *network, const char *value,
 	    char *err, size_t errlen);
 int	cidrmap_load_file(struct cidrmap *m, const char *path, char *err,
 	    size_t errlen);
+/* a list file: one network per line, "#" comments (conditions' file:) */
+int	cidrmap_load_list(struct cidrmap *m, const char *path, char *err,
+	    size_t errlen);
 int	cidrmap_load_file_checked(struct cidrmap *m, const char *path,
 	    map_value_check *check, char *err, size_t errlen);
 const char *cidrmap_lookup(const struct cidrmap *m, const struct ipaddr *ip);

@@ -152,7 +152,7 @@ add_cidr_entry(struct config *c, const config_setting_t *set, const char *s,
 	int	errors = 0;
 
 	if (strncmp(s, "file:", 5) == 0) {
-		if (cidrmap_load_file(m, config_path(c, s + 5, path,
+		if (cidrmap_load_list(m, config_path(c, s + 5, path,
 		    sizeof(path)), err, sizeof(err)) < 0)
 			CERR(set, "%s", err);
 		return errors;
