@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import Policyd, Redis, check, eq, free_port, req, wait_for  # noqa: E402
+from harness import Policyd, Redis, check, eq, free_port, req, wait_for, expects_on_error  # noqa: E402
 from runner import Skip  # noqa: E402
 import sqlservers  # noqa: E402
 
@@ -281,10 +281,12 @@ def outage(kind):
                "the first connection works again")
 
 
+@expects_on_error
 def test_pgsql_down_under_load_answers_on_error_and_recovers():
     outage("pgsql")
 
 
+@expects_on_error
 def test_mysql_down_under_load_answers_on_error_and_recovers():
     outage("mysql")
 
@@ -341,10 +343,12 @@ def access(kind):
                "a quote in the local part is data (the @domain row)")
 
 
+@expects_on_error
 def test_pgsql_access():
     access("pgsql")
 
 
+@expects_on_error
 def test_mysql_access():
     access("mysql")
 
@@ -401,16 +405,19 @@ def ratelimit_overrides(kind):
                "database down: on_error")
 
 
+@expects_on_error
 def test_pgsql_ratelimit_overrides():
     ratelimit_overrides("pgsql")
 
 
+@expects_on_error
 def test_mysql_ratelimit_overrides():
     ratelimit_overrides("mysql")
 
 
 # ------------------------------------------------ a hung database server --
 
+@expects_on_error
 def test_mysql_hung_server_answers_on_error_at_the_deadline_and_recovers():
     """mariadbd stopped with SIGSTOP: connections stay open, queries never
     answer: each lookup ends at policyd_timeout_ms with on_error; SIGCONT
@@ -448,6 +455,7 @@ def test_mysql_hung_server_answers_on_error_at_the_deadline_and_recovers():
             check(re.search(r"sender\.cf: database reachable again", log), "recovery logged")
 
 
+@expects_on_error
 def test_mysql_sigterm_with_lookups_waiting_on_a_hung_server():
     """The shutdown grace (5 s) ends before a 20 s lookup deadline: the
     lookups still waiting are failed and policyd exits 0 (no leak, no use
