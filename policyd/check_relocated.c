@@ -414,39 +414,25 @@ relocated_decide(const struct relocated *r, struct eval *ev,
 struct relocated_wait {
 	const struct relocated *r;
 	struct eval *ev;
-	char	keys[3][RELOC_ADDR_MAX + 2];
 };
 
-/* relocated_sql_done - the first key found in SQL (or none, or an error) */
+/* relocated_sql_done - the first key found in SQL, as a map */
 static void
-relocated_sql_done(void *arg, enum table_status st, int idx,
-    const char *value)
+relocated_sql_done(void *arg, enum table_status st, struct map *m)
 {
 	struct relocated_wait *w = arg;
-	struct map *m = NULL;
 	char	why[256];
 
 	if (st == TABLE_ERROR) {
 		snprintf(why, sizeof(why), "table %.200s: lookup failed "
 		    "(database down or slow)", table_name(w->r->table));
 		eval_check_done(w->ev, CHECK_TEMPFAIL, NULL, why);
-		free(w);
-		return;
-	}
-	/* the answer as a one-entry map: the same decision as for a file */
-	if (st == TABLE_FOUND && ((m = map_new()) == NULL ||
-	    map_put(m, w->keys[idx], value) != 0)) {
-		map_free(m);
+	} else if (m == NULL && (m = map_new()) == NULL) {
 		eval_check_done(w->ev, CHECK_TEMPFAIL, NULL, "out of memory");
-		free(w);
-		return;
+	} else {
+		/* a one-entry map: the same decision as for a file */
+		relocated_decide(w->r, w->ev, m);
 	}
-	if (m == NULL && (m = map_new()) == NULL) {
-		eval_check_done(w->ev, CHECK_TEMPFAIL, NULL, "out of memory");
-		free(w);
-		return;
-	}
-	relocated_decide(w->r, w->ev, m);
 	map_free(m);
 	free(w);
 }
@@ -459,10 +445,8 @@ relocated_sql_done(void *arg, enum table_status st, int idx,
 static void
 relocated_sql(const struct relocated *r, struct eval *ev)
 {
-	const char *rcpt = ev->req->v[A_RECIPIENT], *dom, *keys[3];
+	const char *rcpt = ev->req->v[A_RECIPIENT];
 	struct relocated_wait *w;
-	size_t	len = strlen(rcpt);
-	int	nk = 0;
 
 	if (*rcpt == '\0') {
 		relocated_decide(r, ev, NULL);
@@ -474,29 +458,7 @@ relocated_sql(const struct relocated *r, struct eval *ev)
 	}
 	w->r = r;
 	w->ev = ev;
-	if (len <= RELOC_ADDR_MAX) {
-		memcpy(w->keys[nk], rcpt, len + 1);
-		addr_lower(w->keys[nk]);
-		nk++;
-		if (addr_canon(w->keys[0], '+', w->keys[nk],
-		    sizeof(w->keys[nk])) >= 0 &&
-		    strcmp(w->keys[nk], w->keys[0]) != 0)
-			nk++;
-	}
-	if ((dom = addr_domain(rcpt)) != NULL && *dom != '\0' &&
-	    strlen(dom) <= RELOC_ADDR_MAX) {
-		snprintf(w->keys[nk], sizeof(w->keys[nk]), "@%s", dom);
-		addr_lower(w->keys[nk]);
-		nk++;
-	}
-	if (nk == 0) {
-		free(w);
-		relocated_decide(r, ev, NULL);
-		return;
-	}
-	for (int i = 0; i < nk; i++)
-		keys[i] = w->keys[i];
-	table_lookup_first(r->table, keys, nk, relocated_sql_done, w);
+	table_lookup_owner(r->table, rcpt, relocated_sql_done, w);
 }
 
 /* relocated_run - look up the recipient */

@@ -409,33 +409,23 @@ sender_decide(const struct sender_login *s, struct eval *ev,
 struct sender_wait {
 	const struct sender_login *s;
 	struct eval *ev;
-	char	keys[3][SENDER_ADDR_MAX + 2];
 };
 
-/* sender_sql_done - the first key found in SQL (or none, or an error) */
+/* sender_sql_done - the first owner key found in SQL, as a map */
 static void
-sender_sql_done(void *arg, enum table_status st, int idx, const char *value)
+sender_sql_done(void *arg, enum table_status st, struct map *m)
 {
 	struct sender_wait *w = arg;
-	struct map *m = NULL;
 	char	why[256];
 
 	if (st == TABLE_ERROR) {
 		snprintf(why, sizeof(why), "table %.200s: lookup failed "
 		    "(database down or slow)", table_name(w->s->table));
 		eval_check_done(w->ev, CHECK_TEMPFAIL, NULL, why);
-		free(w);
-		return;
+	} else {
+		/* a one-entry map: the same decision as for a file */
+		sender_decide(w->s, w->ev, m);
 	}
-	/* the answer as a one-entry map: the same decision as for a file */
-	if (st == TABLE_FOUND && ((m = map_new()) == NULL ||
-	    map_put(m, w->keys[idx], value) != 0)) {
-		map_free(m);
-		eval_check_done(w->ev, CHECK_TEMPFAIL, NULL, "out of memory");
-		free(w);
-		return;
-	}
-	sender_decide(w->s, w->ev, m);
 	map_free(m);
 	free(w);
 }
@@ -449,10 +439,8 @@ static void
 sender_sql(const struct sender_login *s, struct eval *ev)
 {
 	const char *login = ev->req->v[A_SASL_USERNAME];
-	const char *sender = ev->req->v[A_SENDER], *dom, *keys[3];
+	const char *sender = ev->req->v[A_SENDER];
 	struct sender_wait *w;
-	size_t	len = strlen(sender);
-	int	nk = 0;
 
 	if (*sender == '\0' || strlen(login) > SENDER_ADDR_MAX) {
 		sender_decide(s, ev, NULL);	/* decided without the map */
@@ -464,29 +452,7 @@ sender_sql(const struct sender_login *s, struct eval *ev)
 	}
 	w->s = s;
 	w->ev = ev;
-	if (len <= SENDER_ADDR_MAX) {
-		memcpy(w->keys[nk], sender, len + 1);
-		addr_lower(w->keys[nk]);
-		nk++;
-		if (addr_canon(w->keys[0], '+', w->keys[nk],
-		    sizeof(w->keys[nk])) >= 0 &&
-		    strcmp(w->keys[nk], w->keys[0]) != 0)
-			nk++;
-	}
-	if ((dom = addr_domain(sender)) != NULL && *dom != '\0' &&
-	    strlen(dom) <= SENDER_ADDR_MAX) {
-		snprintf(w->keys[nk], sizeof(w->keys[nk]), "@%s", dom);
-		addr_lower(w->keys[nk]);
-		nk++;
-	}
-	if (nk == 0) {
-		free(w);
-		sender_decide(s, ev, NULL);
-		return;
-	}
-	for (int i = 0; i < nk; i++)
-		keys[i] = w->keys[i];
-	table_lookup_first(s->table, keys, nk, sender_sql_done, w);
+	table_lookup_owner(s->table, sender, sender_sql_done, w);
 }
 
 /* sender_run - decide for one request */

@@ -55,6 +55,32 @@ fail(struct mapkeys *o)
 	return -1;
 }
 
+/* mapkeys_owner - the address, without its +extension, @domain */
+int
+mapkeys_owner(const char *addr, struct mapkeys *o)
+{
+	const char *at, *ext;
+	size_t	len, llen;
+
+	o->n = 0;
+	if (addr == NULL || *addr == '\0')
+		return 0;
+	len = strlen(addr);
+	at = strrchr(addr, '@');
+	llen = at ? (size_t)(at - addr) : len;
+	/* an address too long for a key (add() skips it) still has @domain */
+	if (add(o, addr, len, "", 0, "", 0) < 0)
+		return fail(o);
+	if (len <= MAPKEYS_KEY_MAX && (ext = memchr(addr, '+', llen)) != NULL &&
+	    ext != addr && add(o, addr, (size_t)(ext - addr), at ? at : "",
+	    at ? len - llen : 0, "", 0) < 0)
+		return fail(o);
+	if (at != NULL && at[1] != '\0' && add(o, "@", 1, at + 1,
+	    strlen(at + 1), "", 0) < 0)
+		return fail(o);
+	return o->n;
+}
+
 /* mapkeys_address - map_lookup_address() order (see mapkeys.h) */
 int
 mapkeys_address(const char *addr, char delim, int bare_domain,

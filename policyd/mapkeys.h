@@ -10,6 +10,9 @@
  *	mapkeys_address()	user+ext@dom, user@dom, user+ext@, user@,
  *				@dom, (dom with bare_domain), .parent, ...;
  *				"<>" for the null sender (maps.h)
+ *	mapkeys_owner()		user+ext@dom, user@dom, @dom: the keys of
+ *				sender_login and relocated maps
+ *				(sender_owned(), relocated_lookup())
  *	mapkeys_domain()	name, .parent, ...
  *	mapkeys_ip()		the address as written, then (Postfix's
  *				access(5) style for tables without CIDR) the
@@ -35,6 +38,7 @@ struct mapkeys {
 
 int	mapkeys_address(const char *addr, char delim, int bare_domain,
 	    struct mapkeys *out);
+int	mapkeys_owner(const char *addr, struct mapkeys *out);
 int	mapkeys_domain(const char *name, struct mapkeys *out);
 int	mapkeys_ip(const char *ip, struct mapkeys *out);
 int	mapkeys_one(const char *key, struct mapkeys *out);

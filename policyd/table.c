@@ -709,6 +709,49 @@ table_lookup_first(struct table *t, const char *const *keys, int n,
 	first_step(f);
 }
 
+/* a table_lookup_owner() in flight */
+struct owner {
+	struct mapkeys keys;
+	table_map_cb *cb;
+	void   *arg;
+};
+
+/* owner_done - the first key found, as a one-entry map */
+static void
+owner_done(void *arg, enum table_status st, int idx, const char *value)
+{
+	struct owner *o = arg;
+	struct map *m = NULL;
+
+	if (st == TABLE_FOUND && ((m = map_new()) == NULL ||
+	    map_put(m, o->keys.k[idx], value) != 0)) {
+		map_free(m);
+		m = NULL;
+		st = TABLE_ERROR;	/* out of memory: not "not found" */
+	}
+	o->cb(o->arg, st, m);
+	mapkeys_free(&o->keys);
+	free(o);
+}
+
+/* table_lookup_owner - owner keys, first found as a map (see table.h) */
+void
+table_lookup_owner(struct table *t, const char *addr, table_map_cb *cb,
+    void *arg)
+{
+	struct owner *o = calloc(1, sizeof(*o));
+
+	if (o == NULL || mapkeys_owner(addr, &o->keys) < 0) {
+		free(o);
+		cb(arg, TABLE_ERROR, NULL);
+		return;
+	}
+	o->cb = cb;
+	o->arg = arg;
+	table_lookup_first(t, (const char *const *)o->keys.k, o->keys.n,
+	    owner_done, o);
+}
+
 /* ---------------------------------------------------------------- */
 /* opening, sharing, closing                                        */
 /* ---------------------------------------------------------------- */

@@ -79,6 +79,18 @@ void	table_lookup_first(struct table *t, const char *const *keys, int n,
 	    table_first_cb *cb, void *arg);
 
 /*
+ * table_lookup_owner - the keys a sender_login or relocated map is asked
+ * for addr (mapkeys_owner()), and the first found as a one-entry map,
+ * so that the check's pure decision (sender_owned(), relocated_lookup())
+ * is the same as for a file: cb(arg, status, map or NULL when not
+ * found); the map is the caller's to free.
+ */
+struct map;
+typedef void table_map_cb(void *arg, enum table_status st, struct map *m);
+void	table_lookup_owner(struct table *t, const char *addr,
+	    table_map_cb *cb, void *arg);
+
+/*
  * table_peek - the answer the cache (or a file map) holds for key, never
  * a query: TABLE_FOUND with *value (valid until the next table call),
  * TABLE_NOTFOUND, or TABLE_ERROR when nothing is cached.

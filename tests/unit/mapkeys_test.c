@@ -118,12 +118,23 @@ main(void)
 	    "IPv6 keys");
 	is_keys(mapkeys_one("Alice@Example.NET", &k), &k, "alice@example.net",
 	    "one key, lowercased");
+	/* the keys sender_owned() and relocated_lookup() ask a map */
+	is_keys(mapkeys_owner("Bob+Tag@Example.NET", &k), &k,
+	    "bob+tag@example.net bob@example.net @example.net",
+	    "owner keys: address, without +extension, @domain");
+	is_keys(mapkeys_owner("bob@example.net", &k), &k,
+	    "bob@example.net @example.net", "owner keys without extension");
+	is_keys(mapkeys_owner("+lead@example.net", &k), &k,
+	    "+lead@example.net @example.net", "a leading + is no extension");
+	is_int(mapkeys_owner("", &k), 0, "owner keys of the null sender: none");
 	/* a local part too long for a key: only the domain keys remain */
 	memset(big, 'a', 1050);
 	strcpy(big + 1050, "@example.com");
 	is_keys(mapkeys_address(big, '+', 0, &k), &k, "@example.com .com",
 	    "too-long keys left out, like a file map");
 	ok(same_order(big, 1, '+', 0), "long address: the same as the map");
+	is_keys(mapkeys_owner(big, &k), &k, "@example.com",
+	    "long address: only @domain as an owner key");
 	/* more labels than keys fit: an error, never "not found" */
 	{
 		char	deep[200] = "u@";
