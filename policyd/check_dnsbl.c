@@ -238,21 +238,8 @@ dnsbl_run(void *priv, struct eval *ev)
 	struct resolver *r = ev->resolver;
 	double	deadline;
 
-	if (g->skip_auth && ev->req->len[A_SASL_USERNAME] > 0) {
-		eval_check_done(ev, CHECK_NOMATCH, NULL,
-		    "authenticated client: no DNSBL lookup");
+	if (check_skipped(ev, g->skip_auth, g->skip, "no DNSBL lookup"))
 		return;
-	}
-	if (!ev->client_ip_ok) {
-		eval_check_done(ev, CHECK_NOMATCH, NULL,
-		    "no valid client_address: no DNSBL lookup");
-		return;
-	}
-	if (cidrmap_lookup(g->skip, &ev->client_ip) != NULL) {
-		eval_check_done(ev, CHECK_NOMATCH, NULL,
-		    "client in skip_networks: no DNSBL lookup");
-		return;
-	}
 	if ((k = calloc(1, sizeof(*k))) == NULL) {
 		eval_check_done(ev, CHECK_TEMPFAIL, NULL, "out of memory");
 		return;

@@ -445,21 +445,8 @@ spf_run(void *priv, struct eval *ev)
 	struct spf_call *k;
 	int	helo;
 
-	if (g->skip_auth && q->len[A_SASL_USERNAME] > 0) {
-		eval_check_done(ev, CHECK_NOMATCH, NULL,
-		    "authenticated client: SPF not checked");
+	if (check_skipped(ev, g->skip_auth, g->skip, "SPF not checked"))
 		return;
-	}
-	if (!ev->client_ip_ok) {
-		eval_check_done(ev, CHECK_NOMATCH, NULL,
-		    "no valid client_address: SPF not checked");
-		return;
-	}
-	if (cidrmap_lookup(g->skip, &ev->client_ip) != NULL) {
-		eval_check_done(ev, CHECK_NOMATCH, NULL,
-		    "client in skip_networks: SPF not checked");
-		return;
-	}
 	helo = q->len[A_SENDER] == 0 || g->helo_first;
 	if (helo && q->len[A_HELO_NAME] == 0 && q->len[A_SENDER] == 0) {
 		eval_check_done(ev, CHECK_NOMATCH, NULL,

@@ -93,3 +93,24 @@ check_template(const config_setting_t *rs, const char *name, const char *def,
 	}
 	return 0;
 }
+
+/* check_skipped - the clients a DNS check leaves alone (check_util.h) */
+int
+check_skipped(struct eval *ev, int skip_auth, const struct cidrmap *skip,
+    const char *what)
+{
+	const char *why = NULL;
+	char	d[160];
+
+	if (skip_auth && ev->req->len[A_SASL_USERNAME] > 0)
+		why = "authenticated client";
+	else if (!ev->client_ip_ok)
+		why = "no valid client_address";
+	else if (cidrmap_lookup(skip, &ev->client_ip) != NULL)
+		why = "client in skip_networks";
+	if (why == NULL)
+		return 0;
+	snprintf(d, sizeof(d), "%s: %s", why, what);
+	eval_check_done(ev, CHECK_NOMATCH, NULL, d);
+	return 1;
+}

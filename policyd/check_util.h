@@ -29,4 +29,14 @@ int	check_template(const config_setting_t *rs, const char *name,
 	    const char *def, const char *codes, char **out,
 	    const struct config *c, char *err, size_t errlen);
 
+/*
+ * check_skipped - the clients a DNS check (spf, dnsbl) leaves alone: an
+ * authenticated one (when skip_auth), one without a valid address, one in
+ * skip. Answers CHECK_NOMATCH with "REASON: what" and returns 1; else 0.
+ */
+struct eval;
+struct cidrmap;
+int	check_skipped(struct eval *ev, int skip_auth,
+	    const struct cidrmap *skip, const char *what);
+
 #endif
