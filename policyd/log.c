@@ -47,6 +47,7 @@ static struct {
 	int	fd;			/* our datagram socket, or -1 */
 	time_t	next_connect;		/* do not retry before */
 	char	path[108];
+	long	pid;			/* in the syslog header: set by log_init() */
 	/* batch: complete records in buf[0..len) */
 	char   *buf;
 	size_t	len, cap;
@@ -103,6 +104,7 @@ log_init(const char *ident, int to_stderr, int facility)
 	log_flush_now(1);
 	L.ident = ident;
 	L.to_stderr = to_stderr;
+	L.pid = (long)getpid();		/* after daemon(): the child's */
 	L.facility = facility;
 	if (!to_stderr) {
 		const char *p = getenv("POLICYD_LOG_SOCKET");
@@ -416,8 +418,7 @@ header(char *out, size_t room, enum log_level level)
 			L.sys_sec = ts.tv_sec;
 		}
 		n = snprintf(out, room, "<%d>%s %s[%ld]: ",
-		    L.facility | prio[level], L.sys_stamp, L.ident,
-		    (long)getpid());
+		    L.facility | prio[level], L.sys_stamp, L.ident, L.pid);
 	}
 	return n < 0 ? 0 : (size_t)n < room ? (size_t)n : room - 1;
 }
