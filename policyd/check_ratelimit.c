@@ -52,7 +52,6 @@
 #include "table.h"
 #include "store.h"
 
-#define RL_SEED		0x7064726174656c6dULL	/* "pdratelm" */
 #define RL_MAX_PARTS	7
 #define RL_PART_MAX	256		/* longer values are hashed */
 /* every part escaped at worst (3 bytes a byte) plus its separator */
