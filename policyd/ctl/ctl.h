@@ -9,15 +9,16 @@
  *			policyd's own trace
  *	ratelimit.c	ratelimit show|reset: a key's counters
  *	greylist.c	greylist list|delete: triplets and counters
+ *			(glnet.c: the client networks for a person)
  *	stats.c		stats: /metrics for a person
  *	map.c		map query: a lookup with the daemon's table code
  *
  *	They reach policyd through client.h (the policy protocol and HTTP
- *	over one blocking socket) and its Redis through state.h (the
- *	daemon's configuration loader and state layer on an event loop of
- *	their own, so that standalone, Sentinel and Cluster work as in the
- *	daemon). Nothing of the daemon is copied: keys, windows and scripts
- *	come from its own modules.
+ *	over one blocking socket), read its configuration with conf.h (the
+ *	daemon's loader) and its Redis with state.h (the daemon's state
+ *	layer on an event loop of their own, so that standalone, Sentinel
+ *	and Cluster work as in the daemon). Nothing of the daemon is copied:
+ *	keys, windows, scripts and the codec come from its own modules.
  * CONTRACT
  *	A command handler gets the common options and the arguments after
  *	its name (a command with verbs dispatches on argv[0] itself), prints

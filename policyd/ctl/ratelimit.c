@@ -19,6 +19,7 @@
 #include "rules.h"
 #include "store.h"
 
+#include "conf.h"
 #include "ctl.h"
 #include "state.h"
 

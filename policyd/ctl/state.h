@@ -1,14 +1,7 @@
 /*++
  * NAME
- *	state.h - policyctl's view of policyd's configuration and Redis
+ *	state.h - policyctl's view of policyd's Redis: the daemon's state layer
  * DESCRIPTION
- *	conf_open() loads the configuration with the daemon's config_load()
- *	(redis settings, rules, metrics.address) and reads the same file as
- *	a libconfig tree for the options a check keeps to itself (windows,
- *	network prefixes); conf_rule() finds a rule by name (or the first of
- *	a check) and its group in that tree: rules_compile() compiles the
- *	list in order, so the index is the same.
- *
  *	state_open() starts the daemon's own state layer (store.h) with the
  *	configuration's redis settings - standalone, Sentinel or Cluster,
  *	AUTH, SELECT, the prefix - on an event loop of policyctl's own, and
@@ -37,22 +30,12 @@
 
 #include <stddef.h>
 
-#include <libconfig.h>
-
 #include "store.h"
 
 struct config;
 struct ctl;
-struct rule;
 
 #define STATE_WINDOW	64	/* state_batch(): commands in flight */
-
-/* the daemon's configuration, and the same file as libconfig tree */
-struct ctlconf {
-	struct config *cfg;		/* config_load(): validated, compiled */
-	config_t cf;			/* rule options the checks keep private */
-	int	cf_ok;
-};
 
 /* the state layer on policyctl's event loop */
 struct ctlstate {
@@ -73,12 +56,6 @@ typedef int state_build_fn(void *arg, size_t i, const char **argv,
 typedef int state_done_fn(void *arg, size_t i, const struct store_reply *r);
 /* a request started with the daemon's code */
 typedef void state_start_fn(struct store *s, store_cb *cb, void *arg);
-
-int	conf_open(const struct ctl *ctl, struct ctlconf *cc);
-void	conf_close(struct ctlconf *cc);
-const struct rule *conf_rule(struct ctlconf *cc, const char *name,
-	    const char *check, const config_setting_t **set);
-int	conf_int(const config_setting_t *set, const char *name, int def);
 
 int	state_open(const struct ctl *ctl, const struct config *cfg,
 	    struct ctlstate *st);

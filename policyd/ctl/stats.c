@@ -13,8 +13,8 @@
 #include "config.h"
 
 #include "client.h"
+#include "conf.h"
 #include "ctl.h"
-#include "state.h"
 
 #define ST_MAX_DEC	1024
 #define ST_MAX_BUCKETS	64
