@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,27 @@ remaining_ms(long long deadline)
 	if (left <= 0)
 		return 0;
 	return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+/* wait_fd - until fd is ready for events; 0, or -1 with errno
+ * (ETIMEDOUT when the deadline passed) */
+static int
+wait_fd(int fd, short events, long long deadline)
+{
+	for (;;) {
+		struct pollfd pfd = { fd, events, 0 };
+		int	n = poll(&pfd, 1, remaining_ms(deadline));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		return 0;
+	}
 }
 
 /*
@@ -120,20 +142,8 @@ connect_one(int family, const struct sockaddr *sa, socklen_t salen,
 		return fd;
 	if (errno != EINPROGRESS && errno != EAGAIN)
 		goto fail;
-	for (;;) {
-		struct pollfd pfd = { fd, POLLOUT, 0 };
-		int	n = poll(&pfd, 1, remaining_ms(deadline));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto fail;
-		if (n == 0) {
-			errno = ETIMEDOUT;
-			goto fail;
-		}
-		break;
-	}
+	if (wait_fd(fd, POLLOUT, deadline) < 0)
+		goto fail;
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
 		goto fail;
 	if (err != 0) {
@@ -211,18 +221,10 @@ static int
 send_all(int fd, const char *buf, size_t len, long long deadline)
 {
 	while (len > 0) {
-		struct pollfd pfd = { fd, POLLOUT, 0 };
 		ssize_t	n;
-		int	pn = poll(&pfd, 1, remaining_ms(deadline));
 
-		if (pn < 0 && errno == EINTR)
-			continue;
-		if (pn < 0)
+		if (wait_fd(fd, POLLOUT, deadline) < 0)
 			return -1;
-		if (pn == 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
 		n = send(fd, buf, len, MSG_NOSIGNAL);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
@@ -232,6 +234,45 @@ send_all(int fd, const char *buf, size_t len, long long deadline)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+/*
+ * recv_more - make room in *buf (first bytes, doubling up to max) and
+ * read what comes before the deadline: the number of bytes read (added
+ * to *len), 0 at the end of the stream, -1 with errno (ETIMEDOUT,
+ * EMSGSIZE past max, ENOMEM, or recv's)
+ */
+static ssize_t
+recv_more(int fd, char **buf, size_t *len, size_t *cap, size_t first,
+    size_t max, long long deadline)
+{
+	for (;;) {
+		ssize_t	n;
+
+		if (*cap - *len < 4096 + 1) {
+			size_t	ncap = *cap ? *cap * 2 : first;
+			char	*nb;
+
+			if (ncap > max) {
+				errno = EMSGSIZE;
+				return -1;
+			}
+			if ((nb = realloc(*buf, ncap)) == NULL) {
+				errno = ENOMEM;
+				return -1;
+			}
+			*buf = nb;
+			*cap = ncap;
+		}
+		if (wait_fd(fd, POLLIN, deadline) < 0)
+			return -1;
+		n = recv(fd, *buf + *len, *cap - *len - 1, 0);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n > 0)
+			*len += (size_t)n;
+		return n;
+	}
 }
 
 /*
@@ -253,36 +294,15 @@ read_reply(const struct ctl *ctl, int fd, long long deadline,
 	memset(rp, 0, sizeof(*rp));
 	proto_init(&p, &lim);
 	for (;;) {
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		ssize_t	n;
-		int	pn, rc;
+		ssize_t	n = recv_more(fd, &buf, &len, &cap, 8192, SIZE_MAX,
+		    deadline);
+		int	rc;
 
-		if (cap - len < 4096 + 1) {
-			size_t	ncap = cap ? cap * 2 : 8192;
-			char	*nb = realloc(buf, ncap);
-
-			if (nb == NULL) {
-				ctl_err("out of memory");
-				goto fail;
-			}
-			buf = nb;
-			cap = ncap;
-		}
-		pn = poll(&pfd, 1, remaining_ms(deadline));
-		if (pn < 0 && errno == EINTR)
-			continue;
-		if (pn < 0) {
-			ctl_err("poll: %s", strerror(errno));
-			goto fail;
-		}
-		if (pn == 0) {
+		if (n < 0 && errno == ETIMEDOUT) {
 			ctl_err("no reply from %s within %d ms", ctl->address,
 			    ctl->timeout_ms);
 			goto fail;
 		}
-		n = recv(fd, buf + len, cap - len - 1, 0);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
 		if (n < 0) {
 			ctl_err("reading the reply from %s: %s", ctl->address,
 			    strerror(errno));
@@ -295,7 +315,6 @@ read_reply(const struct ctl *ctl, int fd, long long deadline,
 			    len ? "complete " : "");
 			goto fail;
 		}
-		len += (size_t)n;
 		rc = proto_parse(&p, buf, len, &parsed, &used);
 		if (rc == PROTO_NEED_MORE)
 			continue;
@@ -404,37 +423,19 @@ client_http_get(const struct ctl *ctl, const char *hostport, const char *path,
 		goto fail;
 	}
 	for (;;) {
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		ssize_t	n;
-		int	pn;
+		ssize_t	n = recv_more(fd, &buf, &len, &cap, 65536,
+		    HTTP_MAX_BYTES, deadline);
 
-		if (cap - len < 4096 + 1) {
-			size_t	ncap = cap ? cap * 2 : 65536;
-			char	*nb;
-
-			if (ncap > HTTP_MAX_BYTES) {
-				ctl_err("%s: answer longer than %d bytes",
-				    hostport, HTTP_MAX_BYTES);
-				goto fail;
-			}
-			if ((nb = realloc(buf, ncap)) == NULL) {
-				ctl_err("out of memory");
-				goto fail;
-			}
-			buf = nb;
-			cap = ncap;
+		if (n < 0 && errno == EMSGSIZE) {
+			ctl_err("%s: answer longer than %d bytes", hostport,
+			    HTTP_MAX_BYTES);
+			goto fail;
 		}
-		pn = poll(&pfd, 1, remaining_ms(deadline));
-		if (pn < 0 && errno == EINTR)
-			continue;
-		if (pn <= 0) {
+		if (n < 0 && errno == ETIMEDOUT) {
 			ctl_err("no complete answer from %s within %d ms",
 			    hostport, ctl->timeout_ms);
 			goto fail;
 		}
-		n = recv(fd, buf + len, cap - len - 1, 0);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
 		if (n < 0) {
 			ctl_err("reading from %s: %s", hostport,
 			    strerror(errno));
@@ -442,7 +443,6 @@ client_http_get(const struct ctl *ctl, const char *hostport, const char *path,
 		}
 		if (n == 0)
 			break;		/* HTTP/1.0: the end of the answer */
-		len += (size_t)n;
 	}
 	close(fd);
 	fd = -1;

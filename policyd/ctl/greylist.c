@@ -42,8 +42,7 @@ struct glentry {
 struct gllist {
 	struct glentry *v;
 	size_t	n, cap;
-	char  **keys;			/* buckets found by SCAN */
-	size_t	nkeys, capkeys;
+	struct keylist keys;		/* buckets found by SCAN */
 	const struct ctlstate *st;
 	int	v4prefix, v6prefix;
 	long long window, maxage, now;	/* now: Redis TIME - GL_EPOCH */
@@ -64,25 +63,7 @@ gl_key_add(void *arg, const char *key, size_t len)
 	if (len != l->st->prefixlen + 7 || p[0] != 'g' || p[1] != '{' ||
 	    p[4] != '}')
 		return 0;		/* not a bucket (an old-format key) */
-	if (l->nkeys == l->capkeys) {
-		size_t	ncap = l->capkeys ? l->capkeys * 2 : 256;
-		char  **nv = realloc(l->keys, ncap * sizeof(*nv));
-
-		if (nv == NULL) {
-			ctl_err("out of memory");
-			return -1;
-		}
-		l->keys = nv;
-		l->capkeys = ncap;
-	}
-	if ((l->keys[l->nkeys] = malloc(len + 1)) == NULL) {
-		ctl_err("out of memory");
-		return -1;
-	}
-	memcpy(l->keys[l->nkeys], key, len);
-	l->keys[l->nkeys][len] = '\0';
-	l->nkeys++;
-	return 0;
+	return state_keys_add(&l->keys, key, len);
 }
 
 /* gl_entry - one field of a bucket into the list (when it is alive) */
@@ -164,19 +145,6 @@ gl_time_of(void *arg, const struct store_reply *r)
 	return 0;
 }
 
-/* gl_hgetall - command i of gl_collect(): HGETALL of bucket i */
-static int
-gl_hgetall(void *arg, size_t i, const char **argv, size_t *argvlen)
-{
-	struct gllist *l = arg;
-
-	argv[0] = "HGETALL";
-	argvlen[0] = 7;
-	argv[1] = l->keys[i];
-	argvlen[1] = strlen(l->keys[i]);
-	return 2;
-}
-
 /* gl_bucket - bucket i's fields and values into l */
 static int
 gl_bucket(void *arg, size_t i, const struct store_reply *r)
@@ -211,20 +179,17 @@ gl_collect(struct ctlstate *st, struct gllist *l, const char *pattern)
 	if (state_call(st, 1, av, al, gl_time_of, l) < 0 ||
 	    state_scan(st, pattern, gl_key_add, l) < 0)
 		return -1;
-	return state_batch(st, "HGETALL", l->nkeys, gl_hgetall, gl_bucket, l);
+	return state_each_key(st, "HGETALL", &l->keys, gl_bucket, l);
 }
 
 /* gl_free - release the list */
 static void
 gl_free(struct gllist *l)
 {
-	for (size_t i = 0; i < l->nkeys; i++)
-		free(l->keys[i]);
-	free(l->keys);
+	state_keys_free(&l->keys);
 	free(l->v);
 	l->v = NULL;
-	l->keys = NULL;
-	l->n = l->cap = l->nkeys = l->capkeys = 0;
+	l->n = l->cap = 0;
 }
 
 /* gl_cmp - by network text, triplets before the counter, then time */
@@ -309,8 +274,7 @@ gl_list(struct ctlstate *st, struct gllist *l)
 struct gldel {
 	struct gllist *l;
 	long long trip, counter;
-	char  **old;			/* old-format keys found by SCAN */
-	size_t	nold, capold;
+	struct keylist old;		/* old-format keys found by SCAN */
 };
 
 /* gl_hdel - command i of gl_delete(): HDEL of entry i's field */
@@ -322,8 +286,8 @@ gl_hdel(void *arg, size_t i, const char **argv, size_t *argvlen)
 
 	argv[0] = "HDEL";
 	argvlen[0] = 4;
-	argv[1] = d->l->keys[e->bucket];
-	argvlen[1] = strlen(argv[1]);
+	argv[1] = d->l->keys.v[e->bucket];
+	argvlen[1] = d->l->keys.len[e->bucket];
 	argv[2] = (const char *)e->field;
 	argvlen[2] = e->fieldlen;
 	return 3;
@@ -348,48 +312,7 @@ gl_hdel_done(void *arg, size_t i, const struct store_reply *r)
 static int
 gl_old_add(void *arg, const char *key, size_t len)
 {
-	struct gldel *d = arg;
-
-	if (d->nold == d->capold) {
-		size_t	ncap = d->capold ? d->capold * 2 : 64;
-		char  **nv = realloc(d->old, ncap * sizeof(*nv));
-
-		if (nv == NULL) {
-			ctl_err("out of memory");
-			return -1;
-		}
-		d->old = nv;
-		d->capold = ncap;
-	}
-	if ((d->old[d->nold] = strndup(key, len)) == NULL) {
-		ctl_err("out of memory");
-		return -1;
-	}
-	d->nold++;
-	return 0;
-}
-
-/* gl_del - command i: DEL of old-format key i */
-static int
-gl_del(void *arg, size_t i, const char **argv, size_t *argvlen)
-{
-	struct gldel *d = arg;
-
-	argv[0] = "DEL";
-	argvlen[0] = 3;
-	argv[1] = d->old[i];
-	argvlen[1] = strlen(d->old[i]);
-	return 2;
-}
-
-/* gl_del_done - DEL answered */
-static int
-gl_del_done(void *arg, size_t i, const struct store_reply *r)
-{
-	(void)arg;
-	(void)i;
-	(void)r;
-	return 0;
+	return state_keys_add(&((struct gldel *)arg)->old, key, len);
 }
 
 /* gl_old - find and delete the client's keys of the old format */
@@ -406,10 +329,8 @@ gl_old(struct ctlstate *st, struct gldel *d, const char *net)
 	    net) != 0 || state_scan(st, pat, gl_old_add, d) < 0)
 		rc = -1;
 	else
-		rc = state_batch(st, "DEL", d->nold, gl_del, gl_del_done, d);
-	for (size_t i = 0; i < d->nold; i++)
-		free(d->old[i]);
-	free(d->old);
+		rc = state_each_key(st, "DEL", &d->old, NULL, NULL);
+	state_keys_free(&d->old);
 	return rc;
 }
 
@@ -418,7 +339,7 @@ static int
 gl_delete(struct ctlstate *st, struct gllist *l, const char *net,
     const char *text)
 {
-	struct gldel d = { l, 0, 0, NULL, 0, 0 };
+	struct gldel d = { l, 0, 0, { NULL, NULL, 0, 0 } };
 	char	pat[1024];
 
 	if (gl_pattern(st, l->only, pat, sizeof(pat)) < 0 ||

@@ -302,14 +302,54 @@ state_batch(struct ctlstate *st, const char *what, size_t n,
 	return b.rc;
 }
 
+/* one command on each key of a list (state_each_key) */
+struct eachkey {
+	const char *cmd;
+	const struct keylist *kl;
+	state_done_fn *done;
+	void	*arg;
+};
+
+/* eachkey_build - CMD key */
+static int
+eachkey_build(void *arg, size_t i, const char **argv, size_t *argvlen)
+{
+	struct eachkey *e = arg;
+
+	argv[0] = e->cmd;
+	argvlen[0] = strlen(e->cmd);
+	argv[1] = e->kl->v[i];
+	argvlen[1] = e->kl->len[i];
+	return 2;
+}
+
+/* eachkey_done - the caller's done(), if any */
+static int
+eachkey_done(void *arg, size_t i, const struct store_reply *r)
+{
+	struct eachkey *e = arg;
+
+	return e->done != NULL ? e->done(e->arg, i, r) : 0;
+}
+
+/* state_each_key - cmd on every key of kl, a window at a time */
+int
+state_each_key(struct ctlstate *st, const char *cmd, const struct keylist *kl,
+    state_done_fn *done, void *arg)
+{
+	struct eachkey e = { cmd, kl, done, arg };
+
+	return state_batch(st, cmd, kl->n, eachkey_build, eachkey_done, &e);
+}
+
 /* --------------------------------------------------------------- SCAN -- */
 
 /* one SCAN step: the next cursor and a copy of the keys */
 struct scanstep {
+	const struct ctlstate *st;
+	const char *what;		/* "SCAN", "SCAN on HOST:PORT" */
 	char	cursor[32];
-	char  **keys;
-	size_t	*lens;
-	size_t	n;
+	struct keylist keys;
 };
 
 /* scan_done - check a SCAN reply's shape, keep the cursor and the keys */
@@ -320,42 +360,63 @@ scan_done(void *arg, const struct store_reply *r)
 	const struct store_value *cur = store_value_elem(r->value, 0);
 	const struct store_value *keys = store_value_elem(r->value, 1);
 	const char *s;
-	size_t	len, nk = store_value_count(keys);
+	size_t	len;
 
 	if (store_value_count(r->value) != 2 ||
 	    (s = store_value_str(cur, &len)) == NULL ||
 	    len >= sizeof(ss->cursor) ||
-	    store_value_type(keys) != STORE_V_ARRAY)
-		return 1;
+	    store_value_type(keys) != STORE_V_ARRAY) {
+		ctl_err("redis at %s: %s: unexpected reply", ss->st->where,
+		    ss->what);
+		return -1;
+	}
 	memcpy(ss->cursor, s, len);
 	ss->cursor[len] = '\0';
-	if (nk > 0 && ((ss->keys = calloc(nk, sizeof(*ss->keys))) == NULL ||
-	    (ss->lens = calloc(nk, sizeof(*ss->lens))) == NULL))
-		return 2;
-	for (size_t i = 0; i < nk; i++) {
-		if ((s = store_value_str(store_value_elem(keys, i), &len)) ==
-		    NULL)
-			continue;
-		if ((ss->keys[ss->n] = malloc(len + 1)) == NULL)
-			return 2;
-		memcpy(ss->keys[ss->n], s, len);
-		ss->keys[ss->n][len] = '\0';
-		ss->lens[ss->n++] = len;
-	}
+	for (size_t i = 0; i < store_value_count(keys); i++)
+		if ((s = store_value_str(store_value_elem(keys, i), &len)) !=
+		    NULL && state_keys_add(&ss->keys, s, len) < 0)
+			return -1;
 	return 0;
 }
 
-/* scan_free - release a step's keys */
-static void
-scan_free(struct scanstep *ss)
+/* state_keys_add - a copy of key into the list; 0, or -1 after a message */
+int
+state_keys_add(struct keylist *kl, const char *key, size_t len)
 {
-	for (size_t i = 0; i < ss->n; i++)
-		free(ss->keys[i]);
-	free(ss->keys);
-	free(ss->lens);
-	ss->keys = NULL;
-	ss->lens = NULL;
-	ss->n = 0;
+	if (kl->n == kl->cap) {
+		size_t	ncap = kl->cap ? kl->cap * 2 : 256;
+		char  **nv = realloc(kl->v, ncap * sizeof(*nv));
+		size_t	*nl;
+
+		if (nv != NULL)
+			kl->v = nv;
+		nl = nv ? realloc(kl->len, ncap * sizeof(*nl)) : NULL;
+		if (nl == NULL) {
+			ctl_err("out of memory");
+			return -1;
+		}
+		kl->len = nl;
+		kl->cap = ncap;
+	}
+	if ((kl->v[kl->n] = malloc(len + 1)) == NULL) {
+		ctl_err("out of memory");
+		return -1;
+	}
+	memcpy(kl->v[kl->n], key, len);
+	kl->v[kl->n][len] = '\0';
+	kl->len[kl->n++] = len;
+	return 0;
+}
+
+/* state_keys_free - release the list's keys (it can be used again) */
+void
+state_keys_free(struct keylist *kl)
+{
+	for (size_t i = 0; i < kl->n; i++)
+		free(kl->v[i]);
+	free(kl->v);
+	free(kl->len);
+	memset(kl, 0, sizeof(*kl));
 }
 
 /* scan_node - every key matching pattern on one primary; -1 or the count */
@@ -368,33 +429,25 @@ scan_node(struct ctlstate *st, int id, const char *what, const char *pattern,
 	int	rc = 0;
 
 	memset(&ss, 0, sizeof(ss));
+	ss.st = st;
+	ss.what = what;
 	strcpy(ss.cursor, "0");
 	do {
+		/* the state layer copies the arguments: the reply may
+		 * overwrite ss.cursor */
 		const char *av[6] = { "SCAN", ss.cursor, "MATCH", pattern,
 		    "COUNT", SCAN_COUNT };
 		size_t	al[6];
-		char	cursor[32];
 		struct call c = { st, what, scan_done, &ss, 0, 0 };
 
-		/* the argument is copied by the state layer: ss.cursor is
-		 * free to take the next one */
-		snprintf(cursor, sizeof(cursor), "%s", ss.cursor);
-		av[1] = cursor;
 		for (int i = 0; i < 6; i++)
 			al[i] = strlen(av[i]);
 		store_command_on(st->store, id, 6, av, al, call_done, &c);
-		if ((rc = call_wait(&c)) != 0) {
-			if (rc > 0)
-				ctl_err("redis at %s: %s: %s", st->where, what,
-				    rc == 1 ? "unexpected reply" :
-				    "out of memory");
-			break;
-		}
-		for (size_t i = 0; i < ss.n && rc == 0; i++, n++)
-			rc = fn(arg, ss.keys[i], ss.lens[i]);
-		scan_free(&ss);
+		rc = call_wait(&c);
+		for (size_t i = 0; i < ss.keys.n && rc == 0; i++, n++)
+			rc = fn(arg, ss.keys.v[i], ss.keys.len[i]);
+		state_keys_free(&ss.keys);
 	} while (rc == 0 && strcmp(ss.cursor, "0") != 0);
-	scan_free(&ss);
 	return rc == 0 ? n : -1;
 }
 

@@ -15,9 +15,11 @@
  *	hands the reply to fn; state_start() runs a request the daemon's own
  *	code makes (ratelimit_secret_ask()); state_batch() sends n commands
  *	made by build(), at most STATE_WINDOW in flight, each reply to done()
- *	in the order Redis answers. state_scan() walks the keys matching a
- *	SCAN pattern on every primary (in Cluster each holds its own share)
- *	and hands each key to fn, once the batch it came in has been read.
+ *	in the order Redis answers; state_each_key() is such a batch of one
+ *	command (HGETALL, DEL) on each key of a list. state_scan() walks the
+ *	keys matching a SCAN pattern on every primary (in Cluster each holds
+ *	its own share) and hands each key to fn, once the batch it came in
+ *	has been read; state_keys_add() keeps one in a list.
  * CONTRACT
  *	Each returns 0 (state_scan(): the number of keys), or -1 after a
  *	message naming Redis, the command and why (ctl_err()); state_open()
@@ -48,6 +50,13 @@ struct ctlstate {
 	int	timeout_ms;
 };
 
+/* key names, each NUL-terminated, with their lengths */
+struct keylist {
+	char  **v;
+	size_t	*len;
+	size_t	n, cap;
+};
+
 /* a reply, during the callback: 0, or -1 after a message */
 typedef int state_fn(void *arg, const struct store_reply *r);
 /* command i of a batch into argv/argvlen (at most 8): its argc */
@@ -69,8 +78,12 @@ int	state_start(struct ctlstate *st, const char *what,
 	    state_start_fn *start, state_fn *fn, void *arg);
 int	state_batch(struct ctlstate *st, const char *what, size_t n,
 	    state_build_fn *build, state_done_fn *done, void *arg);
+int	state_each_key(struct ctlstate *st, const char *cmd,
+	    const struct keylist *kl, state_done_fn *done, void *arg);
 long	state_scan(struct ctlstate *st, const char *pattern,
 	    int (*fn)(void *arg, const char *key, size_t len), void *arg);
+int	state_keys_add(struct keylist *kl, const char *key, size_t len);
+void	state_keys_free(struct keylist *kl);
 int	state_key(const struct ctlstate *st, const char *name, size_t len,
 	    char *buf, size_t buflen, size_t *keylen);
 int	state_pattern(const struct ctlstate *st, char *buf, size_t len,
