@@ -372,7 +372,6 @@ pending_new(struct store *s, size_t need, unsigned slot, store_cb *cb,
 	p->ask_node = -1;
 	p->target = -1;
 	p->slot = slot;
-	p->id = 0;
 	return p;
 }
 
@@ -381,7 +380,7 @@ pending_new(struct store *s, size_t need, unsigned slot, store_cb *cb,
  * the node's setup (AUTH/SELECT/ROLE not answered yet: never ahead of
  * them, within the command's deadline)
  */
-static void
+static inline void
 store_submit(struct store *s, struct node *n, struct pending *p)
 {
 	p->start_ms = now_ms();
@@ -507,6 +506,7 @@ store_send(struct store *s, int id, int argc, const char *const *argv,
 		store_fail_now(cb, arg, "out of memory");
 		return;
 	}
+	p->id = 0;
 	p->retried = 1;			/* not a script: no NOSCRIPT retry */
 	p->target = s->mode == MODE_CLUSTER ? id : -1;
 	p->argc = argc;
