@@ -184,7 +184,12 @@ def test_sentinel_failover_then_hung_primary():
         check(rc == 0 and "reset: removed 1 key" in out, out + err)
         eq(redis_cmd(new, "EXISTS", key), 0, "deleted on the new primary")
 
-        # the primary hangs: its connection setup (ROLE) times out
+        # the primary hangs: its connection setup (ROLE) times out. The
+        # sentinels are told to wait a minute before they fail it over,
+        # so that they still name it while policyctl runs
+        for s in st.sentinels:
+            eq(redis_cmd(s.port, "SENTINEL", "SET", st.name, "down-after-milliseconds",
+                         "60000"), "OK", "sentinel set")
         node = st.node(new)
         node.pause()
         try:
