@@ -6,7 +6,11 @@
  *	network is the client address cut to ipv4_prefix/ipv6_prefix bits
  *	(24 and 64); the sender is normalised by addr_greylist_sender().
  *	Whitelists in postgrey's file formats are consulted first and cost
- *	no Redis command. Everything else is one EVALSHA of greylist.lua,
+ *	no Redis command. A whitelist entry "pgsql:FILE" or "mysql:FILE"
+ *	(table.h) is asked after the files, one query per key, the keys
+ *	most specific first (mapkeys_clientlist(), mapkeys_rcptlist()):
+ *	any row found whitelists; a table that fails answers on_error
+ *	unless another one whitelists. Everything else is one EVALSHA of greylist.lua,
  *	which decides and updates atomically (see the script for the
  *	states). Where a triplet lives (buckets of a few hundred bytes in
  *	Redis's listpack encoding, about 20 bytes a triplet): greylist.h.
@@ -32,8 +36,10 @@
 
 #include "greylist.h"
 #include "log.h"
+#include "mapkeys.h"
 #include "rules.h"
 #include "store.h"
+#include "table.h"
 
 #define GREYLIST_SEED	0x70646772796c7374ULL	/* "pdgrylst" */
 #define GROUP_SPF	(1u << 0)
@@ -50,6 +56,7 @@ struct greylist {
 	unsigned group;			/* GROUP_* */
 	struct clientlist *wl_clients;
 	struct rcptlist *wl_rcpts;
+	struct gl_tables { struct table **t; int n; } sql_clients, sql_rcpts;
 	char	*hostname;
 };
 
@@ -83,7 +90,26 @@ gl_int(const config_setting_t *rs, const char *name, int def, int min, int max,
 	return 0;
 }
 
-/* gl_files - load a string or list of whitelist files */
+/* gl_table - open an SQL whitelist table and add it to l */
+static int
+gl_table(struct gl_tables *l, const char *spec, const char *path, char *err,
+    size_t errlen)
+{
+	struct table **a, *t;
+
+	if ((t = table_open(spec, path, 0, err, errlen)) == NULL)
+		return -1;
+	if ((a = realloc(l->t, (size_t)(l->n + 1) * sizeof(*a))) == NULL) {
+		table_unref(t);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	l->t = a;
+	l->t[l->n++] = t;
+	return 0;
+}
+
+/* gl_files - load a string or list of whitelist files and tables */
 static int
 gl_files(const config_setting_t *rs, const char *name, const struct config *c,
     struct greylist *g, int clients, char *err, size_t errlen)
@@ -99,7 +125,7 @@ gl_files(const config_setting_t *rs, const char *name, const struct config *c,
 		const config_setting_t *e = config_setting_type(s) ==
 		    CONFIG_TYPE_STRING ? s : config_setting_get_elem(s, i);
 		const char *f = config_setting_get_string(e);
-		char	path[4096], why[512];
+		char	path[4096], why[1024];
 		int	rc;
 
 		if (f == NULL) {
@@ -107,10 +133,14 @@ gl_files(const config_setting_t *rs, const char *name, const struct config *c,
 			    c->path, config_setting_source_line(e), name);
 			return -1;
 		}
-		config_path(c, f, path, sizeof(path));
-		rc = clients ? clientlist_load_file(g->wl_clients, path, why,
-		    sizeof(why)) : rcptlist_load_file(g->wl_rcpts, path, why,
-		    sizeof(why));
+		config_path(c, f + (table_is_sql(f) ? 6 : 0), path, sizeof(path));
+		if (table_is_sql(f))
+			rc = gl_table(clients ? &g->sql_clients : &g->sql_rcpts,
+			    f, path, why, sizeof(why));
+		else
+			rc = clients ? clientlist_load_file(g->wl_clients, path,
+			    why, sizeof(why)) : rcptlist_load_file(g->wl_rcpts,
+			    path, why, sizeof(why));
 		if (rc < 0) {
 			/* "file:line: message" of the setting, then the cause */
 			snprintf(err, errlen, "%s:%d: %s: %s", c->path,
@@ -129,6 +159,12 @@ greylist_free(void *priv)
 
 	clientlist_free(g->wl_clients);
 	rcptlist_free(g->wl_rcpts);
+	for (int i = 0; i < g->sql_clients.n; i++)
+		table_unref(g->sql_clients.t[i]);
+	for (int i = 0; i < g->sql_rcpts.n; i++)
+		table_unref(g->sql_rcpts.t[i]);
+	free(g->sql_clients.t);
+	free(g->sql_rcpts.t);
 	gl_cache_free(g->cache);
 	free(g->hostname);
 	free(g);
@@ -394,19 +430,111 @@ greylist_done(void *arg, const struct store_reply *r)
 	}
 }
 
-/* greylist_run - whitelists, then one script call */
+static void greylist_triplet(const struct greylist *g, struct eval *ev);
+static table_first_cb gl_wl_done;
+
+/* a whitelist asked in SQL: each table in turn, the clients' first */
+struct gl_wait {
+	const struct greylist *g;
+	struct eval *ev;
+	int	i;			/* the table asked */
+	int	failed;			/* the first table that failed, or -1 */
+	struct mapkeys ck, rk;
+};
+
+/* gl_wait_table - the i-th whitelist table */
+static struct table *
+gl_wait_table(const struct greylist *g, int i)
+{
+	return i < g->sql_clients.n ? g->sql_clients.t[i] :
+	    g->sql_rcpts.t[i - g->sql_clients.n];
+}
+
+/* gl_wl_next - ask the next table; after the last, greylist or on_error */
+static void
+gl_wl_next(struct gl_wait *w)
+{
+	const struct greylist *g = w->g;
+	struct eval *ev = w->ev;
+	struct mapkeys *k = w->i < g->sql_clients.n ? &w->ck : &w->rk;
+	int	failed = w->failed;
+	char	detail[256];
+
+	if (w->i < g->sql_clients.n + g->sql_rcpts.n) {
+		table_lookup_first(gl_wait_table(g, w->i),
+		    (const char *const *)k->k, k->n, gl_wl_done, w);
+		return;
+	}
+	mapkeys_free(&w->ck);
+	mapkeys_free(&w->rk);
+	free(w);
+	if (failed < 0) {
+		greylist_triplet(g, ev);
+		return;
+	}
+	/* not whitelisted elsewhere: the rule's on_error decides */
+	snprintf(detail, sizeof(detail), "whitelist table %.200s: lookup "
+	    "failed (database down or slow)", table_name(gl_wait_table(g,
+	    failed)));
+	eval_check_done(ev, CHECK_TEMPFAIL, NULL, detail);
+}
+
+/* gl_wl_done - one table's answer: a row whitelists */
+static void
+gl_wl_done(void *arg, enum table_status st, int idx, const char *value)
+{
+	struct gl_wait *w = arg;
+	int	client = w->i < w->g->sql_clients.n;
+	char	detail[256];
+
+	(void)value;
+	if (st == TABLE_FOUND) {
+		snprintf(detail, sizeof(detail), "%s whitelisted (%s %.100s: "
+		    "\"%.80s\")", client ? "client" : "recipient", client ?
+		    "whitelist_clients" : "whitelist_recipients",
+		    table_name(gl_wait_table(w->g, w->i)), (client ? &w->ck :
+		    &w->rk)->k[idx]);
+		mapkeys_free(&w->ck);
+		mapkeys_free(&w->rk);
+		eval_check_done(w->ev, CHECK_NOMATCH, NULL, detail);
+		free(w);
+		return;
+	}
+	if (st == TABLE_ERROR && w->failed < 0)
+		w->failed = w->i;
+	w->i++;
+	gl_wl_next(w);
+}
+
+/* gl_wl_sql - ask the SQL whitelists (the files found nothing) */
+static void
+gl_wl_sql(const struct greylist *g, struct eval *ev)
+{
+	const struct policy_req *q = ev->req;
+	struct gl_wait *w = calloc(1, sizeof(*w));
+
+	if (w == NULL || (g->sql_clients.n > 0 && mapkeys_clientlist(
+	    ev->client_ip_ok ? q->v[A_CLIENT_ADDRESS] : NULL,
+	    q->v[A_CLIENT_NAME], &w->ck) < 0) || (g->sql_rcpts.n > 0 &&
+	    mapkeys_rcptlist(q->v[A_RECIPIENT], &w->rk) < 0)) {
+		if (w != NULL)
+			mapkeys_free(&w->ck);
+		free(w);
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL, "out of memory");
+		return;
+	}
+	w->g = g;
+	w->ev = ev;
+	w->failed = -1;
+	gl_wl_next(w);
+}
+
+/* greylist_run - whitelists, then the triplet */
 static void
 greylist_run(void *priv, struct eval *ev)
 {
 	const struct greylist *g = priv;
 	const struct policy_req *q = ev->req;
-	char	net[64], sender[1100], rcpt[1100], legacy[96];
-	char	delay[16], window[16], maxage[16], awlmin[16];
-	const char *argv[10];
-	size_t	argvlen[10];
-	struct gl_key k;
-	struct greylist_call *call;
-	int	nl, sl, rl, nkeys, n;
 
 	if (clientlist_count(g->wl_clients) && clientlist_match(g->wl_clients,
 	    q->v[A_CLIENT_NAME], ev->client_ip_ok ? &ev->client_ip : NULL)) {
@@ -426,6 +554,26 @@ greylist_run(void *priv, struct eval *ev)
 		    "recipient whitelisted (whitelist_recipients)");
 		return;
 	}
+	if (g->sql_clients.n > 0 || g->sql_rcpts.n > 0) {
+		gl_wl_sql(g, ev);
+		return;
+	}
+	greylist_triplet(g, ev);
+}
+
+/* greylist_triplet - the local cache, then one script call */
+static void
+greylist_triplet(const struct greylist *g, struct eval *ev)
+{
+	const struct policy_req *q = ev->req;
+	char	net[64], sender[1100], rcpt[1100], legacy[96];
+	char	delay[16], window[16], maxage[16], awlmin[16];
+	const char *argv[10];
+	size_t	argvlen[10];
+	struct gl_key k;
+	struct greylist_call *call;
+	int	nl, sl, rl, nkeys, n;
+
 	if (q->len[A_RECIPIENT] >= 1024 || q->len[A_SENDER] >= 1024) {
 		/* longer than any valid address: hash the raw value */
 		sl = snprintf(sender, sizeof(sender), "%016llx",

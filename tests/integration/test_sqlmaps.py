@@ -14,7 +14,8 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import Policyd, Redis, check, eq, free_port, req, wait_for, expects_on_error  # noqa: E402
+from harness import (Policyd, Redis, check, eq, free_port, req, wait_for,  # noqa: E402
+                     expects_on_error, greylist_triplets)
 from runner import Skip  # noqa: E402
 import sqlservers  # noqa: E402
 
@@ -517,6 +518,144 @@ def test_pgsql_reload_shares_the_table_and_a_changed_file_replaces_it():
             text = http_get(mport, "/metrics")[1]
             eq(len(re.findall(r'^policyd_table_up\{table="pgsql:[^"]*sender\.cf"\}', text, re.M)),
                1, "one sender.cf table left:\n" + text)
+
+
+# ------------------------------------------- greylist whitelists from SQL --
+
+WL_ROWS = [
+    "CREATE TABLE greylist_clients (client varchar(255) PRIMARY KEY)",
+    "CREATE TABLE greylist_recipients (address varchar(255) PRIMARY KEY, "
+    "active smallint NOT NULL DEFAULT 1)",
+    "INSERT INTO greylist_clients (client) VALUES ('192.0.2'), ('198.51.100.7'), "
+    "('trusted.example'), ('2001:db8:5')",
+    "INSERT INTO greylist_recipients (address) VALUES ('postmaster@'), "
+    "('abuse@example.net'), ('wl.example'), ('@exact.example')",
+    "INSERT INTO greylist_recipients (address, active) VALUES ('off@example.net', 0)",
+]
+GREY = "DEFER_IF_PERMIT 4.7.1 Greylisted"
+
+
+def wl_rules(kind):
+    return """rules = (
+  { name = "greylist"; check = "greylist"; delay = 60; retry_window = 600;
+    whitelist_clients = [ "wl_clients", "%(k)s:wlc.cf" ];
+    whitelist_recipients = [ "%(k)s:wlr.cf", "wl_rcpts" ];
+    on_error = "%(e)s"; }
+);
+""" % {"k": kind, "e": ON_ERROR}
+
+
+def wl_files(kind, srv):
+    return {"wl_clients": "files.example\n",
+            "wl_rcpts": "filed@example.net\n",
+            "wlc.cf": table_file(kind, srv, "SELECT 1 FROM greylist_clients WHERE client='%s'"),
+            "wlr.cf": table_file(kind, srv, "SELECT 'yes' FROM greylist_recipients "
+                                            "WHERE address='%s' AND active = 1")}
+
+
+def greylist_whitelists(kind):
+    with server(kind) as srv:
+        for q in WL_ROWS:
+            srv.sql(q)
+        if kind == "pgsql":
+            srv.sql("GRANT SELECT ON greylist_clients, greylist_recipients TO postfix")
+        with Redis() as r, Policyd(redis=r, rules=wl_rules(kind), files=wl_files(kind, srv)) as p:
+            c = p.client()
+
+            def ask(client="203.0.113.5", name="mx.sender.test", rcpt="bob@example.net"):
+                return c.ask(req(client_address=client, client_name=name, recipient=rcpt))
+
+            # whitelisted: passes, and no greylist entry is made
+            for kw, what in (({"client": "192.0.2.77"}, "the network row 192.0.2"),
+                             ({"client": "198.51.100.7"}, "the host row"),
+                             ({"name": "mx.Trusted.Example"}, "a parent of the client name"),
+                             ({"name": "trusted.example"}, "the client name itself"),
+                             ({"client": "2001:db8:5::25"}, "an IPv6 prefix row"),
+                             ({"name": "mx.files.example"}, "the file beside the table"),
+                             ({"rcpt": "Postmaster@anything.test"}, "the localpart@ row"),
+                             ({"rcpt": "abuse+tag@example.net"}, "the address row, +ext"),
+                             ({"rcpt": "x@wl.example"}, "the domain row"),
+                             ({"rcpt": "x@deep.sub.wl.example"}, "a subdomain of a domain row"),
+                             ({"rcpt": "x@exact.example"}, "the @domain row"),
+                             ({"rcpt": "filed@example.net"}, "the file after the table")):
+                eq(ask(**kw), "DUNNO", what)
+            eq(len(greylist_triplets(r)), 0, "whitelisted mail leaves nothing in Redis")
+            # not whitelisted: greylisted as before
+            for kw, what in (({"client": "192.0.3.1"}, "another network"),
+                             ({"client": "198.51.100.8"}, "the next host"),
+                             ({"name": "nottrusted.example"}, "a name that only ends alike"),
+                             ({"name": "unknown", "client": "203.0.113.6"}, "no name"),
+                             ({"rcpt": "x@sub.exact.example"}, "@domain is that domain only"),
+                             ({"rcpt": "off@example.net"}, "an inactive row"),
+                             ({"rcpt": "abuse@example.org"}, "the address row's other domain")):
+                check(ask(**kw).startswith(GREY), what)
+            # (the two 203.0.113.x clients to bob@ share one triplet)
+            eq(len(greylist_triplets(r)), 6, "one triplet each")
+            c.ask(req(client_address="192.0.2.9", policyd_explain="yes"))
+            check(any("whitelist_clients" in l and "wlc.cf" in l and '"192.0.2"' in l
+                      for l in c.last_lines), "explain names the table and the row: %s"
+                  % c.last_lines)
+
+            # a row added in SQL takes effect within the negative TTL, no reload
+            check(ask(client="203.0.113.77").startswith(GREY), "before the row")
+            srv.sql("INSERT INTO greylist_clients (client) VALUES ('203.0.113.77')")
+            srv.sql("INSERT INTO greylist_recipients (address) VALUES ('new@example.net')")
+            t0 = time.monotonic()
+            wait_for(lambda: ask(client="203.0.113.77") == "DUNNO", 10, 0.2,
+                     "the new client row to whitelist")
+            wait_for(lambda: ask(rcpt="new@example.net") == "DUNNO", 10, 0.2,
+                     "the new recipient row to whitelist")
+            check(time.monotonic() - t0 < 1 + 3, "within the negative TTL (+ margin)")
+            check("reloaded" not in p.log(), "no reload was needed")
+
+            # the database stops: the rule's on_error, one log line per table
+            start = len(p.log())
+            srv.stop()
+            for i in range(5):
+                eq(ask(client="203.0.113.%d" % (100 + i)), ON_ERROR, "database down: on_error")
+            eq(ask(name="mx.files.example"), "DUNNO", "a file entry still whitelists")
+            eq(ask(rcpt="filed@example.net", client="203.0.113.99"), "DUNNO",
+               "the files are asked before any table")
+            p.wait_log(r"wlc\.cf: database unreachable", 5, start)
+            time.sleep(0.5)
+            log = p.log()[start:]
+            eq(len(re.findall(r"wlc\.cf: database unreachable", log)), 1,
+               "the outage is logged once for the table:\n" + log)
+            eq(len(greylist_triplets(r)), 6, "nothing greylisted while down")
+
+
+@expects_on_error
+def test_pgsql_greylist_whitelists():
+    greylist_whitelists("pgsql")
+
+
+@expects_on_error
+def test_mysql_greylist_whitelists():
+    greylist_whitelists("mysql")
+
+
+def test_greylist_whitelist_table_errors_at_policyd_t():
+    rules = wl_rules("pgsql")
+    good = "dbname = mail\nquery = SELECT 1 FROM t WHERE k='%s'\n"
+    for bad, setting in (("wlc.cf", "whitelist_clients"), ("wlr.cf", "whitelist_recipients")):
+        fs = {"wl_clients": "", "wl_rcpts": "", "wlc.cf": good, "wlr.cf": good}
+        fs[bad] = "dbname = mail\nquery = SELECT 1 FROM t WHERE k='%s'\nbogus = x\n"
+        p = Policyd(rules=rules, files=fs)
+        p.logf = None
+        try:
+            rc, out = p.check_config()
+            check(rc == 1, "policyd -t refuses a bad %s table: %d %s" % (bad, rc, out))
+            check(re.search(r"policyd\.conf:\d+: %s: .*%s:3: unknown setting \"bogus\""
+                            % (setting, re.escape(bad)), out), out)
+        finally:
+            p.cleanup(check_exit=False)
+    p = Policyd(rules=rules, files={"wl_clients": "", "wl_rcpts": "", "wlr.cf": good})
+    p.logf = None
+    try:
+        rc, out = p.check_config()
+        check(rc == 1 and re.search(r"policyd\.conf:\d+: whitelist_clients: .*wlc\.cf", out), out)
+    finally:
+        p.cleanup(check_exit=False)
 
 
 # ---------------------------------------------------- policyctl map query --
