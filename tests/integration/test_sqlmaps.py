@@ -608,6 +608,17 @@ def greylist_whitelists(kind):
             check(time.monotonic() - t0 < 1 + 3, "within the negative TTL (+ margin)")
             check("reloaded" not in p.log(), "no reload was needed")
 
+            # a client table whose server is gone: a recipient row still whitelists
+            fs = wl_files(kind, srv)
+            fs["wlc.cf"] = fs["wlc.cf"].replace(":%d\n" % srv.port, ":%d\n" % free_port())
+            with Policyd(redis=r, rules=wl_rules(kind), files=fs) as p2:
+                c2 = p2.client()
+                eq(c2.ask(req(client_address="203.0.113.50", recipient="abuse@example.net")),
+                   "DUNNO", "another table's row whitelists despite the failed one")
+                eq(c2.ask(req(client_address="203.0.113.51", recipient="y@example.net")),
+                   ON_ERROR, "no row anywhere and a table failed: on_error")
+            eq(len(greylist_triplets(r)), 6, "nothing greylisted by the second instance")
+
             # the database stops: the rule's on_error, one log line per table
             start = len(p.log())
             srv.stop()
