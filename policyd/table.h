@@ -99,6 +99,15 @@ enum table_status table_peek(struct table *t, const char *key,
 	    const char **value);
 
 void	table_set_base(struct event_base *base);
+/*
+ * table_set_resolver - resolve the host names of "hosts" with r
+ * (resolver.h) before connecting: /etc/hosts first, then A records, AAAA
+ * when there is no A; each address in turn. Without one (policyctl) the
+ * drivers resolve names themselves, blocking. Addresses, sockets and
+ * "localhost" go to the drivers as written.
+ */
+struct resolver;
+void	table_set_resolver(struct resolver *r);
 /* table_shutdown - fail every pending lookup, close every connection */
 void	table_shutdown(void);
 

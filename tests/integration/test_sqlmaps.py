@@ -669,6 +669,96 @@ def test_greylist_whitelist_table_errors_at_policyd_t():
         p.cleanup(check_exit=False)
 
 
+# ------------------------------------------------ hosts given by name --
+
+def dns_rules(kind):
+    return """rules = (
+  { name = "sl"; check = "sender_login"; map = "%(k)s:sender.cf"; on_error = "%(e)s";
+    match = { authenticated = true; }; },
+  { name = "slow"; check = "relocated"; map = "%(k)s:slow.cf"; on_error = "%(e)s";
+    match = { recipient = [ "moved@example.net" ]; }; },
+  { name = "nx"; check = "access"; key = "recipient"; map = "%(k)s:nx.cf"; on_error = "%(e)s";
+    match = { recipient = [ "nx@example.net" ]; }; },
+  { name = "late"; check = "relocated"; map = "%(k)s:late.cf"; on_error = "%(e)s";
+    match = { recipient = [ "late@example.net" ]; }; },
+  { name = "rest"; action = "OK"; }
+);
+""" % {"k": kind, "e": ON_ERROR}
+
+
+def host_names(kind):
+    from dnsharness import DNS, have_dnslib
+    if not have_dnslib():
+        raise Skip("python3-dnslib missing (make deps-test installs it)")
+    zone = {"records": [["db.sql.test", "A", "127.0.0.2"], ["db.sql.test", "A", "127.0.0.1"],
+                        ["slow.sql.test", "A", "127.0.0.1"], ["late.sql.test", "A", "127.0.0.1"]],
+            "delay": {"slow.sql.test": 3.0, "late.sql.test": 3.0}}
+    with server(kind) as srv, DNS(zone) as d:
+        load_schema(srv)
+
+        def by_name(text, name):
+            return re.sub(r"^hosts = .*$", "hosts = %s%s:%d" % (
+                "inet:" if kind == "pgsql" else "", name, srv.port), text, flags=re.M)
+
+        fs = {"sender.cf": by_name(table_file(kind, srv, SENDER_QUERY), "db.sql.test"),
+              "slow.cf": by_name(table_file(kind, srv, RELOC_QUERY, timeout_ms=8000),
+                                 "slow.sql.test"),
+              "late.cf": by_name(table_file(kind, srv, RELOC_QUERY), "late.sql.test"),
+              "nx.cf": by_name(table_file(kind, srv, "SELECT 'OK' WHERE '%s' = ''"),
+                               "nx.sql.test")}
+        dns = ('dns = { nameservers = [ "%s" ]; timeout_ms = 6000; attempts = 1; };'
+               % d.address)
+        with Redis() as r, Policyd(redis=r, rules=dns_rules(kind), files=fs, extra=dns) as p:
+            c = p.client()
+            # two A records: 127.0.0.2 refuses, 127.0.0.1 is the server
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK",
+               "connected to the name's second address")
+            check(any(q[0] == "db.sql.test" and q[1] == "A" for q in d.queries()),
+                  "the name was asked of policyd's DNS server: %s" % d.queries())
+            check("database unreachable" not in p.log(), "the refused address is no outage")
+
+            # a name that takes 3 s to resolve stalls nothing else
+            slow = {}
+
+            def ask_slow():
+                with p.client(timeout=20) as cs:
+                    slow["answer"] = cs.ask(req(recipient="moved@example.net"))
+
+            th = threading.Thread(target=ask_slow)
+            th.start()
+            wait_for(lambda: any(q[0] == "slow.sql.test" for q in d.queries()), 5, 0.02,
+                     "the slow name to be asked")
+            for i in range(10):
+                eq(c.ask(req(recipient="r%d@example.net" % i)), "OK", "other requests")
+            check("answer" not in slow, "answered while the slow name was still out "
+                  "(the event loop did not wait for it)")
+            th.join(20)
+            eq(slow.get("answer"), "551 5.1.6 User has moved; please try <new@example.org>",
+               "the slow name's lookup answers once resolved")
+
+            # a name that does not exist: on_error, the reason logged once
+            for _ in range(3):
+                eq(c.ask(req(recipient="nx@example.net")), ON_ERROR, "NXDOMAIN: on_error")
+            p.wait_log(r"nx\.cf: database unreachable: cannot resolve nx\.sql\.test: NXDOMAIN",
+                       5)
+            eq(len(re.findall(r"nx\.cf: database unreachable", p.log())), 1, "logged once")
+
+            # resolving for longer than the table's deadline (1 s): on_error
+            eq(c.ask(req(recipient="late@example.net")), ON_ERROR, "past the deadline")
+            p.wait_log(r"late\.cf: database unreachable: cannot resolve late\.sql\.test: "
+                       r"timed out", 5)
+
+
+@expects_on_error
+def test_pgsql_host_names_resolved_without_blocking():
+    host_names("pgsql")
+
+
+@expects_on_error
+def test_mysql_host_names_resolved_without_blocking():
+    host_names("mysql")
+
+
 # ---------------------------------------------------- policyctl map query --
 
 def ctl(*args):
