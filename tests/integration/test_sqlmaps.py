@@ -669,6 +669,85 @@ def test_greylist_whitelist_table_errors_at_policyd_t():
         p.cleanup(check_exit=False)
 
 
+# ------------------------------------ Postfix's expansions, on the server --
+
+EXP_ROWS = [
+    "CREATE TABLE alias_domain (alias_domain varchar(255) PRIMARY KEY, "
+    "target_domain varchar(255) NOT NULL)",
+    "INSERT INTO alias_domain VALUES ('alias.example', 'example.net')",
+    "CREATE TABLE regdom (name varchar(255) PRIMARY KEY, action varchar(255) NOT NULL)",
+    "INSERT INTO regdom VALUES ('example.com', 'REJECT 5.7.1 registered domain')",
+]
+
+
+def exp_rules(kind):
+    return """rules = (
+  { name = "aliasdomain"; check = "sender_login"; map = "%(k)s:aliasdomain.cf";
+    on_error = "%(e)s"; builtin = false; match = { authenticated = true; }; },
+  { name = "regdom"; check = "access"; key = "recipient"; map = "%(k)s:regdom.cf";
+    on_error = "%(e)s"; match = { recipient = [ "x@mail.example.com", "x@localhost" ]; }; },
+  { name = "fmt"; check = "access"; key = "recipient"; map = "%(k)s:fmt.cf";
+    on_error = "%(e)s"; match = { recipient = [ "moved@example.net" ]; }; },
+  { name = "limit"; check = "access"; key = "sender"; map = "%(k)s:limit.cf";
+    on_error = "%(e)s"; match = { recipient = [ "limit@example.com" ]; }; },
+  { name = "rest"; action = "DUNNO"; }
+);
+""" % {"k": kind, "e": ON_ERROR}
+
+
+def expansions(kind):
+    """PostfixAdmin's alias-domain query (%u, %d, a join, domain =), the
+    domain's labels (%2.%1), result_format with the value and the key,
+    expansion_limit: each against the real server."""
+    with server(kind) as srv:
+        load_schema(srv)
+        for q in EXP_ROWS:
+            srv.sql(q)
+        if kind == "pgsql":
+            srv.sql("GRANT SELECT ON alias_domain, regdom TO postfix")
+        fs = {
+            "aliasdomain.cf": table_file(
+                kind, srv, "SELECT goto FROM alias, alias_domain WHERE "
+                "alias_domain.alias_domain = '%d' AND "
+                "alias.address = CONCAT('%u', '@', alias_domain.target_domain) AND "
+                "alias.active = 1", "domain = alias.example\n"),
+            "regdom.cf": table_file(kind, srv, "SELECT action FROM regdom WHERE name='%2.%1'"),
+            "fmt.cf": table_file(kind, srv, RELOC_QUERY,
+                                 "result_format = REJECT 5.7.1 try %s (%U)\n"),
+            "limit.cf": table_file(kind, srv, "SELECT 'OK' FROM alias WHERE domain='%d'",
+                                   "expansion_limit = 1\n"),
+        }
+        with Redis() as r, Policyd(redis=r, rules=exp_rules(kind), files=fs) as p:
+            c = p.client()
+            eq(c.ask(auth("alice@example.net", "sales@alias.example")), "DUNNO",
+               "%u and %d through the alias domain")
+            check(c.ask(auth("mallory@example.net", "sales@alias.example")).startswith(
+                NOT_OWNED), "not an owner through the alias domain")
+            check(c.ask(auth("alice@example.net", "sales@example.net")).startswith(NOT_OWNED),
+                  "domain = alias.example: other domains are not looked up")
+            eq(c.ask(req(recipient="x@mail.example.com")), "REJECT 5.7.1 registered domain",
+               "%2.%1: the registered domain")
+            eq(c.ask(req(recipient="x@localhost")), "DUNNO",
+               "a one-label domain has no %2: not looked up")
+            eq(c.ask(req(recipient="moved@example.net")),
+               "REJECT 5.7.1 try new@example.org (moved)", "result_format: %s and %U")
+            eq(c.ask(req(sender="x@example.org", recipient="limit@example.com")), "OK",
+               "one row: within expansion_limit")
+            eq(c.ask(req(sender="x@example.net", recipient="limit@example.com")), ON_ERROR,
+               "five rows: past expansion_limit, on_error")
+            p.wait_log(r"limit\.cf: query failed: result larger than expansion_limit", 5)
+
+
+@expects_on_error
+def test_pgsql_expansions_on_the_server():
+    expansions("pgsql")
+
+
+@expects_on_error
+def test_mysql_expansions_on_the_server():
+    expansions("mysql")
+
+
 # ------------------------------------------------ hosts given by name --
 
 def dns_rules(kind):
