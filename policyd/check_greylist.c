@@ -431,79 +431,63 @@ greylist_done(void *arg, const struct store_reply *r)
 }
 
 static void greylist_triplet(const struct greylist *g, struct eval *ev);
-static table_first_cb gl_wl_done;
 
-/* a whitelist asked in SQL: each table in turn, the clients' first */
+/* a whitelist asked in SQL: the client tables, then the recipients' */
 struct gl_wait {
 	const struct greylist *g;
 	struct eval *ev;
-	int	i;			/* the table asked */
-	int	failed;			/* the first table that failed, or -1 */
-	struct mapkeys ck, rk;
+	int	rcpt;			/* asking the recipient tables */
+	struct table *failed;		/* the first table that failed */
+	struct mapkeys k;		/* the keys asked */
 };
 
-/* gl_wait_table - the i-th whitelist table */
-static struct table *
-gl_wait_table(const struct greylist *g, int i)
-{
-	return i < g->sql_clients.n ? g->sql_clients.t[i] :
-	    g->sql_rcpts.t[i - g->sql_clients.n];
-}
-
-/* gl_wl_next - ask the next table; after the last, greylist or on_error */
+/* gl_wl_done - a row whitelists; else the next tables, the triplet */
 static void
-gl_wl_next(struct gl_wait *w)
-{
-	const struct greylist *g = w->g;
-	struct eval *ev = w->ev;
-	struct mapkeys *k = w->i < g->sql_clients.n ? &w->ck : &w->rk;
-	int	failed = w->failed;
-	char	detail[256];
-
-	if (w->i < g->sql_clients.n + g->sql_rcpts.n) {
-		table_lookup_first(gl_wait_table(g, w->i),
-		    (const char *const *)k->k, k->n, gl_wl_done, w);
-		return;
-	}
-	mapkeys_free(&w->ck);
-	mapkeys_free(&w->rk);
-	free(w);
-	if (failed < 0) {
-		greylist_triplet(g, ev);
-		return;
-	}
-	/* not whitelisted elsewhere: the rule's on_error decides */
-	snprintf(detail, sizeof(detail), "whitelist table %.200s: lookup "
-	    "failed (database down or slow)", table_name(gl_wait_table(g,
-	    failed)));
-	eval_check_done(ev, CHECK_TEMPFAIL, NULL, detail);
-}
-
-/* gl_wl_done - one table's answer: a row whitelists */
-static void
-gl_wl_done(void *arg, enum table_status st, int idx, const char *value)
+gl_wl_done(void *arg, enum table_status st, int ti, int ki, const char *value)
 {
 	struct gl_wait *w = arg;
-	int	client = w->i < w->g->sql_clients.n;
+	const struct greylist *g = w->g;
+	const struct gl_tables *l = w->rcpt ? &g->sql_rcpts : &g->sql_clients;
+	struct eval *ev = w->ev;
+	struct table *failed;
 	char	detail[256];
 
 	(void)value;
 	if (st == TABLE_FOUND) {
 		snprintf(detail, sizeof(detail), "%s whitelisted (%s %.100s: "
-		    "\"%.80s\")", client ? "client" : "recipient", client ?
-		    "whitelist_clients" : "whitelist_recipients",
-		    table_name(gl_wait_table(w->g, w->i)), (client ? &w->ck :
-		    &w->rk)->k[idx]);
-		mapkeys_free(&w->ck);
-		mapkeys_free(&w->rk);
-		eval_check_done(w->ev, CHECK_NOMATCH, NULL, detail);
+		    "\"%.80s\")", w->rcpt ? "recipient" : "client", w->rcpt ?
+		    "whitelist_recipients" : "whitelist_clients",
+		    table_name(l->t[ti]), w->k.k[ki]);
+		mapkeys_free(&w->k);
 		free(w);
+		eval_check_done(ev, CHECK_NOMATCH, NULL, detail);
 		return;
 	}
-	if (st == TABLE_ERROR && w->failed < 0)
-		w->failed = w->i;
-	w->i++;
-	gl_wl_next(w);
+	if (st == TABLE_ERROR && w->failed == NULL)
+		w->failed = l->t[ti];
+	mapkeys_free(&w->k);
+	if (!w->rcpt && g->sql_rcpts.n > 0) {
+		w->rcpt = 1;
+		if (mapkeys_rcptlist(ev->req->v[A_RECIPIENT], &w->k) < 0) {
+			free(w);
+			eval_check_done(ev, CHECK_TEMPFAIL, NULL,
+			    "out of memory");
+			return;
+		}
+		table_lookup_any(g->sql_rcpts.t, g->sql_rcpts.n,
+		    (const char *const *)w->k.k, w->k.n, gl_wl_done, w);
+		return;
+	}
+	failed = w->failed;
+	free(w);
+	if (failed == NULL) {
+		greylist_triplet(g, ev);
+		return;
+	}
+	/* not whitelisted elsewhere: the rule's on_error decides */
+	snprintf(detail, sizeof(detail), "whitelist table %.200s: lookup "
+	    "failed (database down or slow)", table_name(failed));
+	eval_check_done(ev, CHECK_TEMPFAIL, NULL, detail);
 }
 
 /* gl_wl_sql - ask the SQL whitelists (the files found nothing) */
@@ -515,18 +499,19 @@ gl_wl_sql(const struct greylist *g, struct eval *ev)
 
 	if (w == NULL || (g->sql_clients.n > 0 && mapkeys_clientlist(
 	    ev->client_ip_ok ? q->v[A_CLIENT_ADDRESS] : NULL,
-	    q->v[A_CLIENT_NAME], &w->ck) < 0) || (g->sql_rcpts.n > 0 &&
-	    mapkeys_rcptlist(q->v[A_RECIPIENT], &w->rk) < 0)) {
-		if (w != NULL)
-			mapkeys_free(&w->ck);
+	    q->v[A_CLIENT_NAME], &w->k) < 0)) {
 		free(w);
 		eval_check_done(ev, CHECK_TEMPFAIL, NULL, "out of memory");
 		return;
 	}
 	w->g = g;
 	w->ev = ev;
-	w->failed = -1;
-	gl_wl_next(w);
+	if (g->sql_clients.n == 0) {
+		gl_wl_done(w, TABLE_NOTFOUND, -1, -1, NULL);
+		return;
+	}
+	table_lookup_any(g->sql_clients.t, g->sql_clients.n,
+	    (const char *const *)w->k.k, w->k.n, gl_wl_done, w);
 }
 
 /* greylist_run - whitelists, then the triplet */

@@ -872,6 +872,78 @@ table_lookup_first(struct table *t, const char *const *keys, int n,
 	first_step(f);
 }
 
+/* a table_lookup_any() in flight */
+struct any {
+	struct table *const *t;
+	int	nt, i, failed;
+	struct mapkeys keys;
+	table_any_cb *cb;
+	void	*arg;
+};
+
+static void any_step(struct any *a);
+
+/* any_done - one table's answer: found, or on to the next table */
+static void
+any_done(void *arg, enum table_status st, int idx, const char *value)
+{
+	struct any *a = arg;
+
+	if (st == TABLE_FOUND) {
+		a->cb(a->arg, st, a->i, idx, value);
+		mapkeys_free(&a->keys);
+		free(a);
+		return;
+	}
+	if (st == TABLE_ERROR && a->failed < 0)
+		a->failed = a->i;
+	a->i++;
+	any_step(a);
+}
+
+/* any_step - ask the next table, or answer */
+static void
+any_step(struct any *a)
+{
+	if (a->i < a->nt) {
+		table_lookup_first(a->t[a->i], (const char *const *)a->keys.k,
+		    a->keys.n, any_done, a);
+		return;
+	}
+	a->cb(a->arg, a->failed < 0 ? TABLE_NOTFOUND : TABLE_ERROR, a->failed,
+	    -1, NULL);
+	mapkeys_free(&a->keys);
+	free(a);
+}
+
+/* table_lookup_any - the tables in turn until one finds (see table.h) */
+void
+table_lookup_any(struct table *const *t, int nt, const char *const *keys,
+    int n, table_any_cb *cb, void *arg)
+{
+	struct any *a;
+
+	if (n > MAPKEYS_MAX || (a = calloc(1, sizeof(*a))) == NULL) {
+		cb(arg, TABLE_ERROR, 0, -1, NULL);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		if ((a->keys.k[i] = strdup(keys[i])) == NULL) {
+			a->keys.n = i;
+			mapkeys_free(&a->keys);
+			free(a);
+			cb(arg, TABLE_ERROR, 0, -1, NULL);
+			return;
+		}
+	a->keys.n = n;
+	a->t = t;
+	a->nt = nt;
+	a->failed = -1;
+	a->cb = cb;
+	a->arg = arg;
+	any_step(a);
+}
+
 /* a table_lookup_owner() in flight */
 struct owner {
 	struct mapkeys keys;

@@ -79,6 +79,19 @@ void	table_lookup_first(struct table *t, const char *const *keys, int n,
 	    table_first_cb *cb, void *arg);
 
 /*
+ * table_lookup_any - each table of t[0..nt) in turn asked keys[0..n) as
+ * table_lookup_first() asks them (the keys are copied), until one finds:
+ * cb(arg, TABLE_FOUND, table index, key index, value). A table that fails
+ * does not stop the others (a row in another one still counts): after
+ * the last, TABLE_ERROR with the index of the first that failed, else
+ * TABLE_NOTFOUND (index -1).
+ */
+typedef void table_any_cb(void *arg, enum table_status st, int ti, int ki,
+	    const char *value);
+void	table_lookup_any(struct table *const *t, int nt,
+	    const char *const *keys, int n, table_any_cb *cb, void *arg);
+
+/*
  * table_lookup_owner - the keys a sender_login or relocated map is asked
  * for addr (mapkeys_owner()), and the first found as a one-entry map,
  * so that the check's pure decision (sender_owned(), relocated_lookup())
