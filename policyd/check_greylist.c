@@ -56,7 +56,7 @@ struct greylist {
 	unsigned group;			/* GROUP_* */
 	struct clientlist *wl_clients;
 	struct rcptlist *wl_rcpts;
-	struct gl_tables { struct table **t; int n; } sql_clients, sql_rcpts;
+	struct table_list sql_clients, sql_rcpts;	/* pgsql:, mysql: */
 	char	*hostname;
 };
 
@@ -90,25 +90,6 @@ gl_int(const config_setting_t *rs, const char *name, int def, int min, int max,
 	return 0;
 }
 
-/* gl_table - open an SQL whitelist table and add it to l */
-static int
-gl_table(struct gl_tables *l, const char *spec, const char *path, char *err,
-    size_t errlen)
-{
-	struct table **a, *t;
-
-	if ((t = table_open(spec, path, 0, err, errlen)) == NULL)
-		return -1;
-	if ((a = realloc(l->t, (size_t)(l->n + 1) * sizeof(*a))) == NULL) {
-		table_unref(t);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	l->t = a;
-	l->t[l->n++] = t;
-	return 0;
-}
-
 /* gl_files - load a string or list of whitelist files and tables */
 static int
 gl_files(const config_setting_t *rs, const char *name, const struct config *c,
@@ -135,8 +116,8 @@ gl_files(const config_setting_t *rs, const char *name, const struct config *c,
 		}
 		config_path(c, f + (table_is_sql(f) ? 6 : 0), path, sizeof(path));
 		if (table_is_sql(f))
-			rc = gl_table(clients ? &g->sql_clients : &g->sql_rcpts,
-			    f, path, why, sizeof(why));
+			rc = table_list_add(clients ? &g->sql_clients :
+			    &g->sql_rcpts, f, path, why, sizeof(why));
 		else
 			rc = clients ? clientlist_load_file(g->wl_clients, path,
 			    why, sizeof(why)) : rcptlist_load_file(g->wl_rcpts,
@@ -159,12 +140,8 @@ greylist_free(void *priv)
 
 	clientlist_free(g->wl_clients);
 	rcptlist_free(g->wl_rcpts);
-	for (int i = 0; i < g->sql_clients.n; i++)
-		table_unref(g->sql_clients.t[i]);
-	for (int i = 0; i < g->sql_rcpts.n; i++)
-		table_unref(g->sql_rcpts.t[i]);
-	free(g->sql_clients.t);
-	free(g->sql_rcpts.t);
+	table_list_free(&g->sql_clients);
+	table_list_free(&g->sql_rcpts);
 	gl_cache_free(g->cache);
 	free(g->hostname);
 	free(g);
@@ -447,7 +424,7 @@ gl_wl_done(void *arg, enum table_status st, int ti, int ki, const char *value)
 {
 	struct gl_wait *w = arg;
 	const struct greylist *g = w->g;
-	const struct gl_tables *l = w->rcpt ? &g->sql_rcpts : &g->sql_clients;
+	const struct table_list *l = w->rcpt ? &g->sql_rcpts : &g->sql_clients;
 	struct eval *ev = w->ev;
 	struct table *failed;
 	char	detail[256];

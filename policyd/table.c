@@ -1155,6 +1155,36 @@ table_unref(struct table *t)
 	free(t);
 }
 
+/* table_list_add - open one more table of a list (see table.h) */
+int
+table_list_add(struct table_list *l, const char *spec, const char *path,
+    char *err, size_t errlen)
+{
+	struct table **a, *t;
+
+	if ((t = table_open(spec, path, 0, err, errlen)) == NULL)
+		return -1;
+	if ((a = realloc(l->t, (size_t)(l->n + 1) * sizeof(*a))) == NULL) {
+		table_unref(t);
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -1;
+	}
+	l->t = a;
+	l->t[l->n++] = t;
+	return 0;
+}
+
+/* table_list_free - drop every table of the list */
+void
+table_list_free(struct table_list *l)
+{
+	for (int i = 0; i < l->n; i++)
+		table_unref(l->t[i]);
+	free(l->t);
+	l->t = NULL;
+	l->n = 0;
+}
+
 /* table_name - as in logs and metrics */
 const char *
 table_name(const struct table *t)

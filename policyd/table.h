@@ -78,6 +78,17 @@ typedef void table_first_cb(void *arg, enum table_status st, int idx,
 void	table_lookup_first(struct table *t, const char *const *keys, int n,
 	    table_first_cb *cb, void *arg);
 
+/* a list of tables, for a setting that may name several */
+struct table_list {
+	struct table **t;
+	int	n;
+};
+
+/* table_list_add - table_open() and append; 0, or -1 with err */
+int	table_list_add(struct table_list *l, const char *spec,
+	    const char *path, char *err, size_t errlen);
+void	table_list_free(struct table_list *l);
+
 /*
  * table_lookup_any - each table of t[0..nt) in turn asked keys[0..n) as
  * table_lookup_first() asks them (the keys are copied), until one finds:

@@ -669,6 +669,54 @@ def test_greylist_whitelist_table_errors_at_policyd_t():
         p.cleanup(check_exit=False)
 
 
+# ------------------------------------- sender_login protect_domains from SQL --
+
+def protect_domains(kind):
+    """PostfixAdmin's virtual-domain query as protect_domains: a sender in a
+    hosted domain must authenticate; names in the list are asked first."""
+    with server(kind) as srv:
+        srv.sql("CREATE TABLE domain (domain varchar(255) PRIMARY KEY, "
+                "active smallint NOT NULL DEFAULT 1)")
+        srv.sql("INSERT INTO domain (domain) VALUES ('example.net'), ('.hosted.example')")
+        srv.sql("INSERT INTO domain (domain, active) VALUES ('example.org', 0)")
+        if kind == "pgsql":
+            srv.sql("GRANT SELECT ON domain TO postfix")
+        rules = """rules = (
+  { name = "sl"; check = "sender_login"; on_error = "%(e)s";
+    protect_domains = [ "static.example", "%(k)s:domains.cf" ]; },
+  { name = "rest"; action = "OK"; }
+);
+""" % {"k": kind, "e": ON_ERROR}
+        fs = {"domains.cf": table_file(kind, srv, "SELECT domain FROM domain "
+                                       "WHERE domain='%s' AND active = '1'")}
+        with Redis() as r, Policyd(redis=r, rules=rules, files=fs) as p:
+            c = p.client()
+            refused = "REJECT 5.7.1 Sender address rejected: authentication required for <%s>"
+            for sender, want in (("x@example.net", refused % "x@example.net"),
+                                 ("X@Example.NET", refused % "X@Example.NET"),
+                                 ("x@static.example", refused % "x@static.example"),
+                                 ("x@mx.hosted.example", refused % "x@mx.hosted.example"),
+                                 ("x@sub.example.net", "OK"),
+                                 ("x@example.org", "OK"),
+                                 ("x@other.example", "OK")):
+                eq(c.ask(req(sender=sender)), want, sender)
+            eq(c.ask(auth("x@example.net", "x@example.net")), "OK", "authenticated: owned")
+            srv.stop()
+            eq(c.ask(req(sender="y@fresh.test")), ON_ERROR, "database down: on_error")
+            eq(c.ask(req(sender="y@static.example")), refused % "y@static.example",
+               "a name in the list still protects")
+
+
+@expects_on_error
+def test_pgsql_protect_domains():
+    protect_domains("pgsql")
+
+
+@expects_on_error
+def test_mysql_protect_domains():
+    protect_domains("mysql")
+
+
 # ------------------------------------ Postfix's expansions, on the server --
 
 EXP_ROWS = [
