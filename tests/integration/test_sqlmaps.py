@@ -95,11 +95,16 @@ def server(kind):
     return sqlservers.MariaDB()
 
 
-def load_schema(srv):
-    for s in SCHEMA + ROWS:
-        srv.sql(s)
+def load_rows(srv, rows, tables):
+    """run the statements; the postfix user may read the tables"""
+    for q in rows:
+        srv.sql(q)
     if isinstance(srv, sqlservers.PostgreSQL):
-        srv.sql("GRANT SELECT ON alias, relocated TO postfix")
+        srv.sql("GRANT SELECT ON %s TO postfix" % ", ".join(tables))
+
+
+def load_schema(srv):
+    load_rows(srv, SCHEMA + ROWS, ["alias", "relocated"])
 
 
 def metric(port, name, table):
@@ -317,10 +322,7 @@ def access_rules(kind):
 
 def access(kind):
     with server(kind) as srv:
-        for q in ACCESS_ROWS:
-            srv.sql(q)
-        if kind == "pgsql":
-            srv.sql("GRANT SELECT ON access TO postfix")
+        load_rows(srv, ACCESS_ROWS, ["access"])
         fs = {"access.cf": table_file(kind, srv, "SELECT action FROM access WHERE k='%s'")}
         with Redis() as r, Policyd(redis=r, rules=access_rules(kind), files=fs) as p:
             c = p.client()
@@ -376,10 +378,7 @@ def rl_rules(kind):
 
 def ratelimit_overrides(kind):
     with server(kind) as srv:
-        for q in RL_ROWS:
-            srv.sql(q)
-        if kind == "pgsql":
-            srv.sql("GRANT SELECT ON quota TO postfix")
+        load_rows(srv, RL_ROWS, ["quota"])
         fs = {"quota.cf": table_file(kind, srv,
                                      "SELECT windows FROM quota WHERE username='%s'")}
         with Redis() as r, Policyd(redis=r, rules=rl_rules(kind), files=fs) as p:
@@ -555,10 +554,7 @@ def wl_files(kind, srv):
 
 def greylist_whitelists(kind):
     with server(kind) as srv:
-        for q in WL_ROWS:
-            srv.sql(q)
-        if kind == "pgsql":
-            srv.sql("GRANT SELECT ON greylist_clients, greylist_recipients TO postfix")
+        load_rows(srv, WL_ROWS, ["greylist_clients", "greylist_recipients"])
         with Redis() as r, Policyd(redis=r, rules=wl_rules(kind), files=wl_files(kind, srv)) as p:
             c = p.client()
 
@@ -675,12 +671,11 @@ def protect_domains(kind):
     """PostfixAdmin's virtual-domain query as protect_domains: a sender in a
     hosted domain must authenticate; names in the list are asked first."""
     with server(kind) as srv:
-        srv.sql("CREATE TABLE domain (domain varchar(255) PRIMARY KEY, "
-                "active smallint NOT NULL DEFAULT 1)")
-        srv.sql("INSERT INTO domain (domain) VALUES ('example.net'), ('.hosted.example')")
-        srv.sql("INSERT INTO domain (domain, active) VALUES ('example.org', 0)")
-        if kind == "pgsql":
-            srv.sql("GRANT SELECT ON domain TO postfix")
+        load_rows(srv, ["CREATE TABLE domain (domain varchar(255) PRIMARY KEY, "
+                        "active smallint NOT NULL DEFAULT 1)",
+                        "INSERT INTO domain (domain) VALUES ('example.net'), ('.hosted.example')",
+                        "INSERT INTO domain (domain, active) VALUES ('example.org', 0)"],
+                  ["domain"])
         rules = """rules = (
   { name = "sl"; check = "sender_login"; on_error = "%(e)s";
     protect_domains = [ "static.example", "%(k)s:domains.cf" ]; },
@@ -749,10 +744,7 @@ def expansions(kind):
     expansion_limit: each against the real server."""
     with server(kind) as srv:
         load_schema(srv)
-        for q in EXP_ROWS:
-            srv.sql(q)
-        if kind == "pgsql":
-            srv.sql("GRANT SELECT ON alias_domain, regdom TO postfix")
+        load_rows(srv, EXP_ROWS, ["alias_domain", "regdom"])
         fs = {
             "aliasdomain.cf": table_file(
                 kind, srv, "SELECT goto FROM alias, alias_domain WHERE "
