@@ -10,8 +10,8 @@
  *	(table.h) is asked after the files, one query per key, the keys
  *	most specific first (mapkeys_clientlist(), mapkeys_rcptlist()):
  *	any row found whitelists; a table that fails answers on_error
- *	unless another one whitelists. Everything else is one EVALSHA of greylist.lua,
- *	which decides and updates atomically (see the script for the
+ *	unless another one whitelists. Everything else is one EVALSHA of
+ *	greylist.lua, which decides and updates atomically (see the script for the
  *	states). Where a triplet lives (buckets of a few hundred bytes in
  *	Redis's listpack encoding, about 20 bytes a triplet): greylist.h.
  *	Triplets of the old format (one key each) are still read, and moved
