@@ -76,6 +76,8 @@ struct sqlcf_host {
 	char	*host;			/* name or address; NULL for a socket */
 	int	port;			/* 0 = driver default */
 	char	*socket;		/* unix socket (pgsql: its directory) */
+	const char *addr;		/* NULL; on table.c's copy for a
+					   driver: the name's address */
 };
 
 struct sqlcf_seg {

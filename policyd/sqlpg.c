@@ -222,7 +222,7 @@ pg_open(struct event_base *base, const struct sqlcf *cf,
     size_t errlen)
 {
 	struct sqlc *c = calloc(1, sizeof(*c));
-	const char *kw[8], *val[8];
+	const char *kw[9], *val[9];
 	char	port[16];
 	int	n = 0;
 
@@ -237,6 +237,11 @@ pg_open(struct event_base *base, const struct sqlcf *cf,
 	c->fd = -1;
 	kw[n] = "host";
 	val[n++] = h->socket ? h->socket : h->host;
+	if (h->addr != NULL) {
+		/* resolved by the caller: libpq connects there, no lookup */
+		kw[n] = "hostaddr";
+		val[n++] = h->addr;
+	}
 	if (h->port > 0) {
 		snprintf(port, sizeof(port), "%d", h->port);
 		kw[n] = "port";

@@ -555,7 +555,7 @@ conn_open(struct pconn *pc)
 	char	err[256];
 
 	if (pc->naddr > 0)
-		h.host = pc->addr[pc->iaddr];	/* lives as long as pc */
+		h.addr = pc->addr[pc->iaddr];	/* lives as long as pc */
 	pc->c = t->drv->open(tbase, &t->cf, &h, conn_event, pc, err,
 	    sizeof(err));
 	if (pc->c == NULL) {
