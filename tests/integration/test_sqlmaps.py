@@ -641,7 +641,7 @@ def test_mysql_greylist_whitelists():
     greylist_whitelists("mysql")
 
 
-def test_greylist_whitelist_table_errors_at_policyd_t():
+def test_whitelist_and_protect_domains_table_errors_at_policyd_t():
     rules = wl_rules("pgsql")
     good = "dbname = mail\nquery = SELECT 1 FROM t WHERE k='%s'\n"
     for bad, setting in (("wlc.cf", "whitelist_clients"), ("wlr.cf", "whitelist_recipients")):
@@ -661,6 +661,17 @@ def test_greylist_whitelist_table_errors_at_policyd_t():
     try:
         rc, out = p.check_config()
         check(rc == 1 and re.search(r"policyd\.conf:\d+: whitelist_clients: .*wlc\.cf", out), out)
+    finally:
+        p.cleanup(check_exit=False)
+    # the same for sender_login's protect_domains
+    p = Policyd(rules='rules = ( { name = "sl"; check = "sender_login";\n'
+                      '  protect_domains = [ "example.net", "mysql:d.cf" ]; } );',
+                files={"d.cf": "dbname = mail\nhosts = db..example\nquery = SELECT 1\n"})
+    p.logf = None
+    try:
+        rc, out = p.check_config()
+        check(rc == 1 and re.search(r"policyd\.conf:\d+: protect_domains: .*d\.cf:2: hosts: "
+                                    r"\"db\.\.example\" is neither", out), out)
     finally:
         p.cleanup(check_exit=False)
 
