@@ -78,7 +78,7 @@ core_objs() {
 	for s in policyd/*.c; do
 		b=$(basename "$s" .c)
 		# sockets, Redis and HTTP I/O: not part of the loader
-		case $b in main|conn|listener|store|store_*|metrics|policyctl) continue ;; esac
+		case $b in main|conn|listener|store|store_*|metrics) continue ;; esac
 		compile "$s" "$obj/$b.o" || return 1
 		list="$list $obj/$b.o"
 	done
