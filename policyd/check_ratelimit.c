@@ -1190,49 +1190,101 @@ rl_call_new(const struct ratelimit *rl, struct eval *ev, char *why,
 	return k;
 }
 
-/* rl_send - one script call for k in mode (1 charge, 2 refund) */
+/* put_be - n bytes of v, big-endian */
+static unsigned char *
+put_be(unsigned char *p, uint64_t v, int n)
+{
+	for (int i = n - 1; i >= 0; i--)
+		*p++ = (unsigned char)(v >> (8 * i));
+	return p;
+}
+
+/* put_double - a double, big-endian (struct.unpack's ">d") */
+static unsigned char *
+put_double(unsigned char *p, double d)
+{
+	uint64_t v;
+
+	memcpy(&v, &d, sizeof(v));
+	return put_be(p, v, 8);
+}
+
+/* put_dec - v in decimal into buf (24 bytes); the length */
+static size_t
+put_dec(char *buf, long long v)
+{
+	char	tmp[24];
+	size_t	n = 0, o = 0;
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v :
+	    (unsigned long long)v;
+
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		buf[o++] = '-';
+	while (n > 0)
+		buf[o++] = tmp[--n];
+	buf[o] = '\0';
+	return o;
+}
+
+/*
+ * rl_send - one script call for k in mode (1 charge, 2 refund), in the
+ * script's packed form (see ratelimit.lua)
+ */
 static void
 rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 {
 	const struct ratelimit *rl = k->rl;
-	char	rkey[24], nkey[24], modes[4], costs[24], nws[8];
-	char	nums[RL_MAX_WIN * 2][24], net[64], maxn[16], nwin[16];
-	const char *argv[32];
-	size_t	argvlen[32];
+	char	rkey[24], nkey[24], secs[RL_MAX_WIN][24], net[64];
+	unsigned char nums[2 + 16 + 16 * RL_MAX_WIN + 8], *p = nums;
+	long long maxs = 0;
+	const char *argv[4 + RL_MAX_WIN];
+	size_t	argvlen[4 + RL_MAX_WIN];
 	uint64_t tag = ratelimit_tag(secret.key, rl->rule, k->key);
 	int	n = 0, nkeys = 1;
 
-	snprintf(rkey, sizeof(rkey), "r{%016" PRIx64 "}", tag);
-	snprintf(nkey, sizeof(nkey), "n{%016" PRIx64 "}", tag);
-	snprintf(modes, sizeof(modes), "%d", mode);
-	snprintf(costs, sizeof(costs), "%lld", k->cost);
-	snprintf(nws, sizeof(nws), "%d", k->nwin);
-	argv[n++] = rkey;
+	memcpy(rkey, "r{", 2);
+	memcpy(nkey, "n{", 2);
+	for (int i = 0; i < 16; i++)
+		rkey[2 + i] = nkey[2 + i] = "0123456789abcdef"[(tag >>
+		    (60 - 4 * i)) & 15];
+	rkey[18] = nkey[18] = '}';
+	argv[n] = rkey;
+	argvlen[n++] = 19;
 	if (mode == 1 && rl->max_networks > 0 && ev->client_ip_ok) {
-		argv[n++] = nkey;
+		argv[n] = nkey;
+		argvlen[n++] = 19;
 		nkeys = 2;
 	}
-	argv[n++] = modes;
-	argv[n++] = costs;
-	argv[n++] = nws;
+	*p++ = (unsigned char)mode;
+	p = put_double(p, (double)k->cost);
+	*p++ = (unsigned char)k->nwin;
+	for (int i = 0; i < k->nwin; i++)
+		if (k->win[i].seconds > maxs)
+			maxs = k->win[i].seconds;
+	p = put_double(p, (double)maxs * 1000);
 	for (int i = 0; i < k->nwin; i++) {
-		snprintf(nums[2 * i], sizeof(nums[0]), "%lld", k->win[i].limit);
-		snprintf(nums[2 * i + 1], sizeof(nums[0]), "%lld",
-		    k->win[i].seconds);
-		argv[n++] = nums[2 * i];
-		argv[n++] = nums[2 * i + 1];
+		p = put_double(p, (double)k->win[i].limit);
+		p = put_double(p, (double)k->win[i].seconds);
 	}
 	if (nkeys == 2) {
-		addr_net_hex(&ev->client_ip, rl->v4prefix, rl->v6prefix, net,
-		    sizeof(net));
-		snprintf(maxn, sizeof(maxn), "%d", rl->max_networks);
-		snprintf(nwin, sizeof(nwin), "%d", rl->networks_window);
-		argv[n++] = net;
-		argv[n++] = maxn;
-		argv[n++] = nwin;
+		p = put_be(p, (uint64_t)rl->max_networks, 4);
+		p = put_be(p, (uint64_t)rl->networks_window, 4);
 	}
-	for (int i = 0; i < n; i++)
-		argvlen[i] = strlen(argv[i]);
+	argv[n] = (const char *)nums;
+	argvlen[n++] = (size_t)(p - nums);
+	for (int i = 0; i < k->nwin; i++) {
+		argvlen[n] = put_dec(secs[i], k->win[i].seconds);
+		argv[n++] = secs[i];
+	}
+	if (nkeys == 2) {
+		argvlen[n] = (size_t)addr_net_hex(&ev->client_ip, rl->v4prefix,
+		    rl->v6prefix, net, sizeof(net));
+		argv[n++] = net;
+	}
 	store_script(ev->store, SCRIPT_RATELIMIT, nkeys, n, argv, argvlen, cb,
 	    arg);
 }
@@ -1261,15 +1313,22 @@ ratelimit_done(void *arg, const struct store_reply *r)
 	char	action[EVAL_TEXT], detail[256], wt[48], key[300], esc[400];
 	char	lim[32], ret[32], cnt[32];
 	const struct rl_window *w;
+	long long v[5];
 
-	if (!r->ok || r->n < 5) {
+	if (!r->ok || r->n != 1 || r->v[0] < 0) {
 		eval_check_done(ev, CHECK_TEMPFAIL, NULL,
-		    r->ok ? "short reply from ratelimit script" : r->err);
+		    r->ok ? "unexpected reply from ratelimit script" : r->err);
 		free(k);
 		return;
 	}
+	/* status, window, retry or ttl, first trip or alert, networks */
+	v[0] = r->v[0] & 3;
+	v[1] = (r->v[0] >> 3) & 15;
+	v[2] = ((r->v[0] >> 7) & 0x1ffffff) - 1;
+	v[3] = (r->v[0] >> 2) & 1;
+	v[4] = r->v[0] >> 32;
 	safe_key(k->key, key, sizeof(key));
-	switch (r->v[0]) {
+	switch (v[0]) {
 	case 0:
 		snprintf(detail, sizeof(detail), "key %s: %lld %s charged, "
 		    "within %d window%s", key, k->cost,
@@ -1278,15 +1337,15 @@ ratelimit_done(void *arg, const struct store_reply *r)
 		eval_check_done(ev, CHECK_NOMATCH, NULL, detail);
 		break;
 	case 1:
-		if (r->v[1] < 1 || r->v[1] > k->nwin) {
+		if (v[1] < 1 || v[1] > k->nwin) {
 			eval_check_done(ev, CHECK_TEMPFAIL, NULL,
 			    "bad window in ratelimit reply");
 			break;
 		}
-		w = &k->win[r->v[1] - 1];
+		w = &k->win[v[1] - 1];
 		ratelimit_window_text(w->seconds, wt, sizeof(wt));
 		snprintf(lim, sizeof(lim), "%lld", w->limit);
-		if (r->v[2] < 0) {
+		if (v[2] < 0) {
 			/*
 			 * It can never fit: a deferral would only be retried
 			 * for days, so refuse it permanently (oversize_action).
@@ -1302,16 +1361,16 @@ ratelimit_done(void *arg, const struct store_reply *r)
 			    count_names[rl->count], wt, ret };
 			size_t	o;
 
-			snprintf(ret, sizeof(ret), "%lld", r->v[2]);
+			snprintf(ret, sizeof(ret), "%lld", v[2]);
 			o = (size_t)snprintf(action, sizeof(action), "%s ",
 			    rl->word);
 			check_expand(action + o, sizeof(action) - o, rl->reply,
 			    "kluwr", vals);
 			snprintf(detail, sizeof(detail), "key %s: %lld per %s "
 			    "reached, frees in %lld s", key, w->limit, wt,
-			    r->v[2]);
+			    v[2]);
 		}
-		if (r->v[3]) {
+		if (v[3]) {
 			log_escape(esc, sizeof(esc), k->key, strlen(k->key));
 			log_warnx("ratelimit: rule %s: %s reached %lld %s per %s",
 			    rl->rule, esc, w->limit, count_names[rl->count], wt);
@@ -1322,23 +1381,23 @@ ratelimit_done(void *arg, const struct store_reply *r)
 		break;
 	case 2:
 		ratelimit_window_text(rl->networks_window, wt, sizeof(wt));
-		snprintf(cnt, sizeof(cnt), "%lld", r->v[4]);
+		snprintf(cnt, sizeof(cnt), "%lld", v[4]);
 		{
 			const char *vals[3] = { key, cnt, wt };
 
 			check_expand(action, sizeof(action),
 			    rl->networks_action, "kcw", vals);
 		}
-		if (r->v[3]) {
+		if (v[3]) {
 			log_escape(esc, sizeof(esc), k->key, strlen(k->key));
 			log_warnx("ALERT: login %s seen from %lld client "
 			    "networks in %d s (rule %s, max_networks %d)", esc,
-			    r->v[4], rl->networks_window, rl->rule,
+			    v[4], rl->networks_window, rl->rule,
 			    rl->max_networks);
 		}
 		snprintf(detail, sizeof(detail), "key %s: %lld client "
 		    "networks in %s (max %d), window ends in %lld s", key,
-		    r->v[4], wt, rl->max_networks, r->v[2]);
+		    v[4], wt, rl->max_networks, v[2]);
 		eval_check_done(ev, CHECK_MATCH, action, detail);
 		break;
 	default:
