@@ -1005,7 +1005,8 @@ rl_windows_for(const struct ratelimit *rl, const char *key,
 		    rl->parts[0] == RLP_SENDER || rl->parts[0] ==
 		    RLP_RECIPIENT) && ((d = domain) != NULL ||
 		    (d = addr_domain(key)) != NULL)) {
-			snprintf(dom, sizeof(dom), "@%s", d);
+			dom[0] = '@';
+			text_copy(dom + 1, sizeof(dom) - 1, d);
 			if ((v = map_get(rl->overrides, dom)) != NULL)
 				snprintf(why, whylen, "override %s", dom);
 		}
@@ -1013,7 +1014,7 @@ rl_windows_for(const struct ratelimit *rl, const char *key,
 	if (v == NULL) {
 		memcpy(w, rl->win, sizeof(rl->win));
 		*nw = rl->nwin;
-		snprintf(why, whylen, "rule default");
+		text_copy(why, whylen, "rule default");
 		return 0;
 	}
 	rc = ratelimit_parse_windows(v, rl->win, rl->nwin, w, nw, err,
@@ -1153,7 +1154,8 @@ static struct rl_call *
 rl_call_new(const struct ratelimit *rl, struct eval *ev, char *why,
     size_t whylen)
 {
-	struct rl_call *k = calloc(1, sizeof(*k));
+	/* not zeroed: the key alone is several KiB, and all is set here */
+	struct rl_call *k = malloc(sizeof(*k));
 	const char *d = NULL;
 	char	dom[RL_PART_MAX + 2];
 
@@ -1161,6 +1163,9 @@ rl_call_new(const struct ratelimit *rl, struct eval *ev, char *why,
 		fatalx("out of memory");
 	k->ev = ev;
 	k->rl = rl;
+	k->nwin = 0;
+	k->cost = 0;
+	k->key[0] = '\0';
 	if (ratelimit_key_text(secret.key, rl->parts, rl->nparts,
 	    rl->v4prefix, rl->v6prefix, ev->req, k->key, sizeof(k->key), why,
 	    whylen) < 0) {
@@ -1174,7 +1179,7 @@ rl_call_new(const struct ratelimit *rl, struct eval *ev, char *why,
 
 		if (a >= 0 && (d = addr_domain(ev->req->v[a])) != NULL &&
 		    strlen(d) < sizeof(dom)) {
-			snprintf(dom, sizeof(dom), "%s", d);
+			text_copy(dom, sizeof(dom), d);
 			addr_lower(dom);
 			d = dom;
 		} else {
@@ -1289,6 +1294,16 @@ rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 	    arg);
 }
 
+/* cat - append s to buf (len bytes, o used), cut to fit; the new length */
+static size_t
+cat(char *buf, size_t len, size_t o, const char *s)
+{
+	if (o >= len)
+		return o;
+	text_copy(buf + o, len - o, s);
+	return o + strlen(buf + o);
+}
+
 /* safe_key - the key for a reply or log: printable, bounded */
 static void
 safe_key(const char *key, char *buf, size_t len)
@@ -1329,10 +1344,23 @@ ratelimit_done(void *arg, const struct store_reply *r)
 	v[4] = r->v[0] >> 32;
 	safe_key(k->key, key, sizeof(key));
 	switch (v[0]) {
-	case 0:
-		snprintf(detail, sizeof(detail), "key %s: %lld %s charged, "
-		    "within %d window%s", key, k->cost,
-		    count_names[rl->count], k->nwin, k->nwin == 1 ? "" : "s");
+	case 0: {
+		/* "key %s: %lld %s charged, within %d window%s" */
+		char	num[24];
+		size_t	o = cat(detail, sizeof(detail), 0, "key ");
+
+		o = cat(detail, sizeof(detail), o, key);
+		o = cat(detail, sizeof(detail), o, ": ");
+		put_dec(num, k->cost);
+		o = cat(detail, sizeof(detail), o, num);
+		o = cat(detail, sizeof(detail), o, " ");
+		o = cat(detail, sizeof(detail), o, count_names[rl->count]);
+		o = cat(detail, sizeof(detail), o, " charged, within ");
+		put_dec(num, k->nwin);
+		o = cat(detail, sizeof(detail), o, num);
+		cat(detail, sizeof(detail), o, k->nwin == 1 ? " window" :
+		    " windows");
+		}
 		eval_check_charged(ev);
 		eval_check_done(ev, CHECK_NOMATCH, NULL, detail);
 		break;

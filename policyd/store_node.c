@@ -139,17 +139,58 @@ store_kick_requeue(struct store *s)
 }
 
 
-/* node_send - send a command on a node; 0 or -1 (not sent) */
+/* put_len - c, then v in decimal, then CRLF; the bytes written */
+static size_t
+put_len(char *out, char c, size_t v)
+{
+	char	tmp[24];
+	size_t	n = 0, o = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	out[o++] = c;
+	while (n > 0)
+		out[o++] = tmp[--n];
+	out[o++] = '\r';
+	out[o++] = '\n';
+	return o;
+}
+
+/*
+ * node_send - send a command on a node; 0 or -1 (not sent). The command
+ * is put in Redis's protocol here (what redisAsyncCommandArgv() does
+ * with a format per argument, at a fraction of the cost).
+ */
 int
 node_send(struct node *n, struct pending *p)
 {
+	char	stack[2048], *cmd = stack;
+	size_t	need = 24, o;
+	int	rc;
+
 	if (!node_can_send(n))
 		return -1;
 	if (p->asking && redisAsyncCommand(n->ac, NULL, NULL, "ASKING") !=
 	    REDIS_OK)
 		return -1;
-	if (redisAsyncCommandArgv(n->ac, store_on_reply, p, p->argc, p->argv,
-	    p->argvlen) != REDIS_OK)
+	for (int i = 0; i < p->argc; i++)
+		need += p->argvlen[i] + 24;
+	if (need > sizeof(stack) && (cmd = malloc(need)) == NULL)
+		return -1;
+	o = put_len(cmd, '*', (size_t)p->argc);
+	for (int i = 0; i < p->argc; i++) {
+		o += put_len(cmd + o, '$', p->argvlen[i]);
+		memcpy(cmd + o, p->argv[i], p->argvlen[i]);
+		o += p->argvlen[i];
+		cmd[o++] = '\r';
+		cmd[o++] = '\n';
+	}
+	rc = redisAsyncFormattedCommand(n->ac, store_on_reply, p, cmd, o);
+	if (cmd != stack)
+		free(cmd);
+	if (rc != REDIS_OK)
 		return -1;
 	p->node = n;
 	p->sent_ms = now_ms();
