@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -91,6 +92,7 @@ struct ratelimit {
 	char	*networks_action;	/* template: %k %c %w */
 	int	v4prefix, v6prefix;
 	char	**notify;		/* argv, NULL-ended, or NULL */
+	struct rl_exp *exp;		/* mutable behind the const rule */
 };
 
 static const char *const ratelimit_keys[] = {
@@ -754,6 +756,7 @@ ratelimit_free(void *priv)
 	for (int i = 0; rl->notify && rl->notify[i]; i++)
 		free(rl->notify[i]);
 	free(rl->notify);
+	free(rl->exp);
 	free(rl);
 }
 
@@ -981,6 +984,8 @@ struct rl_call {
 	struct rl_window win[RL_MAX_WIN];
 	int	nwin;
 	long long cost;
+	uint64_t tag;			/* of the keys */
+	long long sent_ms, maxt_ms;	/* for the expiry knowledge */
 	char	key[RL_KEY_MAX];
 };
 
@@ -1195,6 +1200,65 @@ rl_call_new(const struct ratelimit *rl, struct eval *ev, char *why,
 	return k;
 }
 
+/*
+ * What this instance knows of a key's expiry. Every charge used to end
+ * with PEXPIRE (the longest window), a write that costs Redis more than
+ * the decision. The key's expiry only ever moves forward (each PEXPIRE
+ * sets now + the longest window; a DEL is seen by HSET adding a field),
+ * so after this instance saw one done it knows a lower bound of the
+ * expiry; for RL_EXP_USE ms it passes how long the key surely lives, and
+ * the script skips PEXPIRE when every new TAT falls within that. Kept per
+ * compiled rule (a reload may change the windows), direct-mapped.
+ */
+#define RL_EXP_SLOTS	4096
+#define RL_EXP_USE	10000		/* ms an entry is used after its PEXPIRE */
+
+struct rl_exp {
+	struct { uint64_t tag; long long at_ms, until_ms; } e[RL_EXP_SLOTS];
+};
+
+/* mono_ms - CLOCK_MONOTONIC in milliseconds */
+static long long
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* rl_live_ms - how long the keys of tag surely live, 0 when unknown */
+static long long
+rl_live_ms(const struct ratelimit *rl, uint64_t tag, long long now)
+{
+	const struct rl_exp *x = rl->exp;
+	size_t	i = (size_t)(tag & (RL_EXP_SLOTS - 1));
+
+	if (x == NULL || x->e[i].tag != tag || now - x->e[i].at_ms >
+	    RL_EXP_USE || x->e[i].until_ms <= now)
+		return 0;
+	return x->e[i].until_ms - now;
+}
+
+/*
+ * rl_exp_learn - the script did PEXPIRE maxt_ms after sent_ms: the key
+ * lives until then at least, less a margin for the two clocks' rates
+ * (a second and 0.1 % of the window)
+ */
+static void
+rl_exp_learn(const struct ratelimit *rl, const struct rl_call *k)
+{
+	struct ratelimit *m = (struct ratelimit *)rl;
+	size_t	i = (size_t)(k->tag & (RL_EXP_SLOTS - 1));
+
+	if (m->exp == NULL && (m->exp = calloc(1, sizeof(*m->exp))) == NULL)
+		return;
+	m->exp->e[i].tag = k->tag;
+	m->exp->e[i].at_ms = k->sent_ms;
+	m->exp->e[i].until_ms = k->sent_ms + k->maxt_ms - 1000 -
+	    k->maxt_ms / 1000;
+}
+
 /* put_be - n bytes of v, big-endian */
 static unsigned char *
 put_be(unsigned char *p, uint64_t v, int n)
@@ -1244,7 +1308,7 @@ rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 {
 	const struct ratelimit *rl = k->rl;
 	char	rkey[24], nkey[24], secs[RL_MAX_WIN][24], net[64];
-	unsigned char nums[2 + 16 + 16 * RL_MAX_WIN + 8], *p = nums;
+	unsigned char nums[2 + 24 + 16 * RL_MAX_WIN + 8], *p = nums;
 	long long maxs = 0;
 	const char *argv[4 + RL_MAX_WIN];
 	size_t	argvlen[4 + RL_MAX_WIN];
@@ -1271,6 +1335,11 @@ rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 		if (k->win[i].seconds > maxs)
 			maxs = k->win[i].seconds;
 	p = put_double(p, (double)maxs * 1000);
+	k->tag = tag;
+	k->maxt_ms = maxs * 1000;
+	k->sent_ms = mono_ms();
+	p = put_double(p, mode == 1 ? (double)rl_live_ms(rl, tag,
+	    k->sent_ms) : 0);
 	for (int i = 0; i < k->nwin; i++) {
 		p = put_double(p, (double)k->win[i].limit);
 		p = put_double(p, (double)k->win[i].seconds);
@@ -1341,7 +1410,9 @@ ratelimit_done(void *arg, const struct store_reply *r)
 	v[1] = (r->v[0] >> 3) & 15;
 	v[2] = ((r->v[0] >> 7) & 0x1ffffff) - 1;
 	v[3] = (r->v[0] >> 2) & 1;
-	v[4] = r->v[0] >> 32;
+	v[4] = (r->v[0] >> 32) & 0x3fff;
+	if (r->v[0] & (1LL << 46))
+		rl_exp_learn(rl, k);
 	safe_key(k->key, key, sizeof(key));
 	switch (v[0]) {
 	case 0: {

@@ -13,11 +13,13 @@
 -- policyd (modes 1 charge, 2 refund COST): ARGV[1] the numbers, packed
 -- big-endian (Lua's tonumber() of an argument costs more than the rest of
 -- a decision): mode (1 byte), cost (double), nwin (1 byte), the longest
--- window in ms (double), per window limit and seconds (doubles), then
--- with KEYS[2] max_networks and networks_window (32-bit). ARGV[1 + i]
+-- window in ms (double), how long the caller knows the key lives (ms,
+-- double: 0 unknown), per window limit and seconds (doubles), then with
+-- KEYS[2] max_networks and networks_window (32-bit). ARGV[1 + i]
 -- the field of window i (SECONDS as text); ARGV[2 + nwin] the client
 -- network (with KEYS[2]). Returns one integer,
 --   status + 4 * flag + 8 * window + 128 * (seconds + 1) + 2^32 * networks
+--   + 2^46 when the key's expiry was set (PEXPIRE)
 -- status 0 allowed and charged; 1 refused by window (1-based), retry in
 -- seconds (-1: never), flag = first trip; 2 networks exceeded, seconds =
 -- until the networks window ends, flag = this request raised the alert;
@@ -46,7 +48,8 @@ if string.byte(ARGV[1]) >= 48 then
   return out
 end
 
-local mode, cost, nwin, maxt, pos = struct.unpack('>BdBd', ARGV[1])
+local mode, cost, nwin, maxt, live, pos = struct.unpack('>BdBdd', ARGV[1])
+local EXP = 70368744177664	-- 2^46
 
 if mode == 2 then
   for i = 1, nwin do
@@ -102,19 +105,27 @@ for i = 1, nwin do
     local retry = math.ceil((v - now - w) / 1000)
     if retry < 1 then retry = 1 end
     if cost > l then retry = -1 end
-    local first = 0
+    local first, x = 0, 0
     local nt = tonumber(redis.call('HGET', key, 'n') or '0') or 0
     if nt <= now then
-      first = 1
       redis.call('HSET', key, 'n', now + w)
       redis.call('PEXPIRE', key, maxt)
+      first, x = 1, EXP
     end
-    return 1 + 4 * first + 8 * i + 128 * (retry + 1) + 4294967296 * nets
+    return 1 + 4 * first + 8 * i + 128 * (retry + 1) + 4294967296 * nets + x
   end
   new[i] = v
 end
+-- PEXPIRE unless the caller knows the key outlives every new TAT (and
+-- no field was new: the key may have been deleted since)
+local added, far = 0, 0
 for i = 1, nwin do
-  redis.call('HSET', key, ARGV[1 + i], string.format('%.17g', new[i]))
+  added = added + redis.call('HSET', key, ARGV[1 + i],
+    string.format('%.17g', new[i]))
+  if new[i] - now > far then far = new[i] - now end
 end
-redis.call('PEXPIRE', key, maxt)
+if added > 0 or far >= live then
+  redis.call('PEXPIRE', key, maxt)
+  return 128 + 4294967296 * nets + EXP
+end
 return 128 + 4294967296 * nets
