@@ -92,7 +92,7 @@ struct ratelimit {
 	char	*networks_action;	/* template: %k %c %w */
 	int	v4prefix, v6prefix;
 	char	**notify;		/* argv, NULL-ended, or NULL */
-	struct rl_exp *exp;		/* mutable behind the const rule */
+	struct rl_known *known;		/* mutable behind the const rule */
 };
 
 static const char *const ratelimit_keys[] = {
@@ -756,7 +756,7 @@ ratelimit_free(void *priv)
 	for (int i = 0; rl->notify && rl->notify[i]; i++)
 		free(rl->notify[i]);
 	free(rl->notify);
-	free(rl->exp);
+	free(rl->known);
 	free(rl);
 }
 
@@ -985,7 +985,8 @@ struct rl_call {
 	int	nwin;
 	long long cost;
 	uint64_t tag;			/* of the keys */
-	long long sent_ms, maxt_ms;	/* for the expiry knowledge */
+	uint64_t neth;			/* of the tag and the network, or 0 */
+	long long sent_ms, maxt_ms;	/* for what rl_learn() keeps */
 	char	key[RL_KEY_MAX];
 };
 
@@ -1201,20 +1202,29 @@ rl_call_new(const struct ratelimit *rl, struct eval *ev, char *why,
 }
 
 /*
- * What this instance knows of a key's expiry. Every charge used to end
- * with PEXPIRE (the longest window), a write that costs Redis more than
- * the decision. The key's expiry only ever moves forward (each PEXPIRE
- * sets now + the longest window; a DEL is seen by HSET adding a field),
- * so after this instance saw one done it knows a lower bound of the
- * expiry; for RL_EXP_USE ms it passes how long the key surely lives, and
- * the script skips PEXPIRE when every new TAT falls within that. Kept per
- * compiled rule (a reload may change the windows), direct-mapped.
+ * What this instance knows for a while (RL_KNOWN_USE ms at most), kept
+ * per compiled rule (a reload may change the windows), direct-mapped:
+ *
+ * A key's expiry. Every charge used to end with PEXPIRE (the longest
+ * window), a write that costs Redis more than the decision. The expiry
+ * only ever moves forward (each PEXPIRE sets now + the longest window; a
+ * DEL is seen by HSET adding a field), so after this instance saw one
+ * done it knows a lower bound of the expiry; it passes how long the key
+ * surely lives, and the script skips PEXPIRE when every new TAT falls
+ * within that.
+ *
+ * A client network in a login's networks set, until a second before the
+ * set expires (sets lose no member before that): the script need not
+ * look it up (SISMEMBER); it still counts the set (SCARD), so a login
+ * that exceeds max_networks is held at once. (policyctl ratelimit reset
+ * deletes the set: for up to RL_KNOWN_USE ms this instance may still
+ * take such a network as counted.)
  */
-#define RL_EXP_SLOTS	4096
-#define RL_EXP_USE	10000		/* ms an entry is used after its PEXPIRE */
+#define RL_KNOWN_SLOTS	16384
+#define RL_KNOWN_USE	10000
 
-struct rl_exp {
-	struct { uint64_t tag; long long at_ms, until_ms; } e[RL_EXP_SLOTS];
+struct rl_known {
+	struct { uint64_t h; long long at_ms, until_ms; } e[RL_KNOWN_SLOTS];
 };
 
 /* mono_ms - CLOCK_MONOTONIC in milliseconds */
@@ -1227,36 +1237,35 @@ mono_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* rl_live_ms - how long the keys of tag surely live, 0 when unknown */
+/* rl_known_ms - how long h holds from now, 0 when unknown */
 static long long
-rl_live_ms(const struct ratelimit *rl, uint64_t tag, long long now)
+rl_known_ms(const struct ratelimit *rl, uint64_t h, long long now)
 {
-	const struct rl_exp *x = rl->exp;
-	size_t	i = (size_t)(tag & (RL_EXP_SLOTS - 1));
+	const struct rl_known *x = rl->known;
+	size_t	i = (size_t)(h & (RL_KNOWN_SLOTS - 1));
 
-	if (x == NULL || x->e[i].tag != tag || now - x->e[i].at_ms >
-	    RL_EXP_USE || x->e[i].until_ms <= now)
+	if (x == NULL || h == 0 || x->e[i].h != h || now - x->e[i].at_ms >
+	    RL_KNOWN_USE || x->e[i].until_ms <= now)
 		return 0;
 	return x->e[i].until_ms - now;
 }
 
-/*
- * rl_exp_learn - the script did PEXPIRE maxt_ms after sent_ms: the key
- * lives until then at least, less a margin for the two clocks' rates
- * (a second and 0.1 % of the window)
- */
+/* rl_learn - h holds until until_ms (learned from a call sent at at_ms) */
 static void
-rl_exp_learn(const struct ratelimit *rl, const struct rl_call *k)
+rl_learn(const struct ratelimit *rl, uint64_t h, long long at_ms,
+    long long until_ms)
 {
 	struct ratelimit *m = (struct ratelimit *)rl;
-	size_t	i = (size_t)(k->tag & (RL_EXP_SLOTS - 1));
+	size_t	i = (size_t)(h & (RL_KNOWN_SLOTS - 1));
 
-	if (m->exp == NULL && (m->exp = calloc(1, sizeof(*m->exp))) == NULL)
+	if (h == 0 || until_ms <= at_ms)
 		return;
-	m->exp->e[i].tag = k->tag;
-	m->exp->e[i].at_ms = k->sent_ms;
-	m->exp->e[i].until_ms = k->sent_ms + k->maxt_ms - 1000 -
-	    k->maxt_ms / 1000;
+	if (m->known == NULL &&
+	    (m->known = calloc(1, sizeof(*m->known))) == NULL)
+		return;
+	m->known->e[i].h = h;
+	m->known->e[i].at_ms = at_ms;
+	m->known->e[i].until_ms = until_ms;
 }
 
 /* put_be - n bytes of v, big-endian */
@@ -1308,12 +1317,13 @@ rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 {
 	const struct ratelimit *rl = k->rl;
 	char	rkey[24], nkey[24], secs[RL_MAX_WIN][24], net[64];
-	unsigned char nums[2 + 24 + 16 * RL_MAX_WIN + 8], *p = nums;
+	unsigned char nums[2 + 24 + 16 * RL_MAX_WIN + 9], *p = nums;
 	long long maxs = 0;
 	const char *argv[4 + RL_MAX_WIN];
 	size_t	argvlen[4 + RL_MAX_WIN];
 	uint64_t tag = ratelimit_tag(secret.key, rl->rule, k->key);
 	int	n = 0, nkeys = 1;
+	size_t	netlen = 0;
 
 	memcpy(rkey, "r{", 2);
 	memcpy(nkey, "n{", 2);
@@ -1338,15 +1348,20 @@ rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 	k->tag = tag;
 	k->maxt_ms = maxs * 1000;
 	k->sent_ms = mono_ms();
-	p = put_double(p, mode == 1 ? (double)rl_live_ms(rl, tag,
+	k->neth = 0;
+	p = put_double(p, mode == 1 ? (double)rl_known_ms(rl, tag,
 	    k->sent_ms) : 0);
 	for (int i = 0; i < k->nwin; i++) {
 		p = put_double(p, (double)k->win[i].limit);
 		p = put_double(p, (double)k->win[i].seconds);
 	}
 	if (nkeys == 2) {
+		netlen = (size_t)addr_net_hex(&ev->client_ip, rl->v4prefix,
+		    rl->v6prefix, net, sizeof(net));
+		k->neth = addr_hash64(net, netlen, tag) | 1;
 		p = put_be(p, (uint64_t)rl->max_networks, 4);
 		p = put_be(p, (uint64_t)rl->networks_window, 4);
+		*p++ = rl_known_ms(rl, k->neth, k->sent_ms) > 0;
 	}
 	argv[n] = (const char *)nums;
 	argvlen[n++] = (size_t)(p - nums);
@@ -1355,8 +1370,7 @@ rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 		argv[n++] = secs[i];
 	}
 	if (nkeys == 2) {
-		argvlen[n] = (size_t)addr_net_hex(&ev->client_ip, rl->v4prefix,
-		    rl->v6prefix, net, sizeof(net));
+		argvlen[n] = netlen;
 		argv[n++] = net;
 	}
 	store_script(ev->store, SCRIPT_RATELIMIT, nkeys, n, argv, argvlen, cb,
@@ -1411,8 +1425,15 @@ ratelimit_done(void *arg, const struct store_reply *r)
 	v[2] = ((r->v[0] >> 7) & 0x1ffffff) - 1;
 	v[3] = (r->v[0] >> 2) & 1;
 	v[4] = (r->v[0] >> 32) & 0x3fff;
+	/* the key lives the longest window (a second and 0.1 % less for
+	 * the two clocks' rates) */
 	if (r->v[0] & (1LL << 46))
-		rl_exp_learn(rl, k);
+		rl_learn(rl, k->tag, k->sent_ms, k->sent_ms + k->maxt_ms -
+		    1000 - k->maxt_ms / 1000);
+	/* allowed: how long the networks set lives, when it was looked at */
+	if (v[0] == 0 && v[2] > 1 && k->neth != 0)
+		rl_learn(rl, k->neth, k->sent_ms, k->sent_ms +
+		    (v[2] - 1) * 1000);
 	safe_key(k->key, key, sizeof(key));
 	switch (v[0]) {
 	case 0: {

@@ -15,12 +15,14 @@
 -- a decision): mode (1 byte), cost (double), nwin (1 byte), the longest
 -- window in ms (double), how long the caller knows the key lives (ms,
 -- double: 0 unknown), per window limit and seconds (doubles), then with
--- KEYS[2] max_networks and networks_window (32-bit). ARGV[1 + i]
+-- KEYS[2] max_networks and networks_window (32-bit) and whether the
+-- network is known to be in the set (1 byte). ARGV[1 + i]
 -- the field of window i (SECONDS as text); ARGV[2 + nwin] the client
 -- network (with KEYS[2]). Returns one integer,
 --   status + 4 * flag + 8 * window + 128 * (seconds + 1) + 2^32 * networks
 --   + 2^46 when the key's expiry was set (PEXPIRE)
--- status 0 allowed and charged; 1 refused by window (1-based), retry in
+-- status 0 allowed and charged (seconds: how long the networks set lives,
+-- when it was looked at, else 0); 1 refused by window (1-based), retry in
 -- seconds (-1: never), flag = first trip; 2 networks exceeded, seconds =
 -- until the networks window ends, flag = this request raised the alert;
 -- 3 refunded.
@@ -68,19 +70,29 @@ if mode == 2 then
   return 3
 end
 
--- the compromised-account signal: distinct client networks in a window
-local nets = 0
+-- the compromised-account signal: distinct client networks in a window.
+-- member = 1: the caller knows the network is in the set (sets lose no
+-- member before they expire, and it knows when that is); otherwise an
+-- allowed answer's seconds say how long the set lives, so that it knows.
+local nets, life = 0, 0
 if KEYS[2] then
-  local maxn, nwindow = struct.unpack('>I4I4', ARGV[1], pos + 16 * nwin)
-  local nk, alert = KEYS[2], 0
+  local maxn, nwindow, member = struct.unpack('>I4I4B', ARGV[1],
+    pos + 16 * nwin)
+  local nk, net, alert = KEYS[2], ARGV[2 + nwin], 0
   nets = redis.call('SCARD', nk)
-  if nets <= maxn and redis.call('SISMEMBER', nk, ARGV[2 + nwin]) == 0 then
-    redis.call('SADD', nk, ARGV[2 + nwin])
-    nets = nets + 1
-    if redis.call('TTL', nk) < 0 then
-      redis.call('EXPIRE', nk, nwindow)
+  if nets <= maxn and (member == 0 or nets == 0) then
+    if redis.call('SISMEMBER', nk, net) == 0 then
+      redis.call('SADD', nk, net)
+      nets = nets + 1
+      life = redis.call('TTL', nk)
+      if life < 0 then
+        redis.call('EXPIRE', nk, nwindow)
+        life = nwindow
+      end
+      if nets > maxn then alert = 1 end
+    else
+      life = redis.call('TTL', nk)
     end
-    if nets > maxn then alert = 1 end
   end
   if nets > maxn then
     return 2 + 4 * alert + 128 * (math.max(redis.call('TTL', nk), -1) + 1) +
@@ -88,8 +100,9 @@ if KEYS[2] then
   end
 end
 
+local ok = 128 * (math.max(life, 0) + 1) + 4294967296 * nets
 if cost <= 0 then
-  return 128 + 4294967296 * nets
+  return ok
 end
 local new = {}
 for i = 1, nwin do
@@ -126,6 +139,6 @@ for i = 1, nwin do
 end
 if added > 0 or far >= live then
   redis.call('PEXPIRE', key, maxt)
-  return 128 + 4294967296 * nets + EXP
+  return ok + EXP
 end
-return 128 + 4294967296 * nets
+return ok
