@@ -30,6 +30,7 @@
 
 #include <libpsl.h>
 
+#include "check_util.h"
 #include "greylist.h"
 #include "log.h"
 #include "rules.h"
@@ -290,16 +291,6 @@ gl_cache_put(struct gl_cache *gc, uint64_t h, long long until_ms,
 	gc->e[i].pass_ms = pass_ms;
 }
 
-/* mono_ms - a monotonic clock in milliseconds (the cache's) */
-static long long
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------------ migration */
 
 /*
@@ -336,12 +327,12 @@ gl_scan_done(void *arg, const struct store_reply *r)
 	if (!r->ok || r->n != 2 || r->v[0] < 0) {
 		log_debug("greylist: looking for old-format keys: %s; they are "
 		    "read meanwhile", r->ok ? "unexpected answer" : r->err);
-		glold.next_ms = mono_ms() + GL_SCAN_RETRY;
+		glold.next_ms = check_mono_ms() + GL_SCAN_RETRY;
 		return;
 	}
 	glold.seen |= r->v[1] != 0;
 	glold.cursor = r->v[0];
-	glold.next_ms = mono_ms() + GL_SCAN_PAUSE;
+	glold.next_ms = check_mono_ms() + GL_SCAN_PAUSE;
 	if (glold.cursor != 0)
 		return;
 	if (!glold.seen) {
@@ -350,7 +341,7 @@ gl_scan_done(void *arg, const struct store_reply *r)
 		return;
 	}
 	glold.seen = 0;
-	glold.next_ms = mono_ms() + GL_RESCAN;
+	glold.next_ms = check_mono_ms() + GL_RESCAN;
 }
 
 /* gl_glob - the SCAN pattern of greylist keys: PREFIX (escaped) g{* */
@@ -453,7 +444,7 @@ static void
 greylist_learn(const struct greylist *g, const struct greylist_call *gc,
     long long v)
 {
-	long long now = mono_ms(), until = now + g->cache_ttl * 1000LL;
+	long long now = check_mono_ms(), until = now + g->cache_ttl * 1000LL;
 	long long secs = GL_SECONDS(v), count = GL_COUNT(v);
 
 	switch (GL_STATUS(v)) {
@@ -644,7 +635,7 @@ greylist_run(void *priv, struct eval *ev)
 	memcpy(params, g->params, GL_PARAMS - 1);
 	params[GL_PARAMS - 1] = k.sweep ? GL_F_SWEEP : 0;
 	if (g->cache != NULL) {
-		now = mono_ms();
+		now = check_mono_ms();
 		if (greylist_cached(g, ev, &k, now))
 			return;
 		if (g->awl > 0 && gl_cache_get(g->cache, GL_LOW_KEY(k.chash),
@@ -662,7 +653,7 @@ greylist_run(void *priv, struct eval *ev)
 	argv[1] = k.counter; argvlen[1] = 7;
 	nkeys = 2;
 	if (ev->cfg->redis.cluster == NULL && gl_legacy(ev, now ? now :
-	    mono_ms())) {
+	    check_mono_ms())) {
 		/* the old format's key: read until it expires */
 		argvlen[2] = (size_t)greylist_legacy_key(net, (size_t)nl,
 		    sender, (size_t)sl, rcpt, (size_t)rl, legacy,

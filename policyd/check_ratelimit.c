@@ -1227,16 +1227,6 @@ struct rl_known {
 	struct { uint64_t h; long long at_ms, until_ms; } e[RL_KNOWN_SLOTS];
 };
 
-/* mono_ms - CLOCK_MONOTONIC in milliseconds */
-static long long
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* rl_known_ms - how long h holds from now, 0 when unknown */
 static long long
 rl_known_ms(const struct ratelimit *rl, uint64_t h, long long now)
@@ -1347,7 +1337,7 @@ rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 	p = put_double(p, (double)maxs * 1000);
 	k->tag = tag;
 	k->maxt_ms = maxs * 1000;
-	k->sent_ms = mono_ms();
+	k->sent_ms = check_mono_ms();
 	k->neth = 0;
 	p = put_double(p, mode == 1 ? (double)rl_known_ms(rl, tag,
 	    k->sent_ms) : 0);

@@ -55,7 +55,9 @@ local delay, window, maxage, awlmin, flags = struct.unpack('>I4I4I4I4B',
   ARGV[2])
 local afield, count = nil, -1
 
--- the counter: count and last pass (count 0 when dead)
+-- the counter: count and last pass (count 0 when dead). Read here and,
+-- when skipped here, on a pass below: written out twice, as a function
+-- (a closure made on every call) costs more than the read itself.
 if awlmin > 0 and flags < 2 then
   afield = 'a' .. string.sub(field, 1, -5)
   local a = tonumber(redis.call('HGET', KEYS[2], afield) or '')
