@@ -8,11 +8,16 @@
  *	Whitelists in postgrey's file formats are consulted first and cost
  *	no Redis command. Everything else is one EVALSHA of greylist.lua,
  *	which decides and updates atomically (see the script for the
- *	states). Where a triplet lives (buckets of a few hundred bytes in
- *	Redis's listpack encoding, about 20 bytes a triplet): greylist.h.
+ *	states), unless the local cache (local_cache seconds, see greylist.h)
+ *	knows the answer: a passed triplet, an auto-whitelisted client, a
+ *	waiting triplet (until a second before its delay ends); and that a
+ *	client is below auto_whitelist (then the script skips its counter).
+ *	Where a triplet lives (buckets of a few hundred bytes in Redis's
+ *	listpack encoding, about 20 bytes a triplet): greylist.h.
  *	Triplets of the old format (one key each) are still read, and moved
- *	into their bucket, until they expire (not in Redis Cluster, where the
- *	old key is in another slot: there they are greylisted once more).
+ *	into their bucket, until a background look through the database finds
+ *	none (not in Redis Cluster, where the old key is in another slot:
+ *	there they are greylisted once more).
  *
  *	group_by (provider pools, see README) replaces the network by who
  *	the sender is: "spf" uses the sender's domain when an spf rule

@@ -10,6 +10,9 @@
  *	checks every window and charges all of them only when all allow
  *	(GCRA: see the script), so limits hold exactly with any number of
  *	policyd instances on one Redis. A refused request charges nothing.
+ *	For up to 10 s an instance remembers a key's expiry and a login's
+ *	known client networks, so that the script can skip PEXPIRE and
+ *	SISMEMBER (struct rl_known); no answer depends on it.
  *	Keys, both with the same Redis Cluster hash tag:
  *
  *		PREFIX r{TAG}	hash: per window its TAT, and the notify mark
