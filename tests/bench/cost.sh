@@ -32,7 +32,9 @@ POLICYD=${POLICYD:-$TOP/build/policyd}
 OUT=$TOP/build/bench
 LOAD=$OUT/policy-load
 NULL_REDIS=$OUT/null-redis
-[ -x "$LOAD" ] && [ -x "$NULL_REDIS" ] || die "run make bench once first (it builds $LOAD and $NULL_REDIS)"
+if [ ! -x "$LOAD" ] || [ ! -x "$NULL_REDIS" ]; then
+    die "run make bench once first (it builds $LOAD and $NULL_REDIS)"
+fi
 make_workdir
 trap cleanup EXIT
 cg() {  # cg NAME: the valgrind prefix, or nothing
@@ -80,7 +82,8 @@ instr() {       # instr PID NAME: instructions per request since "on"
     callgrind_control -i off "$1" > /dev/null 2>&1
     rm -f "$OUT/cost.$2.$1".*
     callgrind_control -d "$1" > /dev/null 2>&1
-    awk -v n="$N" '/^totals:/ { printf "%.0f", $2 / n; exit }' "$(ls -t "$OUT/cost.$2.$1".* | head -n 1)"
+    # the dump of the measured requests: the only numbered file
+    awk -v n="$N" '/^totals:/ { printf "%.0f", $2 / n; exit }' "$OUT/cost.$2.$1".1
 }
 echo "# $S, $W mix, $N requests at 32 connections (after $((N / 4)) of warm-up)"
 echo "replies: $(json_actions "$line")"
