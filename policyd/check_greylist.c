@@ -11,12 +11,17 @@
  *	most specific first (mapkeys_clientlist(), mapkeys_rcptlist()):
  *	any row found whitelists; a table that fails answers on_error
  *	unless another one whitelists. Everything else is one EVALSHA of
- *	greylist.lua, which decides and updates atomically (see the script for the
- *	states). Where a triplet lives (buckets of a few hundred bytes in
- *	Redis's listpack encoding, about 20 bytes a triplet): greylist.h.
+ *	greylist.lua, which decides and updates atomically (see the script
+ *	for the states), unless the local cache (local_cache seconds, see greylist.h)
+ *	knows the answer: a passed triplet, an auto-whitelisted client, a
+ *	waiting triplet (until a second before its delay ends); and that a
+ *	client is below auto_whitelist (then the script skips its counter).
+ *	Where a triplet lives (buckets of a few hundred bytes in Redis's
+ *	listpack encoding, about 20 bytes a triplet): greylist.h.
  *	Triplets of the old format (one key each) are still read, and moved
- *	into their bucket, until they expire (not in Redis Cluster, where the
- *	old key is in another slot: there they are greylisted once more).
+ *	into their bucket, until a background look through the database finds
+ *	none (not in Redis Cluster, where the old key is in another slot:
+ *	there they are greylisted once more).
  *
  *	group_by (provider pools, see README) replaces the network by who
  *	the sender is: "spf" uses the sender's domain when an spf rule
@@ -34,6 +39,7 @@
 
 #include <libpsl.h>
 
+#include "check_util.h"
 #include "greylist.h"
 #include "log.h"
 #include "mapkeys.h"
@@ -51,6 +57,7 @@ struct greylist {
 	int	delay, retry_window, max_age, awl;
 	int	cache_ttl;		/* local_cache seconds, 0 = off */
 	struct gl_cache *cache;		/* mutable behind the const rule */
+	unsigned char params[GL_PARAMS];	/* the script's ARGV[2] */
 	int	v4prefix, v6prefix;
 	int	header;
 	unsigned group;			/* GROUP_* */
@@ -147,6 +154,16 @@ greylist_free(void *priv)
 	free(g);
 }
 
+/* put_u32 - 4 bytes big-endian */
+static void
+put_u32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
 /* greylist_compile - read the rule's options */
 static int
 greylist_compile(const config_setting_t *rs, const struct config *c,
@@ -231,6 +248,10 @@ greylist_compile(const config_setting_t *rs, const struct config *c,
 		greylist_free(g);
 		return -1;
 	}
+	put_u32(g->params, (uint32_t)g->delay);
+	put_u32(g->params + 4, (uint32_t)g->retry_window);
+	put_u32(g->params + 8, (uint32_t)g->max_age);
+	put_u32(g->params + 12, (uint32_t)g->awl);
 	*priv = g;
 	return 0;
 }
@@ -238,7 +259,11 @@ greylist_compile(const config_setting_t *rs, const struct config *c,
 /* ------------------------------------------------------- local cache */
 
 struct gl_cache {
-	struct { uint64_t h; long long until; } e[GL_CACHE_SLOTS];
+	struct {
+		uint64_t h;
+		long long until_ms;	/* the entry holds before this */
+		long long pass_ms;	/* 0: passed; else the delay ends */
+	} e[GL_CACHE_SLOTS];
 };
 
 /* gl_cache_new - an empty cache */
@@ -255,35 +280,131 @@ gl_cache_free(struct gl_cache *gc)
 	free(gc);
 }
 
-/* gl_cache_get - is h cached and not expired at now? */
+/* gl_cache_get - is h cached and not expired at now_ms? */
 int
-gl_cache_get(const struct gl_cache *gc, uint64_t h, long long now)
+gl_cache_get(const struct gl_cache *gc, uint64_t h, long long now_ms,
+    long long *pass_ms)
 {
 	size_t	i = (size_t)(h & (GL_CACHE_SLOTS - 1));
 
-	return gc != NULL && h != 0 && gc->e[i].h == h && gc->e[i].until > now;
+	if (gc == NULL || h == 0 || gc->e[i].h != h ||
+	    gc->e[i].until_ms <= now_ms)
+		return 0;
+	if (pass_ms != NULL)
+		*pass_ms = gc->e[i].pass_ms;
+	return GL_CACHED;
 }
 
 /* gl_cache_put - remember h until then (a colliding entry is replaced) */
 void
-gl_cache_put(struct gl_cache *gc, uint64_t h, long long until)
+gl_cache_put(struct gl_cache *gc, uint64_t h, long long until_ms,
+    long long pass_ms)
 {
 	size_t	i = (size_t)(h & (GL_CACHE_SLOTS - 1));
 
 	if (gc == NULL || h == 0)
 		return;
 	gc->e[i].h = h;
-	gc->e[i].until = until;
+	gc->e[i].until_ms = until_ms;
+	gc->e[i].pass_ms = pass_ms;
 }
 
-/* mono_s - a monotonic clock in seconds (the cache's) */
-static long long
-mono_s(void)
-{
-	struct timespec ts;
+/* ------------------------------------------------------------ migration */
 
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (long long)ts.tv_sec;
+/*
+ * Old-format keys (one per triplet, PREFIX g{NET} + 8 bytes) are read by
+ * the script (KEYS[3]) only while some may exist. Each process looks
+ * through the database once per store, in the background: a SCAN step of
+ * 1000 keys at most every GL_SCAN_PAUSE ms, driven by greylist requests.
+ * Until a whole pass has seen no old key, old keys are read; a pass that
+ * saw one starts again GL_RESCAN ms later (they expire within max_age).
+ * A failed step is retried GL_SCAN_RETRY ms later. Not in Redis Cluster,
+ * where old keys are never read.
+ */
+#define GL_SCAN_PAUSE	10
+#define GL_SCAN_RETRY	10000
+#define GL_RESCAN	3600000
+
+static struct {
+	const struct store *store;	/* whose Redis the scan is of */
+	int	state;			/* GL_OLD_* */
+	int	seen;			/* this pass saw an old key */
+	long long cursor;
+	long long next_ms;		/* the next step not before */
+} glold;
+
+enum { GL_OLD_SCAN, GL_OLD_STEP, GL_OLD_NONE };
+
+/* gl_scan_done - one SCAN step's answer */
+static void
+gl_scan_done(void *arg, const struct store_reply *r)
+{
+	if (arg != glold.store || glold.state != GL_OLD_STEP)
+		return;
+	glold.state = GL_OLD_SCAN;
+	if (!r->ok || r->n != 2 || r->v[0] < 0) {
+		log_debug("greylist: looking for old-format keys: %s; they are "
+		    "read meanwhile", r->ok ? "unexpected answer" : r->err);
+		glold.next_ms = check_mono_ms() + GL_SCAN_RETRY;
+		return;
+	}
+	glold.seen |= r->v[1] != 0;
+	glold.cursor = r->v[0];
+	glold.next_ms = check_mono_ms() + GL_SCAN_PAUSE;
+	if (glold.cursor != 0)
+		return;
+	if (!glold.seen) {
+		glold.state = GL_OLD_NONE;
+		log_debug("greylist: no old-format keys left: not reading them");
+		return;
+	}
+	glold.seen = 0;
+	glold.next_ms = check_mono_ms() + GL_RESCAN;
+}
+
+/* gl_glob - the SCAN pattern of greylist keys: PREFIX (escaped) g{* */
+static size_t
+gl_glob(const char *prefix, char *buf, size_t len)
+{
+	size_t	o = 0;
+
+	for (; *prefix != '\0' && o + 5 < len; prefix++) {
+		if (strchr("*?[]\\", *prefix) != NULL)
+			buf[o++] = '\\';
+		buf[o++] = *prefix;
+	}
+	memcpy(buf + o, "g{*", 3);
+	return o + 3;
+}
+
+/* gl_legacy - may old-format keys still exist? (a scan step may go out) */
+static int
+gl_legacy(struct eval *ev, long long now)
+{
+	if (glold.store != ev->store) {
+		glold.store = ev->store;
+		glold.state = GL_OLD_SCAN;
+		glold.seen = 0;
+		glold.cursor = 0;
+		glold.next_ms = 0;
+	}
+	if (glold.state == GL_OLD_NONE)
+		return 0;
+	if (glold.state == GL_OLD_SCAN && now >= glold.next_ms) {
+		char	pat[2 * STORE_PREFIX_MAX + 8], cur[24], blen[16];
+		const char *argv[3] = { pat, cur, blen };
+		size_t	argvlen[3];
+
+		argvlen[0] = gl_glob(store_prefix(ev->store), pat, sizeof(pat));
+		argvlen[1] = (size_t)snprintf(cur, sizeof(cur), "%lld",
+		    glold.cursor);
+		argvlen[2] = (size_t)snprintf(blen, sizeof(blen), "%zu",
+		    strlen(store_prefix(ev->store)) + 7);
+		glold.state = GL_OLD_STEP;
+		store_script(ev->store, SCRIPT_GREYLIST, 0, 3, argv, argvlen,
+		    gl_scan_done, ev->store);
+	}
+	return 1;
 }
 
 /* greylist_net - hex of the client network, the hash tag of both keys */
@@ -336,6 +457,54 @@ struct greylist_call {
 	uint64_t thash, chash;		/* for the local cache */
 };
 
+/* greylist_learn - what the answer tells the local cache */
+static void
+greylist_learn(const struct greylist *g, const struct greylist_call *gc,
+    long long v)
+{
+	long long now = check_mono_ms(), until = now + g->cache_ttl * 1000LL;
+	long long secs = GL_SECONDS(v), count = GL_COUNT(v);
+
+	switch (GL_STATUS(v)) {
+	case 0:
+	case 1:
+		/*
+		 * Deferred until the delay ends: Redis counts whole seconds,
+		 * so it may end up to a second before now + secs, and the
+		 * answer took a while to come: keep it a second less than
+		 * that at most.
+		 */
+		if (until > now + (secs - 2) * 1000)
+			until = now + (secs - 2) * 1000;
+		if (until > now)
+			gl_cache_put(g->cache, gc->thash, until,
+			    now + secs * 1000);
+		break;
+	case 2:
+	case 3:
+		gl_cache_put(g->cache, gc->thash, until, 0);
+		break;
+	}
+	if (count >= 0 && g->awl > 0) {
+		if (GL_STATUS(v) == 4 || count >= g->awl)
+			gl_cache_put(g->cache, GL_AWL_KEY(gc->chash), until, 0);
+		else
+			gl_cache_put(g->cache, GL_LOW_KEY(gc->chash), until, 0);
+	}
+}
+
+/* greylist_defer - the answer while greylisted */
+static void
+greylist_defer(struct eval *ev, long long secs, const char *what)
+{
+	char	action[128], detail[128];
+
+	snprintf(action, sizeof(action), "DEFER_IF_PERMIT 4.7.1 Greylisted, "
+	    "please try again in %lld seconds", secs);
+	snprintf(detail, sizeof(detail), what, secs);
+	eval_check_done(ev, CHECK_MATCH, action, detail);
+}
+
 /* greylist_done - the script's answer */
 static void
 greylist_done(void *arg, const struct store_reply *r)
@@ -344,38 +513,31 @@ greylist_done(void *arg, const struct store_reply *r)
 	struct eval *ev = gc->ev;
 	const struct greylist *g = gc->g;
 	char	action[512], detail[256];
+	long long v, secs;
 
-	/* passed triplets and whitelisted clients stay so for max_age */
-	if (r->ok && r->n >= 2 && g->cache != NULL) {
-		long long until = mono_s() + g->cache_ttl;
-
-		if (r->v[0] == 2 || r->v[0] == 3)
-			gl_cache_put(g->cache, gc->thash, until);
-		else if (r->v[0] == 4)
-			gl_cache_put(g->cache, gc->chash ^ 0x61776c61776c6177ULL,
-			    until);
-	}
-	free(gc);
-
-	if (!r->ok || r->n < 2) {
+	if (!r->ok || r->n != 1 || r->v[0] < 0) {
+		free(gc);
 		eval_check_done(ev, CHECK_TEMPFAIL, NULL,
-		    r->ok ? "short reply from greylist script" : r->err);
+		    r->ok ? "unexpected reply from greylist script" : r->err);
 		return;
 	}
-	switch (r->v[0]) {
+	v = r->v[0];
+	secs = GL_SECONDS(v);
+	if (g->cache != NULL)
+		greylist_learn(g, gc, v);
+	free(gc);
+
+	switch (GL_STATUS(v)) {
 	case 0:
+		greylist_defer(ev, secs, "new triplet, delay %lld s");
+		return;
 	case 1:
-		snprintf(action, sizeof(action), "DEFER_IF_PERMIT 4.7.1 "
-		    "Greylisted, please try again in %lld seconds", r->v[1]);
-		snprintf(detail, sizeof(detail), r->v[0] == 0 ?
-		    "new triplet, delay %lld s" : "early retry, %lld s left",
-		    r->v[1]);
-		eval_check_done(ev, CHECK_MATCH, action, detail);
+		greylist_defer(ev, secs, "early retry, %lld s left");
 		return;
 	case 2:
 		snprintf(detail, sizeof(detail), "retry after %lld s passes "
-		    "(client network passes: %lld)", r->v[1], r->n > 2 ?
-		    r->v[2] : 0);
+		    "(client network passes: %lld)", secs,
+		    GL_COUNT(v) > 0 ? GL_COUNT(v) : 0);
 		if (g->header) {
 			char	date[64];
 			struct tm tm;
@@ -384,7 +546,7 @@ greylist_done(void *arg, const struct store_reply *r)
 			strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S UTC",
 			    &tm);
 			snprintf(action, sizeof(action), "PREPEND X-Greylist: "
-			    "delayed %lld seconds by policyd at %s; %s", r->v[1],
+			    "delayed %lld seconds by policyd at %s; %s", secs,
 			    g->hostname, date);
 			eval_check_done(ev, CHECK_MATCH, action, detail);
 		} else {
@@ -393,18 +555,44 @@ greylist_done(void *arg, const struct store_reply *r)
 		return;
 	case 3:
 		snprintf(detail, sizeof(detail), "known triplet, first seen "
-		    "%lld s ago", r->v[1]);
+		    "%lld s ago", secs);
 		eval_check_done(ev, CHECK_NOMATCH, NULL, detail);
 		return;
 	case 4:
 		snprintf(detail, sizeof(detail), "client network auto-"
-		    "whitelisted after %lld passes", r->n > 2 ? r->v[2] : 0);
+		    "whitelisted after %lld passes", GL_COUNT(v) > 0 ?
+		    GL_COUNT(v) : 0);
 		eval_check_done(ev, CHECK_NOMATCH, NULL, detail);
 		return;
 	default:
 		eval_check_done(ev, CHECK_TEMPFAIL, NULL,
 		    "unexpected greylist script status");
 	}
+}
+
+/* greylist_cached - answer from the local cache; 1 when it did */
+static int
+greylist_cached(const struct greylist *g, struct eval *ev,
+    const struct gl_key *k, long long now)
+{
+	long long pass;
+
+	if (g->awl > 0 && gl_cache_get(g->cache, GL_AWL_KEY(k->chash), now,
+	    NULL)) {
+		eval_check_done(ev, CHECK_NOMATCH, NULL, "client network "
+		    "auto-whitelisted (local cache)");
+		return 1;
+	}
+	if (!gl_cache_get(g->cache, k->thash, now, &pass))
+		return 0;
+	if (pass == 0) {
+		eval_check_done(ev, CHECK_NOMATCH, NULL, "known triplet, "
+		    "passed before (local cache)");
+		return 1;
+	}
+	greylist_defer(ev, (pass - now + 999) / 1000,
+	    "early retry, %lld s left (local cache)");
+	return 1;
 }
 
 static void greylist_triplet(const struct greylist *g, struct eval *ev);
@@ -529,12 +717,13 @@ greylist_triplet(const struct greylist *g, struct eval *ev)
 {
 	const struct policy_req *q = ev->req;
 	char	net[64], sender[1100], rcpt[1100], legacy[96];
-	char	delay[16], window[16], maxage[16], awlmin[16];
-	const char *argv[10];
-	size_t	argvlen[10];
+	unsigned char params[GL_PARAMS];
+	const char *argv[5];
+	size_t	argvlen[5];
 	struct gl_key k;
 	struct greylist_call *call;
-	int	nl, sl, rl, nkeys, n;
+	int	nl, sl, rl, nkeys;
+	long long now = 0;
 
 	if (q->len[A_RECIPIENT] >= 1024 || q->len[A_SENDER] >= 1024) {
 		/* longer than any valid address: hash the raw value */
@@ -558,20 +747,15 @@ greylist_triplet(const struct greylist *g, struct eval *ev)
 	nl = greylist_net(g, ev, net, sizeof(net));
 	greylist_key_of(net, (size_t)nl, sender, (size_t)sl, rcpt, (size_t)rl,
 	    &k);
+	memcpy(params, g->params, GL_PARAMS - 1);
+	params[GL_PARAMS - 1] = k.sweep ? GL_F_SWEEP : 0;
 	if (g->cache != NULL) {
-		long long now = mono_s();
-
-		if (g->awl > 0 && gl_cache_get(g->cache, k.chash ^
-		    0x61776c61776c6177ULL, now)) {
-			eval_check_done(ev, CHECK_NOMATCH, NULL, "client network "
-			    "auto-whitelisted (local cache)");
+		now = check_mono_ms();
+		if (greylist_cached(g, ev, &k, now))
 			return;
-		}
-		if (gl_cache_get(g->cache, k.thash, now)) {
-			eval_check_done(ev, CHECK_NOMATCH, NULL, "known triplet, "
-			    "passed before (local cache)");
-			return;
-		}
+		if (g->awl > 0 && gl_cache_get(g->cache, GL_LOW_KEY(k.chash),
+		    now, NULL))
+			params[GL_PARAMS - 1] |= GL_F_NOCOUNT;
 	}
 	if ((call = malloc(sizeof(*call))) == NULL)
 		fatalx("out of memory");
@@ -579,15 +763,12 @@ greylist_triplet(const struct greylist *g, struct eval *ev)
 	call->g = g;
 	call->thash = k.thash;
 	call->chash = k.chash;
-	snprintf(delay, sizeof(delay), "%d", g->delay);
-	snprintf(window, sizeof(window), "%d", g->retry_window);
-	snprintf(maxage, sizeof(maxage), "%d", g->max_age);
-	snprintf(awlmin, sizeof(awlmin), "%d", g->awl);
 	/* no time argument: the script reads Redis's clock (TIME) */
 	argv[0] = k.bucket; argvlen[0] = 7;
 	argv[1] = k.counter; argvlen[1] = 7;
 	nkeys = 2;
-	if (ev->cfg->redis.cluster == NULL) {
+	if (ev->cfg->redis.cluster == NULL && gl_legacy(ev, now ? now :
+	    check_mono_ms())) {
 		/* the old format's key: read until it expires */
 		argvlen[2] = (size_t)greylist_legacy_key(net, (size_t)nl,
 		    sender, (size_t)sl, rcpt, (size_t)rl, legacy,
@@ -595,15 +776,11 @@ greylist_triplet(const struct greylist *g, struct eval *ev)
 		argv[2] = legacy;
 		nkeys = 3;
 	}
-	n = nkeys;
-	argv[n] = (const char *)k.field; argvlen[n++] = k.fieldlen;
-	argv[n] = (const char *)k.awl; argvlen[n++] = k.awllen;
-	argv[n++] = delay; argv[n++] = window;
-	argv[n++] = maxage; argv[n++] = awlmin;
-	argv[n++] = k.sweep ? "1" : "0";
-	for (int i = nkeys + 2; i < n; i++)
-		argvlen[i] = strlen(argv[i]);
-	store_script(ev->store, SCRIPT_GREYLIST, nkeys, n, argv,
+	argv[nkeys] = (const char *)k.field;
+	argvlen[nkeys] = k.fieldlen;
+	argv[nkeys + 1] = (const char *)params;
+	argvlen[nkeys + 1] = GL_PARAMS;
+	store_script(ev->store, SCRIPT_GREYLIST, nkeys, nkeys + 2, argv,
 	    argvlen, greylist_done, call);
 }
 

@@ -10,6 +10,9 @@
  *	checks every window and charges all of them only when all allow
  *	(GCRA: see the script), so limits hold exactly with any number of
  *	policyd instances on one Redis. A refused request charges nothing.
+ *	For up to 10 s an instance remembers a key's expiry and a login's
+ *	known client networks, so that the script can skip PEXPIRE and
+ *	SISMEMBER (struct rl_known); no answer depends on it.
  *	Keys, both with the same Redis Cluster hash tag:
  *
  *		PREFIX r{TAG}	hash: per window its TAT, and the notify mark
@@ -43,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -91,6 +95,7 @@ struct ratelimit {
 	char	*networks_action;	/* template: %k %c %w */
 	int	v4prefix, v6prefix;
 	char	**notify;		/* argv, NULL-ended, or NULL */
+	struct rl_known *known;		/* mutable behind the const rule */
 };
 
 static const char *const ratelimit_keys[] = {
@@ -754,6 +759,7 @@ ratelimit_free(void *priv)
 	for (int i = 0; rl->notify && rl->notify[i]; i++)
 		free(rl->notify[i]);
 	free(rl->notify);
+	free(rl->known);
 	free(rl);
 }
 
@@ -981,6 +987,9 @@ struct rl_call {
 	struct rl_window win[RL_MAX_WIN];
 	int	nwin;
 	long long cost;
+	uint64_t tag;			/* of the keys */
+	uint64_t neth;			/* of the tag and the network, or 0 */
+	long long sent_ms, maxt_ms;	/* for what rl_learn() keeps */
 	char	key[RL_KEY_MAX];
 };
 
@@ -1005,7 +1014,8 @@ rl_windows_for(const struct ratelimit *rl, const char *key,
 		    rl->parts[0] == RLP_SENDER || rl->parts[0] ==
 		    RLP_RECIPIENT) && ((d = domain) != NULL ||
 		    (d = addr_domain(key)) != NULL)) {
-			snprintf(dom, sizeof(dom), "@%s", d);
+			dom[0] = '@';
+			text_copy(dom + 1, sizeof(dom) - 1, d);
 			if ((v = map_get(rl->overrides, dom)) != NULL)
 				snprintf(why, whylen, "override %s", dom);
 		}
@@ -1013,7 +1023,7 @@ rl_windows_for(const struct ratelimit *rl, const char *key,
 	if (v == NULL) {
 		memcpy(w, rl->win, sizeof(rl->win));
 		*nw = rl->nwin;
-		snprintf(why, whylen, "rule default");
+		text_copy(why, whylen, "rule default");
 		return 0;
 	}
 	rc = ratelimit_parse_windows(v, rl->win, rl->nwin, w, nw, err,
@@ -1169,7 +1179,8 @@ static struct rl_call *
 rl_call_new(const struct ratelimit *rl, struct eval *ev, char *why,
     size_t whylen)
 {
-	struct rl_call *k = calloc(1, sizeof(*k));
+	/* not zeroed: the key alone is several KiB, and all is set here */
+	struct rl_call *k = malloc(sizeof(*k));
 	const char *d = NULL;
 	char	dom[RL_PART_MAX + 2];
 
@@ -1177,6 +1188,9 @@ rl_call_new(const struct ratelimit *rl, struct eval *ev, char *why,
 		fatalx("out of memory");
 	k->ev = ev;
 	k->rl = rl;
+	k->nwin = 0;
+	k->cost = 0;
+	k->key[0] = '\0';
 	if (ratelimit_key_text(secret.key, rl->parts, rl->nparts,
 	    rl->v4prefix, rl->v6prefix, ev->req, k->key, sizeof(k->key), why,
 	    whylen) < 0) {
@@ -1190,7 +1204,7 @@ rl_call_new(const struct ratelimit *rl, struct eval *ev, char *why,
 
 		if (a >= 0 && (d = addr_domain(ev->req->v[a])) != NULL &&
 		    strlen(d) < sizeof(dom)) {
-			snprintf(dom, sizeof(dom), "%s", d);
+			text_copy(dom, sizeof(dom), d);
 			addr_lower(dom);
 			d = dom;
 		} else {
@@ -1206,51 +1220,180 @@ rl_call_new(const struct ratelimit *rl, struct eval *ev, char *why,
 	return k;
 }
 
-/* rl_send - one script call for k in mode (1 charge, 2 refund) */
+/*
+ * What this instance knows for a while (RL_KNOWN_USE ms at most), kept
+ * per compiled rule (a reload may change the windows), direct-mapped:
+ *
+ * A key's expiry. Every charge used to end with PEXPIRE (the longest
+ * window), a write that costs Redis more than the decision. The expiry
+ * only ever moves forward (each PEXPIRE sets now + the longest window; a
+ * DEL is seen by HSET adding a field), so after this instance saw one
+ * done it knows a lower bound of the expiry; it passes how long the key
+ * surely lives, and the script skips PEXPIRE when every new TAT falls
+ * within that.
+ *
+ * A client network in a login's networks set, until a second before the
+ * set expires (sets lose no member before that): the script need not
+ * look it up (SISMEMBER); it still counts the set (SCARD), so a login
+ * that exceeds max_networks is held at once. (policyctl ratelimit reset
+ * deletes the set: for up to RL_KNOWN_USE ms this instance may still
+ * take such a network as counted.)
+ */
+#define RL_KNOWN_SLOTS	16384
+#define RL_KNOWN_USE	10000
+
+struct rl_known {
+	struct { uint64_t h; long long at_ms, until_ms; } e[RL_KNOWN_SLOTS];
+};
+
+/* rl_known_ms - how long h holds from now, 0 when unknown */
+static long long
+rl_known_ms(const struct ratelimit *rl, uint64_t h, long long now)
+{
+	const struct rl_known *x = rl->known;
+	size_t	i = (size_t)(h & (RL_KNOWN_SLOTS - 1));
+
+	if (x == NULL || h == 0 || x->e[i].h != h || now - x->e[i].at_ms >
+	    RL_KNOWN_USE || x->e[i].until_ms <= now)
+		return 0;
+	return x->e[i].until_ms - now;
+}
+
+/* rl_learn - h holds until until_ms (learned from a call sent at at_ms) */
+static void
+rl_learn(const struct ratelimit *rl, uint64_t h, long long at_ms,
+    long long until_ms)
+{
+	struct ratelimit *m = (struct ratelimit *)rl;
+	size_t	i = (size_t)(h & (RL_KNOWN_SLOTS - 1));
+
+	if (h == 0 || until_ms <= at_ms)
+		return;
+	if (m->known == NULL &&
+	    (m->known = calloc(1, sizeof(*m->known))) == NULL)
+		return;
+	m->known->e[i].h = h;
+	m->known->e[i].at_ms = at_ms;
+	m->known->e[i].until_ms = until_ms;
+}
+
+/* put_be - n bytes of v, big-endian */
+static unsigned char *
+put_be(unsigned char *p, uint64_t v, int n)
+{
+	for (int i = n - 1; i >= 0; i--)
+		*p++ = (unsigned char)(v >> (8 * i));
+	return p;
+}
+
+/* put_double - a double, big-endian (struct.unpack's ">d") */
+static unsigned char *
+put_double(unsigned char *p, double d)
+{
+	uint64_t v;
+
+	memcpy(&v, &d, sizeof(v));
+	return put_be(p, v, 8);
+}
+
+/* put_dec - v in decimal into buf (24 bytes); the length */
+static size_t
+put_dec(char *buf, long long v)
+{
+	char	tmp[24];
+	size_t	n = 0, o = 0;
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v :
+	    (unsigned long long)v;
+
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		buf[o++] = '-';
+	while (n > 0)
+		buf[o++] = tmp[--n];
+	buf[o] = '\0';
+	return o;
+}
+
+/*
+ * rl_send - one script call for k in mode (1 charge, 2 refund), in the
+ * script's packed form (see ratelimit.lua)
+ */
 static void
 rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 {
 	const struct ratelimit *rl = k->rl;
-	char	rkey[24], nkey[24], modes[4], costs[24], nws[8];
-	char	nums[RL_MAX_WIN * 2][24], net[64], maxn[16], nwin[16];
-	const char *argv[32];
-	size_t	argvlen[32];
+	char	rkey[24], nkey[24], secs[RL_MAX_WIN][24], net[64];
+	unsigned char nums[2 + 24 + 16 * RL_MAX_WIN + 9], *p = nums;
+	long long maxs = 0;
+	const char *argv[4 + RL_MAX_WIN];
+	size_t	argvlen[4 + RL_MAX_WIN];
 	uint64_t tag = ratelimit_tag(secret.key, rl->rule, k->key);
 	int	n = 0, nkeys = 1;
+	size_t	netlen = 0;
 
-	snprintf(rkey, sizeof(rkey), "r{%016" PRIx64 "}", tag);
-	snprintf(nkey, sizeof(nkey), "n{%016" PRIx64 "}", tag);
-	snprintf(modes, sizeof(modes), "%d", mode);
-	snprintf(costs, sizeof(costs), "%lld", k->cost);
-	snprintf(nws, sizeof(nws), "%d", k->nwin);
-	argv[n++] = rkey;
+	memcpy(rkey, "r{", 2);
+	memcpy(nkey, "n{", 2);
+	for (int i = 0; i < 16; i++)
+		rkey[2 + i] = nkey[2 + i] = "0123456789abcdef"[(tag >>
+		    (60 - 4 * i)) & 15];
+	rkey[18] = nkey[18] = '}';
+	argv[n] = rkey;
+	argvlen[n++] = 19;
 	if (mode == 1 && rl->max_networks > 0 && ev->client_ip_ok) {
-		argv[n++] = nkey;
+		argv[n] = nkey;
+		argvlen[n++] = 19;
 		nkeys = 2;
 	}
-	argv[n++] = modes;
-	argv[n++] = costs;
-	argv[n++] = nws;
+	*p++ = (unsigned char)mode;
+	p = put_double(p, (double)k->cost);
+	*p++ = (unsigned char)k->nwin;
+	for (int i = 0; i < k->nwin; i++)
+		if (k->win[i].seconds > maxs)
+			maxs = k->win[i].seconds;
+	p = put_double(p, (double)maxs * 1000);
+	k->tag = tag;
+	k->maxt_ms = maxs * 1000;
+	k->sent_ms = check_mono_ms();
+	k->neth = 0;
+	p = put_double(p, mode == 1 ? (double)rl_known_ms(rl, tag,
+	    k->sent_ms) : 0);
 	for (int i = 0; i < k->nwin; i++) {
-		snprintf(nums[2 * i], sizeof(nums[0]), "%lld", k->win[i].limit);
-		snprintf(nums[2 * i + 1], sizeof(nums[0]), "%lld",
-		    k->win[i].seconds);
-		argv[n++] = nums[2 * i];
-		argv[n++] = nums[2 * i + 1];
+		p = put_double(p, (double)k->win[i].limit);
+		p = put_double(p, (double)k->win[i].seconds);
 	}
 	if (nkeys == 2) {
-		addr_net_hex(&ev->client_ip, rl->v4prefix, rl->v6prefix, net,
-		    sizeof(net));
-		snprintf(maxn, sizeof(maxn), "%d", rl->max_networks);
-		snprintf(nwin, sizeof(nwin), "%d", rl->networks_window);
-		argv[n++] = net;
-		argv[n++] = maxn;
-		argv[n++] = nwin;
+		netlen = (size_t)addr_net_hex(&ev->client_ip, rl->v4prefix,
+		    rl->v6prefix, net, sizeof(net));
+		k->neth = addr_hash64(net, netlen, tag) | 1;
+		p = put_be(p, (uint64_t)rl->max_networks, 4);
+		p = put_be(p, (uint64_t)rl->networks_window, 4);
+		*p++ = rl_known_ms(rl, k->neth, k->sent_ms) > 0;
 	}
-	for (int i = 0; i < n; i++)
-		argvlen[i] = strlen(argv[i]);
+	argv[n] = (const char *)nums;
+	argvlen[n++] = (size_t)(p - nums);
+	for (int i = 0; i < k->nwin; i++) {
+		argvlen[n] = put_dec(secs[i], k->win[i].seconds);
+		argv[n++] = secs[i];
+	}
+	if (nkeys == 2) {
+		argvlen[n] = netlen;
+		argv[n++] = net;
+	}
 	store_script(ev->store, SCRIPT_RATELIMIT, nkeys, n, argv, argvlen, cb,
 	    arg);
+}
+
+/* cat - append s to buf (len bytes, o used), cut to fit; the new length */
+static size_t
+cat(char *buf, size_t len, size_t o, const char *s)
+{
+	if (o >= len)
+		return o;
+	text_copy(buf + o, len - o, s);
+	return o + strlen(buf + o);
 }
 
 /* safe_key - the key for a reply or log: printable, bounded */
@@ -1277,32 +1420,61 @@ ratelimit_done(void *arg, const struct store_reply *r)
 	char	action[EVAL_TEXT], detail[256], wt[48], key[300], esc[400];
 	char	lim[32], ret[32], cnt[32];
 	const struct rl_window *w;
+	long long v[5];
 
-	if (!r->ok || r->n < 5) {
+	if (!r->ok || r->n != 1 || r->v[0] < 0) {
 		eval_check_done(ev, CHECK_TEMPFAIL, NULL,
-		    r->ok ? "short reply from ratelimit script" : r->err);
+		    r->ok ? "unexpected reply from ratelimit script" : r->err);
 		free(k);
 		return;
 	}
+	/* status, window, retry or ttl, first trip or alert, networks */
+	v[0] = r->v[0] & 3;
+	v[1] = (r->v[0] >> 3) & 15;
+	v[2] = ((r->v[0] >> 7) & 0x1ffffff) - 1;
+	v[3] = (r->v[0] >> 2) & 1;
+	v[4] = (r->v[0] >> 32) & 0x3fff;
+	/* the key lives the longest window (a second and 0.1 % less for
+	 * the two clocks' rates) */
+	if (r->v[0] & (1LL << 46))
+		rl_learn(rl, k->tag, k->sent_ms, k->sent_ms + k->maxt_ms -
+		    1000 - k->maxt_ms / 1000);
+	/* allowed: how long the networks set lives, when it was looked at */
+	if (v[0] == 0 && v[2] > 1 && k->neth != 0)
+		rl_learn(rl, k->neth, k->sent_ms, k->sent_ms +
+		    (v[2] - 1) * 1000);
 	safe_key(k->key, key, sizeof(key));
-	switch (r->v[0]) {
-	case 0:
-		snprintf(detail, sizeof(detail), "key %s: %lld %s charged, "
-		    "within %d window%s", key, k->cost,
-		    count_names[rl->count], k->nwin, k->nwin == 1 ? "" : "s");
+	switch (v[0]) {
+	case 0: {
+		/* "key %s: %lld %s charged, within %d window%s" */
+		char	num[24];
+		size_t	o = cat(detail, sizeof(detail), 0, "key ");
+
+		o = cat(detail, sizeof(detail), o, key);
+		o = cat(detail, sizeof(detail), o, ": ");
+		put_dec(num, k->cost);
+		o = cat(detail, sizeof(detail), o, num);
+		o = cat(detail, sizeof(detail), o, " ");
+		o = cat(detail, sizeof(detail), o, count_names[rl->count]);
+		o = cat(detail, sizeof(detail), o, " charged, within ");
+		put_dec(num, k->nwin);
+		o = cat(detail, sizeof(detail), o, num);
+		cat(detail, sizeof(detail), o, k->nwin == 1 ? " window" :
+		    " windows");
+		}
 		eval_check_charged(ev);
 		eval_check_done(ev, CHECK_NOMATCH, NULL, detail);
 		break;
 	case 1:
-		if (r->v[1] < 1 || r->v[1] > k->nwin) {
+		if (v[1] < 1 || v[1] > k->nwin) {
 			eval_check_done(ev, CHECK_TEMPFAIL, NULL,
 			    "bad window in ratelimit reply");
 			break;
 		}
-		w = &k->win[r->v[1] - 1];
+		w = &k->win[v[1] - 1];
 		ratelimit_window_text(w->seconds, wt, sizeof(wt));
 		snprintf(lim, sizeof(lim), "%lld", w->limit);
-		if (r->v[2] < 0) {
+		if (v[2] < 0) {
 			/*
 			 * It can never fit: a deferral would only be retried
 			 * for days, so refuse it permanently (oversize_action).
@@ -1318,16 +1490,16 @@ ratelimit_done(void *arg, const struct store_reply *r)
 			    count_names[rl->count], wt, ret };
 			size_t	o;
 
-			snprintf(ret, sizeof(ret), "%lld", r->v[2]);
+			snprintf(ret, sizeof(ret), "%lld", v[2]);
 			o = (size_t)snprintf(action, sizeof(action), "%s ",
 			    rl->word);
 			check_expand(action + o, sizeof(action) - o, rl->reply,
 			    "kluwr", vals);
 			snprintf(detail, sizeof(detail), "key %s: %lld per %s "
 			    "reached, frees in %lld s", key, w->limit, wt,
-			    r->v[2]);
+			    v[2]);
 		}
-		if (r->v[3]) {
+		if (v[3]) {
 			log_escape(esc, sizeof(esc), k->key, strlen(k->key));
 			log_warnx("ratelimit: rule %s: %s reached %lld %s per %s",
 			    rl->rule, esc, w->limit, count_names[rl->count], wt);
@@ -1338,23 +1510,23 @@ ratelimit_done(void *arg, const struct store_reply *r)
 		break;
 	case 2:
 		ratelimit_window_text(rl->networks_window, wt, sizeof(wt));
-		snprintf(cnt, sizeof(cnt), "%lld", r->v[4]);
+		snprintf(cnt, sizeof(cnt), "%lld", v[4]);
 		{
 			const char *vals[3] = { key, cnt, wt };
 
 			check_expand(action, sizeof(action),
 			    rl->networks_action, "kcw", vals);
 		}
-		if (r->v[3]) {
+		if (v[3]) {
 			log_escape(esc, sizeof(esc), k->key, strlen(k->key));
 			log_warnx("ALERT: login %s seen from %lld client "
 			    "networks in %d s (rule %s, max_networks %d)", esc,
-			    r->v[4], rl->networks_window, rl->rule,
+			    v[4], rl->networks_window, rl->rule,
 			    rl->max_networks);
 		}
 		snprintf(detail, sizeof(detail), "key %s: %lld client "
 		    "networks in %s (max %d), window ends in %lld s", key,
-		    r->v[4], wt, rl->max_networks, r->v[2]);
+		    v[4], wt, rl->max_networks, v[2]);
 		eval_check_done(ev, CHECK_MATCH, action, detail);
 		break;
 	default:

@@ -199,7 +199,8 @@ relocated_lookup(const struct map *map, const char *rcpt, long long now,
 	}
 	if ((dom = addr_domain(rcpt)) != NULL && *dom != '\0' &&
 	    strlen(dom) < sizeof(dbuf) - 1) {
-		snprintf(dbuf, sizeof(dbuf), "@%s", dom);
+		dbuf[0] = '@';
+		text_copy(dbuf + 1, sizeof(dbuf) - 1, dom);
 		addr_lower(dbuf);
 		keys[nk++] = dbuf;
 	}
@@ -207,7 +208,7 @@ relocated_lookup(const struct map *map, const char *rcpt, long long now,
 		if ((v = map_get(map, keys[i])) != NULL)
 			key = keys[i];
 	if (v == NULL) {
-		snprintf(why, whylen, "no entry");
+		text_copy(why, whylen, "no entry");
 		return RELOC_NONE;
 	}
 	if (relocated_parse(v, nbuf, sizeof(nbuf), &end, err,

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "action.h"
 #include "check.h"
@@ -113,4 +114,14 @@ check_skipped(struct eval *ev, int skip_auth, const struct cidrmap *skip,
 	snprintf(d, sizeof(d), "%s: %s", why, what);
 	eval_check_done(ev, CHECK_NOMATCH, NULL, d);
 	return 1;
+}
+
+/* check_mono_ms - a monotonic clock in milliseconds (check_util.h) */
+long long
+check_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

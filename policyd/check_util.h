@@ -1,6 +1,7 @@
 /*++
  * NAME
- *	check_util.h - reply templates shared by the checks (check_util.c)
+ *	check_util.h - reply templates and helpers shared by the checks
+ *	(check_util.c)
  *--*/
 #ifndef POLICYD_CHECK_UTIL_H
 #define POLICYD_CHECK_UTIL_H
@@ -38,5 +39,11 @@ struct eval;
 struct cidrmap;
 int	check_skipped(struct eval *ev, int skip_auth,
 	    const struct cidrmap *skip, const char *what);
+
+/*
+ * check_mono_ms - CLOCK_MONOTONIC_COARSE in milliseconds: the clock of
+ * what a check remembers for a while (local caches)
+ */
+long long check_mono_ms(void);
 
 #endif

@@ -350,39 +350,85 @@ conn_begin_close(struct conn *c)
 	conn_maybe_free(c);
 }
 
-/* log_decision - the one line per request */
+/* put_attr - an attribute escaped as log_escape() into max bytes would */
+static void
+put_attr(struct log_line *ll, const struct policy_req *q, int a, size_t max)
+{
+	log_put_esc(ll, q->v[a], q->len[a], max);
+}
+
+/* put_lit - a string literal */
+#define put_lit(ll, s)	log_put((ll), (s), sizeof(s) - 1)
+
+/*
+ * log_decision - the one line per request, built straight into the log
+ * batch (the same text as "%s: rule=%s action=%s ..." with each field
+ * escaped into a buffer of the size given here)
+ */
 static void
 log_decision(const struct slot *s, double ms)
 {
 	const struct policy_req *q = &s->req;
 	const struct eval *ev = &s->ev;
-	char	qid[64], cname[256], caddr[128], sasl[256], snd[512], rcpt[512];
-	char	act[600], det[300], state[64];
+	struct log_line ll;
+	const char *rule = ev->rule ? ev->rule->name : "-";
+	char	num[32];
+	long long tenths;
+	int	n;
 
-	if (!log_info_enabled())
+	if (!log_info_enabled() || log_begin(&ll, LOG_L_INFO) < 0)
 		return;			/* escaping costs more than the decision */
 	if (q->len[A_QUEUE_ID])
-		log_escape(qid, sizeof(qid), q->v[A_QUEUE_ID], q->len[A_QUEUE_ID]);
+		put_attr(&ll, q, A_QUEUE_ID, 64);
 	else
-		strcpy(qid, "NOQUEUE");
-	log_escape(cname, sizeof(cname), q->v[A_CLIENT_NAME], q->len[A_CLIENT_NAME]);
-	log_escape(caddr, sizeof(caddr), q->v[A_CLIENT_ADDRESS],
-	    q->len[A_CLIENT_ADDRESS]);
-	log_escape(sasl, sizeof(sasl), q->v[A_SASL_USERNAME],
-	    q->len[A_SASL_USERNAME]);
-	log_escape(snd, sizeof(snd), q->v[A_SENDER], q->len[A_SENDER]);
-	log_escape(rcpt, sizeof(rcpt), q->v[A_RECIPIENT], q->len[A_RECIPIENT]);
-	log_escape(act, sizeof(act), ev->action, strlen(ev->action));
-	log_escape(det, sizeof(det), ev->detail, strlen(ev->detail));
-	log_escape(state, sizeof(state), q->v[A_PROTOCOL_STATE],
-	    q->len[A_PROTOCOL_STATE]);
-	log_info("%s: rule=%s action=%s client=%s[%s] sasl=%s sender=<%s> "
-	    "recipient=<%s> state=%s%s%s%s%s delay=%.1fms", qid,
-	    ev->rule ? ev->rule->name : "-", act, cname[0] ? cname : "unknown",
-	    caddr, sasl[0] ? sasl : "-", snd, rcpt,
-	    state[0] ? state : "-",
-	    det[0] ? " detail=\"" : "", det, det[0] ? "\"" : "",
-	    ev->tempfail ? " on_error=yes" : "", ms);
+		put_lit(&ll, "NOQUEUE");
+	put_lit(&ll, ": rule=");
+	log_put(&ll, rule, strlen(rule));
+	put_lit(&ll, " action=");
+	log_put_esc(&ll, ev->action, strlen(ev->action), 600);
+	put_lit(&ll, " client=");
+	if (q->len[A_CLIENT_NAME])
+		put_attr(&ll, q, A_CLIENT_NAME, 256);
+	else
+		put_lit(&ll, "unknown");
+	put_lit(&ll, "[");
+	put_attr(&ll, q, A_CLIENT_ADDRESS, 128);
+	put_lit(&ll, "] sasl=");
+	if (q->len[A_SASL_USERNAME])
+		put_attr(&ll, q, A_SASL_USERNAME, 256);
+	else
+		put_lit(&ll, "-");
+	put_lit(&ll, " sender=<");
+	put_attr(&ll, q, A_SENDER, 512);
+	put_lit(&ll, "> recipient=<");
+	put_attr(&ll, q, A_RECIPIENT, 512);
+	put_lit(&ll, "> state=");
+	if (q->len[A_PROTOCOL_STATE])
+		put_attr(&ll, q, A_PROTOCOL_STATE, 64);
+	else
+		put_lit(&ll, "-");
+	if (ev->detail[0]) {
+		put_lit(&ll, " detail=\"");
+		log_put_esc(&ll, ev->detail, strlen(ev->detail), 300);
+		put_lit(&ll, "\"");
+	}
+	if (ev->tempfail)
+		put_lit(&ll, " on_error=yes");
+	/* delay=%.1fms */
+	put_lit(&ll, " delay=");
+	tenths = ms > 0 && ms < 1e15 ? (long long)(ms * 10 + 0.5) : 0;
+	n = sizeof(num);
+	num[--n] = 's';
+	num[--n] = 'm';
+	num[--n] = (char)('0' + tenths % 10);
+	num[--n] = '.';
+	tenths /= 10;
+	do {
+		num[--n] = (char)('0' + tenths % 10);
+		tenths /= 10;
+	} while (tenths > 0);
+	log_put(&ll, num + n, sizeof(num) - (size_t)n);
+	log_end(&ll);
 }
 
 /* count_action - per-kind counters */

@@ -52,19 +52,45 @@ struct gl_key {
 };
 
 /*
- * A local cache of what cannot change for a while: triplets that passed
- * and auto-whitelisted clients (their answer holds for max_age), for
- * ttl seconds, so hot triplets cost no Redis command. Direct-mapped,
- * GL_CACHE_SLOTS entries per greylist rule; 0 when absent or expired.
+ * A local cache of answers that cannot change for a while, for ttl
+ * seconds (local_cache): a triplet that passed and an auto-whitelisted
+ * client (their answer holds for max_age), a waiting triplet (deferred
+ * until first_seen + delay; kept until a second before that at most),
+ * and a client known to be below auto_whitelist (its counter is not read
+ * again: a stale "below" only defers). Direct-mapped, GL_CACHE_SLOTS
+ * entries per greylist rule; times are CLOCK_MONOTONIC milliseconds.
+ * gl_cache_get() answers GL_CACHED (with *pass_ms: 0 for a pass, else
+ * when a waiting triplet's delay ends) or 0 when absent or expired.
  */
-#define GL_CACHE_SLOTS	(1u << 15)
+#define GL_CACHE_SLOTS	(1u << 16)
+#define GL_CACHED	1
+#define GL_AWL_KEY(c)	((c) ^ 0x61776c61776c6177ULL)	/* whitelisted */
+#define GL_LOW_KEY(c)	((c) ^ 0x6c6f776c6f776c6fULL)	/* below it */
 
 struct gl_cache;
 
 struct gl_cache *gl_cache_new(void);
 void	gl_cache_free(struct gl_cache *gc);
-int	gl_cache_get(const struct gl_cache *gc, uint64_t h, long long now);
-void	gl_cache_put(struct gl_cache *gc, uint64_t h, long long until);
+int	gl_cache_get(const struct gl_cache *gc, uint64_t h, long long now_ms,
+	    long long *pass_ms);
+void	gl_cache_put(struct gl_cache *gc, uint64_t h, long long until_ms,
+	    long long pass_ms);
+
+/*
+ * The script's packed numbers (ARGV[2]): delay, retry_window, max_age,
+ * auto_whitelist as big-endian 32-bit integers, then a flags byte.
+ */
+#define GL_PARAMS	17
+#define GL_F_SWEEP	1		/* sweep the bucket if the triplet is new */
+#define GL_F_NOCOUNT	2		/* do not read the client's counter */
+
+/*
+ * The script's answer, one integer: status + 8 * seconds + 2^33 * known,
+ * known = the client's counter + 1, or 0 when it was not read.
+ */
+#define GL_STATUS(v)	((int)((v) & 7))
+#define GL_SECONDS(v)	(((v) >> 3) & 0x3fffffffLL)
+#define GL_COUNT(v)	(((v) >> 33) - 1)	/* -1: not read */
 
 void	greylist_key_of(const char *client, size_t clen, const char *sender,
 	    size_t slen, const char *rcpt, size_t rlen, struct gl_key *k);

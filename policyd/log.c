@@ -391,36 +391,78 @@ log_flush(void)
 	log_flush_now(1);
 }
 
-/* header - the record's prefix for the sink; its length */
+/* put_num - v in decimal; the number of digits */
+static size_t
+put_num(char *out, unsigned long v)
+{
+	char	tmp[24];
+	size_t	n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	for (size_t i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
+}
+
+/* header - the record's prefix for the sink; its length (room >= 256) */
 static size_t
 header(char *out, size_t room, enum log_level level)
 {
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 	struct timespec ts;
 	struct tm tm;
-	int	n;
+	size_t	o = 0, il = strlen(L.ident);
 
+	(void)room;			/* LOG_LINE_MAX: far more than this */
+	if (il > 64)
+		il = 64;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	if (L.to_stderr) {
+		long	ms = ts.tv_nsec / 1000000;
+
 		if (ts.tv_sec != L.stamp_sec || L.stamp[0] == '\0') {
 			localtime_r(&ts.tv_sec, &tm);
 			strftime(L.stamp, sizeof(L.stamp), "%Y-%m-%dT%H:%M:%S",
 			    &tm);
 			L.stamp_sec = ts.tv_sec;
 		}
-		n = snprintf(out, room, "%s.%03ld %s: ", L.stamp,
-		    ts.tv_nsec / 1000000, L.ident);
+		o = strlen(L.stamp);
+		memcpy(out, L.stamp, o);
+		out[o++] = '.';
+		out[o++] = (char)('0' + ms / 100);
+		out[o++] = (char)('0' + ms / 10 % 10);
+		out[o++] = (char)('0' + ms % 10);
+		out[o++] = ' ';
+		memcpy(out + o, L.ident, il);
+		o += il;
 	} else {
+		size_t	sl;
+
 		if (ts.tv_sec != L.sys_sec || L.sys_stamp[0] == '\0') {
 			localtime_r(&ts.tv_sec, &tm);
 			strftime(L.sys_stamp, sizeof(L.sys_stamp),
 			    "%b %e %H:%M:%S", &tm);
 			L.sys_sec = ts.tv_sec;
 		}
-		n = snprintf(out, room, "<%d>%s %s[%ld]: ",
-		    L.facility | prio[level], L.sys_stamp, L.ident, L.pid);
+		out[o++] = '<';
+		o += put_num(out + o, (unsigned long)(L.facility | prio[level]));
+		out[o++] = '>';
+		sl = strlen(L.sys_stamp);
+		memcpy(out + o, L.sys_stamp, sl);
+		o += sl;
+		out[o++] = ' ';
+		memcpy(out + o, L.ident, il);
+		o += il;
+		out[o++] = '[';
+		o += put_num(out + o, (unsigned long)L.pid);
+		out[o++] = ']';
 	}
-	return n < 0 ? 0 : (size_t)n < room ? (size_t)n : room - 1;
+	out[o++] = ':';
+	out[o++] = ' ';
+	return o;
 }
 
 /* reserve - room for one more line; 0 or -1 (then the line is dropped) */
@@ -449,33 +491,12 @@ reserve(void)
 	return 0;
 }
 
-/* log_vemit - format one line into the batch */
+/* commit - the line of o bytes at the end of the batch is complete */
 static void
-log_vemit(enum log_level level, int with_errno, const char *fmt, va_list ap)
+commit(char *line, size_t o, size_t room, enum log_level level)
 {
-	static const char *tag[] = { "error: ", "warning: ", "", "debug: " };
-	int	saved = errno, n;
-	size_t	o, room, end;
-	char   *line;
+	size_t	end;
 
-	if (level > L.max)
-		return;
-	if (reserve() < 0) {
-		L.dropped++;
-		errno = saved;
-		return;
-	}
-	line = L.buf + L.len;
-	room = LOG_LINE_MAX - 1;	/* the last byte: '\n' for stderr */
-	o = header(line, room, level);
-	o += (size_t)snprintf(line + o, room - o, "%s", tag[level]);
-	n = vsnprintf(line + o, room - o, fmt, ap);
-	if (n < 0)
-		n = 0;
-	o = o + (size_t)n < room ? o + (size_t)n : room - 1;
-	if (with_errno && o + 3 < room)
-		o += (size_t)snprintf(line + o, room - o, ": %s",
-		    strerror(saved));
 	if (o >= room)
 		o = room - 1;
 	if (L.to_stderr)
@@ -492,7 +513,92 @@ log_vemit(enum log_level level, int with_errno, const char *fmt, va_list ap)
 		L.flush_pending = 1;
 		event_active(L.flush_ev, EV_TIMEOUT, 0);
 	}
+}
+
+/* log_vemit - format one line into the batch */
+static void
+log_vemit(enum log_level level, int with_errno, const char *fmt, va_list ap)
+{
+	static const char *tag[] = { "error: ", "warning: ", "", "debug: " };
+	int	saved = errno, n;
+	size_t	o, room;
+	char   *line;
+
+	if (level > L.max)
+		return;
+	if (reserve() < 0) {
+		L.dropped++;
+		errno = saved;
+		return;
+	}
+	line = L.buf + L.len;
+	room = LOG_LINE_MAX - 1;	/* the last byte: '\n' for stderr */
+	o = header(line, room, level);
+	memcpy(line + o, tag[level], strlen(tag[level]));
+	o += strlen(tag[level]);
+	n = vsnprintf(line + o, room - o, fmt, ap);
+	if (n < 0)
+		n = 0;
+	o = o + (size_t)n < room ? o + (size_t)n : room - 1;
+	if (with_errno && o + 3 < room)
+		o += (size_t)snprintf(line + o, room - o, ": %s",
+		    strerror(saved));
+	commit(line, o, room, level);
 	errno = saved;
+}
+
+/* log_begin - start a line at level in the batch; -1: not wanted, or dropped */
+int
+log_begin(struct log_line *ll, enum log_level level)
+{
+	if (level > L.max)
+		return -1;
+	if (reserve() < 0) {
+		L.dropped++;
+		return -1;
+	}
+	ll->level = level;
+	ll->p = L.buf + L.len;
+	ll->room = LOG_LINE_MAX - 1;
+	ll->o = header(ll->p, ll->room, level);
+	if (level == LOG_L_WARN)
+		log_put(ll, "warning: ", 9);
+	else if (level == LOG_L_ERR)
+		log_put(ll, "error: ", 7);
+	else if (level == LOG_L_DEBUG)
+		log_put(ll, "debug: ", 7);
+	return 0;
+}
+
+/* log_put - n bytes as they are (cut at the end of the line) */
+void
+log_put(struct log_line *ll, const char *s, size_t n)
+{
+	if (n > ll->room - 1 - ll->o)
+		n = ll->room - 1 - ll->o;
+	memcpy(ll->p + ll->o, s, n);
+	ll->o += n;
+}
+
+/* log_put_esc - log_escape(buf of max bytes, s, n) added to the line */
+void
+log_put_esc(struct log_line *ll, const char *s, size_t n, size_t max)
+{
+	size_t	left = ll->room - 1 - ll->o;
+
+	if (max > left + 1)
+		max = left + 1;		/* the NUL of log_escape is not kept */
+	if (max == 0)
+		return;
+	log_escape(ll->p + ll->o, max, s, n);
+	ll->o += strlen(ll->p + ll->o);
+}
+
+/* log_end - the line is complete */
+void
+log_end(struct log_line *ll)
+{
+	commit(ll->p, ll->o, ll->room, (enum log_level)ll->level);
 }
 
 #define LOG_FN(name, level, with_errno) \
@@ -546,6 +652,19 @@ log_escape(char *dst, size_t dstlen, const char *src, size_t len)
 
 	if (dstlen == 0)
 		return dst;
+	if (len + 4 <= dstlen) {
+		/* plain text (the common case) is copied as it is */
+		size_t	i = 0;
+
+		while (i < len && (unsigned char)src[i] >= 0x20 &&
+		    (unsigned char)src[i] < 0x7f && src[i] != '\\')
+			i++;
+		if (i == len) {
+			memcpy(dst, src, len);
+			dst[len] = '\0';
+			return dst;
+		}
+	}
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)src[i];
 		char	tmp[4];

@@ -48,6 +48,23 @@ void	log_errx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void	fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/*
+ * A line built piece by piece, straight into the batch (no printf): the
+ * decision line. log_begin() returns -1 when the level is not wanted or
+ * the line is dropped; then nothing else may be called for it.
+ */
+struct log_line {
+	char   *p;
+	size_t	o, room;
+	int	level;
+};
+
+int	log_begin(struct log_line *ll, enum log_level level);
+void	log_put(struct log_line *ll, const char *s, size_t n);
+/* log_put_esc - what log_escape(buf, max, s, n) would make of s */
+void	log_put_esc(struct log_line *ll, const char *s, size_t n, size_t max);
+void	log_end(struct log_line *ll);
+
 /* log_escape - printable copy of len bytes; returns dst */
 char	*log_escape(char *dst, size_t dstlen, const char *src, size_t len);
 

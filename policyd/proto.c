@@ -51,21 +51,43 @@ proto_attr_name(enum attr_id id)
 }
 
 /*
- * proto_attr_id - known attribute by name. Names are told apart by length
- * and first letter before any comparison: ~30 lookups a request.
+ * proto_attr_id - known attribute by name. Names are grouped by length
+ * (at most a few share one) and told apart by their first letter before
+ * any comparison: ~30 lookups a request.
  */
+#define NAME_MAX_LEN	32
+#define PER_LEN		8
+
 int
 proto_attr_id(const char *name, size_t len)
 {
-	static unsigned char lens[A_COUNT];
+	static signed char by_len[NAME_MAX_LEN + 1][PER_LEN];
+	static int ready;
 
-	if (lens[0] == 0)
-		for (int i = 0; i < A_COUNT; i++)
-			lens[i] = (unsigned char)strlen(attr_names[i]);
-	for (int i = 0; i < A_COUNT; i++)
-		if (lens[i] == len && attr_names[i][0] == name[0] &&
+	if (!ready) {
+		memset(by_len, -1, sizeof(by_len));
+		for (int i = 0; i < A_COUNT; i++) {
+			size_t	l = strlen(attr_names[i]);
+			int	k = 0;
+
+			if (l > NAME_MAX_LEN)
+				continue;	/* proto_test would say so */
+			while (k < PER_LEN && by_len[l][k] >= 0)
+				k++;
+			if (k < PER_LEN)	/* proto_test looks up every name */
+				by_len[l][k] = (signed char)i;
+		}
+		ready = 1;
+	}
+	if (len > NAME_MAX_LEN)
+		return -1;
+	for (int k = 0; k < PER_LEN && by_len[len][k] >= 0; k++) {
+		int	i = by_len[len][k];
+
+		if (attr_names[i][0] == name[0] &&
 		    memcmp(attr_names[i], name, len) == 0)
 			return i;
+	}
 	return -1;
 }
 
@@ -147,12 +169,17 @@ proto_parse(struct proto *p, const char *buf, size_t len,
 
 	p->err = NULL;
 	for (i = p->scanned; i < len; i++) {
-		char	c = buf[i];
+		const char *nl = memchr(buf + i, '\n', len - i);
+		size_t	e = nl != NULL ? (size_t)(nl - buf) : len;
 
-		if (c == '\0')
+		/* a NUL before the end of the line (before any later error) */
+		if (memchr(buf + i, '\0', e - i) != NULL)
 			return proto_fail(p, "NUL byte in request");
-		if (c != '\n')
-			continue;
+		if (nl == NULL) {
+			i = len;
+			break;
+		}
+		i = e;
 		/* an empty line (optionally "\r\n") ends the request */
 		if (i == p->line_start ||
 		    (i == p->line_start + 1 && buf[i - 1] == '\r')) {

@@ -552,33 +552,38 @@ rules_result(struct eval *ev, const struct rule *r, const char *action,
 			snprintf(ev->nf_action, sizeof(ev->nf_action),
 			    "WARN policyd dry-run: rule %s would answer %s",
 			    r->name, action);
-			snprintf(ev->detail, sizeof(ev->detail), "%s",
+			text_copy(ev->detail, sizeof(ev->detail),
 			    detail ? detail : "");
 		}
 		return 0;
 	}
 	if (action_is_final(k)) {
 		ev->rule = r;
-		snprintf(ev->action, sizeof(ev->action), "%s", action);
-		snprintf(ev->detail, sizeof(ev->detail), "%s",
-		    detail ? detail : "");
+		text_copy(ev->action, sizeof(ev->action), action);
+		text_copy(ev->detail, sizeof(ev->detail), detail ? detail : "");
 		eval_trace(ev, "  result: %s (final)", action);
 		return 1;
 	}
 	if (k != ACT_DUNNO && ev->nf_rule == NULL) {
 		ev->nf_rule = r;
-		snprintf(ev->nf_action, sizeof(ev->nf_action), "%s", action);
-		snprintf(ev->detail, sizeof(ev->detail), "%s",
-		    detail ? detail : "");
+		text_copy(ev->nf_action, sizeof(ev->nf_action), action);
+		text_copy(ev->detail, sizeof(ev->detail), detail ? detail : "");
 		eval_trace(ev, "  result: %s (kept unless a later rule decides)",
 		    action);
 	} else {
 		eval_trace(ev, "  result: %s (evaluation goes on)", action);
 		/* "why not": shown in the log line when nothing decides */
 		if (detail != NULL && detail[0] != '\0' && ev->nf_rule == NULL &&
-		    (log_info_enabled() || ev->want_trace))
-			snprintf(ev->detail, sizeof(ev->detail), "%s: %s",
-			    r->name, detail);
+		    (log_info_enabled() || ev->want_trace)) {
+			/* "%s: %s", name and detail */
+			size_t	o;
+
+			text_copy(ev->detail, sizeof(ev->detail) - 2, r->name);
+			o = strlen(ev->detail);
+			ev->detail[o++] = ':';
+			ev->detail[o++] = ' ';
+			text_copy(ev->detail + o, sizeof(ev->detail) - o, detail);
+		}
 	}
 	return 0;
 }
@@ -702,8 +707,8 @@ eval_check_done(struct eval *ev, enum check_status status, const char *action,
     const char *detail)
 {
 	ev->cstatus = status;
-	snprintf(ev->caction, sizeof(ev->caction), "%s", action ? action : "");
-	snprintf(ev->cdetail, sizeof(ev->cdetail), "%s", detail ? detail : "");
+	text_copy(ev->caction, sizeof(ev->caction), action ? action : "");
+	text_copy(ev->cdetail, sizeof(ev->cdetail), detail ? detail : "");
 	ev->waiting = 0;
 	if (ev->running) {
 		ev->check_returned = 1;

@@ -23,6 +23,7 @@
 #ifndef POLICYD_RULES_H
 #define POLICYD_RULES_H
 
+#include <string.h>
 #include <time.h>
 
 #include "action.h"
@@ -121,6 +122,23 @@ struct eval {
 	char	*trace;
 	size_t	tlen, tcap;
 };
+
+/*
+ * text_copy - src into dst of len bytes, cut to fit, always terminated
+ * (snprintf(dst, len, "%s", src) without the cost of a format)
+ */
+static inline void
+text_copy(char *dst, size_t len, const char *src)
+{
+	size_t	n = strlen(src);
+
+	if (len == 0)
+		return;
+	if (n >= len)
+		n = len - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
 
 /* rules_compile - build a[n] from the "rules" list; the number of errors (logged) */
 int	rules_compile(struct config *c, const config_setting_t *list);

@@ -5,47 +5,69 @@
 -- triplet's hash, under a hash tag chosen by the client's, so that the
 -- client's auto-whitelist counter shares the slot (Redis Cluster).
 -- KEYS[1]  the triplet's bucket          field ARGV[1] (client name + 4)
--- KEYS[2]  the client's counter bucket   field ARGV[2] ("a" client name)
+-- KEYS[2]  the client's counter bucket   field "a" + client name
 -- KEYS[3]  (optional) the triplet's key of the old format (a string
 --          first_seen*2+passed per triplet), read until it expires
--- ARGV: field awlfield delay retry_window max_age awl_count(0 = off) sweep
+-- ARGV[1]  the field
+-- ARGV[2]  17 bytes, big-endian: delay, retry_window, max_age,
+--          auto_whitelist (0 = off) as 32-bit integers, then flags:
+--          1 sweep the bucket if this triplet is new (the caller sets it
+--          for 1 in 16 triplets), 2 skip reading the counter (the caller
+--          knows the client is below auto_whitelist: a stale "no" only
+--          defers, never passes)
+-- (Numbers are packed because Lua's tonumber() of an argument costs more
+-- than the rest of a decision.)
 -- A triplet's value is T*2+passed, T in seconds since 2025-01-01 (Redis's
 -- clock, TIME): while waiting the first sighting, once passed the last
 -- one (renewed at most every max_age/32). An entry is dead once it is
 -- older than retry_window (waiting) or max_age (passed); dead entries are
--- removed when a write with sweep = 1 comes by (the caller sets it for
--- 1 in 16 new triplets), and a bucket no write touched for max_age
--- expires whole. The counter's value is count*2^32+T (last pass).
--- returns {status, seconds, awl}:
+-- removed when a write with the sweep flag comes by, and a bucket no write
+-- touched for its TTL (at least the life of its entries) expires whole.
+-- The counter's value is count*2^32+T (last pass).
+-- Returns one integer: status + 8 * seconds + 2^33 * (count + 1), count
+-- the client's counter when it was read (0 in that place: not read):
 --   0 new triplet (defer, seconds = delay)
 --   1 early retry (defer, seconds = time left)
 --   2 first pass after the delay (seconds = how long it was delayed)
 --   3 known triplet that passed before (seconds = since last seen)
---   4 client network auto-whitelisted (awl = successful retries)
-if redis.replicate_commands then pcall(redis.replicate_commands) end
-local EPOCH = 1735689600
-local now = tonumber(redis.call('TIME')[1]) - EPOCH
-local field, afield = ARGV[1], ARGV[2]
-local delay = tonumber(ARGV[3])
-local window = tonumber(ARGV[4])
-local maxage = tonumber(ARGV[5])
-local awlmin = tonumber(ARGV[6])
-local sweep = ARGV[7] == '1'
-local B32 = 4294967296
-
--- the counter: count and last pass, or 0 when dead
-local function awl_count()
-  local a = tonumber(redis.call('HGET', KEYS[2], afield) or '')
-  if a == nil then return 0 end
-  local n = math.floor(a / B32)
-  if now - (a - n * B32) >= maxage then return 0 end
-  return n
+--   4 client network auto-whitelisted
+--
+-- Called without keys: one step of a look through the database for
+-- old-format keys (policyd stops reading them when none is left).
+-- ARGV: the SCAN pattern of greylist keys, the cursor, the length of a
+-- bucket's name; returns {next cursor, 1 if an old-format key was seen}.
+if #KEYS == 0 then
+  local r = redis.call('SCAN', ARGV[2], 'MATCH', ARGV[1], 'COUNT', 1000)
+  local n, old = tonumber(ARGV[3]), 0
+  for _, k in ipairs(r[2]) do
+    if #k ~= n then old = 1 end
+  end
+  return {tonumber(r[1]), old}
 end
 
-if awlmin > 0 then
-  local n = awl_count()
-  if n >= awlmin then
-    return {4, 0, n}
+local EPOCH = 1735689600
+local B32 = 4294967296
+local K = 8589934592    -- 2^33: where the count goes in the answer
+local now = redis.call('TIME')[1] - EPOCH
+
+local field = ARGV[1]
+local delay, window, maxage, awlmin, flags = struct.unpack('>I4I4I4I4B',
+  ARGV[2])
+local afield, count = nil, -1
+
+-- the counter: count and last pass (count 0 when dead). Read here and,
+-- when skipped here, on a pass below: written out twice, as a function
+-- (a closure made on every call) costs more than the read itself.
+if awlmin > 0 and flags < 2 then
+  afield = 'a' .. string.sub(field, 1, -5)
+  local a = tonumber(redis.call('HGET', KEYS[2], afield) or '')
+  count = 0
+  if a then
+    local n = math.floor(a / B32)
+    if now - (a - n * B32) < maxage then count = n end
+  end
+  if count >= awlmin then
+    return 4 + K * (math.min(count, 1000000) + 1)
   end
 end
 
@@ -61,7 +83,9 @@ if v == nil and KEYS[3] then
       v = (math.floor(old / 2) - EPOCH) * 2
     end
     redis.call('HSET', KEYS[1], field, v)
-    redis.call('EXPIRE', KEYS[1], maxage)
+    if redis.call('TTL', KEYS[1]) < maxage then
+      redis.call('EXPIRE', KEYS[1], maxage)
+    end
   end
 end
 
@@ -72,27 +96,42 @@ if v then
     if age < maxage then
       if age > maxage / 32 then
         redis.call('HSET', KEYS[1], field, now * 2 + 1)
-        redis.call('EXPIRE', KEYS[1], maxage)
+        if redis.call('TTL', KEYS[1]) < maxage then
+          redis.call('EXPIRE', KEYS[1], maxage)
+        end
       end
-      return {3, age, 0}
+      return 3 + 8 * math.max(age, 0) + (count < 0 and 0 or K * (math.min(count, 1000000) + 1))
     end
   elseif age < window then
     if age >= delay then
+      -- the key may hold waiting entries younger than max_age: only extend
       redis.call('HSET', KEYS[1], field, now * 2 + 1)
-      redis.call('EXPIRE', KEYS[1], maxage)
-      local n = 0
-      if awlmin > 0 then
-        n = awl_count() + 1
-        redis.call('HSET', KEYS[2], afield, n * B32 + now)
-        redis.call('EXPIRE', KEYS[2], maxage)
+      if redis.call('TTL', KEYS[1]) < maxage then
+        redis.call('EXPIRE', KEYS[1], maxage)
       end
-      return {2, age, n}
+      if awlmin > 0 then
+        if count < 0 then
+          afield = 'a' .. string.sub(field, 1, -5)
+          local a = tonumber(redis.call('HGET', KEYS[2], afield) or '')
+          count = 0
+          if a then
+            local n = math.floor(a / B32)
+            if now - (a - n * B32) < maxage then count = n end
+          end
+        end
+        count = count + 1
+        redis.call('HSET', KEYS[2], afield, count * B32 + now)
+        if redis.call('TTL', KEYS[2]) < maxage then
+          redis.call('EXPIRE', KEYS[2], maxage)
+        end
+      end
+      return 2 + 8 * age + (count < 0 and 0 or K * (math.min(count, 1000000) + 1))
     end
-    return {1, delay - age, 0}
+    return 1 + 8 * (delay - age) + (count < 0 and 0 or K * (math.min(count, 1000000) + 1))
   end
 end
 
-if sweep then
+if flags % 2 == 1 then
   local all = redis.call('HGETALL', KEYS[1])
   local dead = {}
   for i = 1, #all, 2 do
@@ -110,7 +149,9 @@ if sweep then
   if #dead > 0 then redis.call('HDEL', KEYS[1], unpack(dead)) end
 end
 redis.call('HSET', KEYS[1], field, now * 2)
+-- a new entry lives retry_window; extending by 1/16 more than that makes
+-- the next new entries of this bucket find the TTL long enough
 if redis.call('TTL', KEYS[1]) < window then
-  redis.call('EXPIRE', KEYS[1], window)
+  redis.call('EXPIRE', KEYS[1], window + math.floor(window / 16))
 end
-return {0, delay, 0}
+return 8 * delay + (count < 0 and 0 or K * (math.min(count, 1000000) + 1))

@@ -20,12 +20,21 @@
 # null-redis -m async -c evalsha (every workload): one EVALSHA per request,
 # the ceiling for a daemon that needs Redis once per decision. policyd is
 # also measured once with log.level = "info" (stderr to a file) to show the
-# cost of per-decision logging.
-# Last: RSS of policyd with BENCH_IDLE idle connections, and Redis
-# used_memory per greylist entry over BENCH_ENTRIES new triplets.
-# Prints a summary table with policyd's ratio to each peer and to
-# null-redis and checks issue 6's targets (MET / NOT MET); writes
-# build/bench/results.json (every run and the summary).
+# cost of per-decision logging, and "as shipped" at 32 connections:
+# rules/policyd.conf itself (7 rules, access maps, relocated, sender_login
+# and a ratelimit with overrides and max_networks, greylisting with delay
+# 300 and auto-whitelist 5, log.level = "info") with keys of its own,
+# once with stderr to a file (every workload) and once as a daemon logging
+# to syslog over a datagram socket read by a sink (greylist).
+# Last: RSS of policyd with BENCH_IDLE idle connections, Redis used_memory
+# per greylist entry over BENCH_ENTRIES new triplets, and Redis bytes per
+# triplet at BENCH_TRIPLETS (1,000,000) triplets for two spreads (the
+# bench's 200 /24s, and a spam-like /24 per 1-5 triplets).
+# Prints every run with the CPU (cores) of server, Redis and generator, a
+# summary table with policyd's ratio to each peer and to null-redis, CPU
+# microseconds per request (server and Redis, from /proc), and checks issue
+# 6's and issue 11's targets (MET / NOT MET); writes build/bench/results.json
+# (every run, the summary, the machine, CPU per request, bytes per triplet).
 #
 # Environment:
 #   BENCH_DURATION  measured seconds per run (default 5)
@@ -34,6 +43,8 @@
 #   BENCH_PEERS     peers to run (default "postgrey postgrey-tmpfs postfwd2 postfwd1")
 #   BENCH_IDLE      idle connections for the RSS check (default 10000)
 #   BENCH_ENTRIES   greylist entries for the Redis memory check (default 100000)
+#   BENCH_TRIPLETS  triplets for the bytes-per-triplet check (default 1000000)
+#   BENCH_MAP_ENTRIES  entries of the map-loading check (default 1000000)
 #   BENCH_PERF=1    after the measured runs, one more run of policyd
 #                   (greylist, 32 connections) under perf record -g; the
 #                   profile goes to build/bench/perf.data, its top is printed
@@ -363,27 +374,34 @@ start_policyd-warning() { policyd_server warning "$@"; }
 start_policyd-info() { policyd_server info "$@"; }
 
 # "as shipped": rules/policyd.conf itself (its rules, maps, log.level info),
-# only the listener, Redis, metrics and user changed; its map files beside it
-shipped_conf() {        # shipped_conf DIR PORT
+# only the listener, Redis, metrics and user changed; its map files beside it.
+# Its keys have a prefix of their own (PREFIX, one per server): a fresh
+# installation, which sees none of the triplets the delay-1 configuration
+# of the other policyd servers let pass (with delay 300 every greylist
+# request is a new triplet or an early retry).
+shipped_conf() {        # shipped_conf DIR PORT PREFIX
     cp "$TOP"/rules/* "$1/"
     sed -e "s|^listen = .*|listen = [ \"inet:127.0.0.1:$2\" ];|" \
         -e "s|127.0.0.1:6379|127.0.0.1:$REDIS_PORT|" \
+        -e "s|^\( *prefix = \)\"pd:\"|\1\"$3\"|" \
         -e 's|^user = .*|run_as_root = true;|' \
         -e 's|^\( *max_connections = \)[0-9]*|\1'$((IDLE_CONNS + 1000))'|' \
         -e 's|"127.0.0.1:9110"|""|' \
         "$TOP/rules/policyd.conf" > "$1/policyd.conf"
+    grep -q "prefix = \"$3\"" "$1/policyd.conf" ||
+        die "rules/policyd.conf: no 'prefix = \"pd:\"' line to give the as-shipped server its own keys"
     "$POLICYD" -t -c "$1/policyd.conf" > "$1/check.out" 2>&1 ||
         die "policyd rejects the shipped configuration: $(cat "$1/check.out")"
 }
 # stderr to a file, as under systemd with StandardError=file: or a pipe
 start_policyd-shipped() {
-    shipped_conf "$1" "$2"
+    shipped_conf "$1" "$2" "pdshipped:"
     "$POLICYD" -f -c "$1/policyd.conf" > "$1/policyd.log" 2>&1 &
     PEER_PID=$!
 }
 # syslog: daemon mode, its datagrams to a reader standing in for rsyslog
 start_policyd-syslog() {
-    shipped_conf "$1" "$2"
+    shipped_conf "$1" "$2" "pdsyslog:"
     printf 'pidfile = "%s/policyd.pid";\n' "$1" >> "$1/policyd.conf"
     python3 "$HELPER" sink "$1/log.sock" "$1/sink.count" > "$1/sink.out" 2>&1 &
     track_pid $!

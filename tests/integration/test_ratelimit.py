@@ -345,3 +345,71 @@ def test_notify_command_once_per_window():
                 wait_for(lambda: open(out).read().count("\n") == 2, 5, what="second notification")
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _calls(r, command):
+    m = re.search(r"cmdstat_%s:calls=(\d+)" % command, r.cmd("INFO", "commandstats"))
+    return int(m.group(1)) if m else 0
+
+
+def test_key_outlives_its_counters_without_an_expire_per_charge():
+    """A charge sets the key's TTL to the longest window (PEXPIRE); while this
+    instance knows the key lives longer than every counter it writes, it does
+    not set it again. The key always outlives its counters (each window's
+    TAT); a key deleted meanwhile (policyctl ratelimit reset does DEL) gets
+    its TTL again with the next charge."""
+    rules = rule([(1000, 60), (5000, 3600)])
+    with Redis() as r, Policyd(redis=r, rules=rules) as p, p.client() as c:
+        eq(c.ask(auth()), "DUNNO", "first charge")
+        keys = r.keys("t:r{*")
+        eq(len(keys), 1, "one key")
+        key = keys[0]
+        r.cmd("CONFIG", "RESETSTAT")
+        for i in range(20):
+            eq(c.ask(auth(recipient="u%d@example.org" % i)), "DUNNO", "charge %d" % i)
+        eq(_calls(r, "evalsha"), 20, "a script call each")
+        check(_calls(r, "pexpire") <= 1, "PEXPIRE at most once: %d" % _calls(r, "pexpire"))
+        pttl = r.cmd("PTTL", key)
+        check(3590000 < pttl <= 3600000, "TTL of the longest window: %d" % pttl)
+        now = int(r.cmd("TIME")[0]) * 1000
+        for f in ("60", "3600"):
+            tat = float(r.cmd("HGET", key, f))
+            check(tat - now < pttl, "window %s: TAT %d ms ahead, the key lives %d ms" % (
+                f, tat - now, pttl))
+        eq(r.cmd("DEL", key), 1, "reset")
+        eq(c.ask(auth()), "DUNNO", "charged anew")
+        pttl = r.cmd("PTTL", key)
+        check(3590000 < pttl <= 3600000, "the TTL is set again after a reset: %d" % pttl)
+        # a key whose TTL was taken away (PERSIST) is not left without one for long
+        r.cmd("PERSIST", key)
+        time.sleep(10.5)          # longer than this instance trusts what it saw
+        eq(c.ask(auth()), "DUNNO", "charged")
+        check(r.cmd("PTTL", key) > 0, "TTL set again: %d" % r.cmd("PTTL", key))
+
+
+def test_known_network_not_looked_up_again_and_held_at_once():
+    """A client network this instance has seen in a login's networks set is
+    not looked up in it again (no SISMEMBER) while the set lives; the set is
+    still counted on every request, so once another instance sees the login
+    exceed max_networks, a known network is held at once too. A set deleted
+    meanwhile (policyctl ratelimit reset) is filled again."""
+    rules = rule([(1000, 3600)], extra='max_networks = 2; networks_window = 3600;')
+    with Redis() as r, Policyd(redis=r, rules=rules) as a, Policyd(redis=r, rules=rules) as b:
+        with a.client() as ca, b.client() as cb:
+            eq(ca.ask(auth(client_address="198.51.100.7")), "DUNNO", "network 1 on A")
+            r.cmd("CONFIG", "RESETSTAT")
+            for i in range(5):
+                eq(ca.ask(auth(client_address="198.51.100.%d" % (10 + i))), "DUNNO",
+                   "network 1 again")
+            eq(_calls(r, "sismember"), 0, "a known network is not looked up")
+            eq(_calls(r, "scard"), 5, "but the set is counted each time")
+            eq(cb.ask(auth(client_address="203.0.113.9")), "DUNNO", "network 2 on B")
+            check(cb.ask(auth(client_address="192.0.2.9")).startswith("HOLD Compromised"),
+                  "network 3 on B: held")
+            check(ca.ask(auth(client_address="198.51.100.7")).startswith("HOLD Compromised"),
+                  "network 1 on A is held at once")
+            nkey = r.keys("t:n{*")[0]
+            eq(r.cmd("DEL", nkey), 1, "reset")
+            eq(ca.ask(auth(client_address="198.51.100.7")), "DUNNO", "allowed again")
+            eq(r.cmd("SCARD", nkey), 1, "and counted again")
+            check(r.cmd("TTL", nkey) > 3590, "with the window's TTL")

@@ -9,8 +9,12 @@ DEFER_RE = re.compile(r"^DEFER_IF_PERMIT 4\.7\.1 Greylisted, please try again in
 VALID_RE = re.compile(r"^(DUNNO|OK|DEFER_IF_PERMIT .+|REJECT .+|PREPEND .+)$")
 
 
-def rules(on_error=None, delay=1, window=10):
+def rules(on_error=None, delay=1, window=10, cache=None):
+    """cache = 0 for tests that age entries in Redis (local_cache would
+    answer from what it saw before)"""
     oe = 'on_error = "%s";' % on_error if on_error else ""
+    if cache is not None:
+        oe += " local_cache = %d;" % cache
     return ('rules = ( { name = "greylist"; check = "greylist"; delay = %d; '
             'retry_window = %d; auto_whitelist = 0; %s } );' % (delay, window, oe))
 
@@ -170,7 +174,7 @@ def test_key_prefix_honoured():
 
 
 def test_script_flush_reloaded():
-    with Redis() as r, Policyd(redis=r, rules=rules(delay=60, window=600)) as p:
+    with Redis() as r, Policyd(redis=r, rules=rules(delay=60, window=600, cache=0)) as p:
         with p.client() as c:
             check(DEFER_RE.match(c.ask(req(recipient="a@example.net"))), "first")
             eq(r.cmd("SCRIPT", "FLUSH"), "OK")

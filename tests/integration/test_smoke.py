@@ -5,7 +5,7 @@ from harness import Redis, Policyd, req, greylist_rules, check, eq
 
 
 def test_new_triplet_deferred_then_passes():
-    with Redis() as r, Policyd(redis=r, rules=greylist_rules(delay=60, window=600)) as p:
+    with Redis() as r, Policyd(redis=r, rules=greylist_rules(delay=60, window=600, cache=0)) as p:
         with p.client() as c:
             a = c.ask(req())
             check(a.startswith("DEFER_IF_PERMIT 4.7.1 Greylisted, please try again in"), a)

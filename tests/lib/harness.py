@@ -3,7 +3,7 @@
 Everything runs on loopback or unix sockets under a fresh temp dir, every
 wait is bounded, and only processes started here are stopped (by PID).
 
-    with Redis() as r, Policyd(redis=r, rules=GREYLIST_RULES) as p:
+    with Redis() as r, Policyd(redis=r, rules=greylist_rules()) as p:
         c = p.client()
         assert c.ask(req(recipient="a@example.net")).startswith("DEFER_IF_PERMIT")
 
@@ -281,8 +281,8 @@ class Redis:
         greylist.lua: a triplet field holds T*2+passed, a client counter
         field "a..." holds count*2^32+T): every T moves back, the buckets'
         TTLs shrink. Returns the number of entries moved. (policyd's
-        local_cache of passed triplets does not see this: tests age
-        waiting entries.)"""
+        local_cache does not see this: a test that ages entries runs its
+        greylist rule with local_cache = 0.)"""
         n = 0
         for k in self.keys(pattern, db=db):
             flat = self.cmd("HGETALL", k, db=db, raw=True) or []
@@ -399,13 +399,16 @@ GREYLIST_RULES = """
 rules = (
   { name = "authenticated"; match = { authenticated = true; }; action = "DUNNO"; },
   { name = "greylist"; match = { authenticated = false; }; check = "greylist";
-    delay = %(delay)d; retry_window = %(window)d; auto_whitelist = %(awl)d; }
+    delay = %(delay)d; retry_window = %(window)d; auto_whitelist = %(awl)d; %(extra)s }
 );
 """
 
 
-def greylist_rules(delay=2, window=6, awl=0):
-    return GREYLIST_RULES % {"delay": delay, "window": window, "awl": awl}
+def greylist_rules(delay=2, window=6, awl=0, cache=None):
+    """cache: local_cache; tests that age entries in Redis (age_greylist)
+    set 0, since policyd's memory of a waiting triplet does not see it"""
+    extra = "" if cache is None else "local_cache = %d;" % cache
+    return GREYLIST_RULES % {"delay": delay, "window": window, "awl": awl, "extra": extra}
 
 
 class Policyd:

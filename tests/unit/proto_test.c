@@ -219,6 +219,18 @@ test_reply(void)
 	is_int(len, strlen(t), "trace length");
 	free(t);
 	is_int(proto_attr_id("recipient", 9), A_RECIPIENT, "attribute by name");
+	{
+		int	all = 1;
+
+		for (int i = 0; i < A_COUNT; i++)
+			if (proto_attr_id(proto_attr_name(i),
+			    strlen(proto_attr_name(i))) != i)
+				all = 0;
+		ok(all, "every attribute name finds its id");
+	}
+	is_int(proto_attr_id("recipienx", 9), -1, "unknown name of a known length");
+	is_int(proto_attr_id("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 41), -1,
+	    "unknown long name");
 	is_int(proto_attr_id("recipientx", 10), -1, "unknown name");
 	is_str(proto_attr_name(A_TLS_SNI), "tls_sni", "name by id");
 }
