@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import (Redis, Policyd, req, check, eq, free_port, wait_for,  # noqa: E402
-                     expects_on_error, greylist_triplets)
+                     expects_on_error, greylist_triplets, metrics)
 
 
 def access_rule(key, name=None):
@@ -237,51 +237,83 @@ def test_sighup_rereads_maps_lists_whitelists_and_overrides():
 
 # ------------------------------------------------------------------ metrics --
 
-def metrics(port):
-    import urllib.request
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as f:
-        text = f.read().decode()
-    out = {}
-    for line in text.split("\n"):
-        m = re.match(r"^([a-z_]+) ([0-9.e+-]+)$", line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
+COUNTED = ("policyd_on_error_total", "policyd_connections", "policyd_connections_total",
+           "policyd_redis_commands_total", "policyd_redis_errors_total",
+           "policyd_redis_timeouts_total", "policyd_redis_reconnects_total",
+           "policyd_reloads_total", "policyd_reload_failures_total")
 
 
 @expects_on_error
 def test_metrics_count_on_error_redis_connections_and_reload_failures():
+    """A known sequence, and after each step every counter has exactly the
+    value it must: two clients with a new triplet each (2 commands), an
+    error reply (Redis over maxmemory refuses the script's writes), a
+    timeout (Redis stopped: the late connection is dropped and retried), a
+    Redis restart (the lost connection is retried), a failed and a good
+    reload."""
     mport = free_port()
     extra = 'metrics = { address = "127.0.0.1:%d"; };' % mport
     rs = rules('{ name = "greylist"; check = "greylist"; delay = 60; retry_window = 600; }')
+    want = dict.fromkeys(COUNTED, 0)
+
+    def closed():
+        wait_for(lambda: metrics(mport).get("policyd_connections") == 0, 10,
+                 what="connections back to 0")
+
+    def expect(what, **changes):
+        for k, v in changes.items():
+            want["policyd_" + k] += v
+        got = metrics(mport)
+        eq({k: got.get(k) for k in COUNTED}, want, what)
+
     with Redis() as r, Policyd(redis=r, rules=rs, extra=extra, timeout_ms=300) as p:
         wait_for(lambda: metrics(mport).get("policyd_redis_up") == 1, 10, what="redis up")
-        m0 = metrics(mport)
-        eq(m0.get("policyd_on_error_total"), 0, "no on_error yet")
-        eq(m0.get("policyd_reload_failures_total"), 0, "no failed reload yet")
+        expect("at start")
         with p.client() as c1, p.client() as c2:
             check(c1.ask(req(recipient="a@example.net")).startswith("DEFER_IF_PERMIT"), "c1")
             check(c2.ask(req(recipient="b@example.net")).startswith("DEFER_IF_PERMIT"), "c2")
-            m1 = metrics(mport)
-            eq(m1.get("policyd_connections"), 2, "two open connections")
-            check(m1["policyd_redis_commands_total"] >= m0["policyd_redis_commands_total"] + 2,
-                  "two commands at least: %r -> %r" % (m0, m1))
-        wait_for(lambda: metrics(mport).get("policyd_connections") == 0, 10,
-                 what="connections back to 0")
+            expect("two clients, a command each", connections=2, connections_total=2,
+                   redis_commands_total=2)
+        closed()
+        expect("both closed", connections=-2)
+        r.cmd("CONFIG", "SET", "maxmemory", "1")
+        try:
+            with p.client() as c:
+                eq(c.ask(req(recipient="oom@example.net")), "DUNNO", "on_error: OOM reply")
+                expect("an error reply", connections=1, connections_total=1,
+                       redis_commands_total=1, redis_errors_total=1, on_error_total=1)
+        finally:
+            r.cmd("CONFIG", "SET", "maxmemory", "0")
+        closed()
+        want["policyd_connections"] = 0
         r.pause()
         try:
             with p.client() as c:
                 eq(c.ask(req(recipient="c@example.net")), "DUNNO", "on_error while Redis hangs")
+                expect("a timeout", connections=1, connections_total=1, redis_commands_total=1,
+                       redis_errors_total=1, redis_timeouts_total=1,
+                       redis_reconnects_total=1, on_error_total=1)
         finally:
             r.resume()
-        m2 = metrics(mport)
-        eq(m2["policyd_on_error_total"], 1, "one on_error answer")
-        check(m2["policyd_redis_timeouts_total"] >= 1, "the timeout counted: %r" % m2)
+        closed()
+        want["policyd_connections"] = 0
+        # the dropped connection is set up again (Redis runs again)
+        wait_for(lambda: metrics(mport).get("policyd_redis_up") == 1, 10, what="redis up")
+        n = len(p.log())
+        r.kill()
+        r.start()
+        p.wait_log(r"(?s)redis: connection to %s lost: .*redis: connected to %s"
+                   % (re.escape(r.address), re.escape(r.address)), 15, n)
+        expect("a Redis restart", redis_reconnects_total=1)
         with open(p.conf, "a") as f:
             f.write("\nthis is not a setting\n")
         out = hup(p)
         check("reload failed" in out, out)
-        eq(metrics(mport)["policyd_reload_failures_total"], 1, "one failed reload")
+        expect("a failed reload", reload_failures_total=1)
+        p.write_config(rs, extra)
+        out = hup(p)
+        check("reloaded: generation 2" in out, out)
+        expect("a good reload", reloads_total=1)
 
 
 # --------------------------------------------------- ratelimit key parts --
