@@ -389,6 +389,74 @@ def test_ratelimit_refund_after_a_later_defer_or_discard():
                   "and then the limit")
 
 
+# ------------------------------------------------------ per-rule prefixes --
+
+def test_greylist_prefixes_per_rule():
+    """ipv4_prefix/ipv6_prefix size the client network of each greylist
+    rule: a retry from another address of the same /16 (/48) passes under
+    the wide rule; under the narrow one (/32, /128) only the same address
+    does. The default /24 (/64) would decide every case the other way."""
+    rs = rules('{ name = "wide"; match = { client_address = [ "198.51.0.0/16", "2001:db8::/32" ]; }; '
+               'check = "greylist"; delay = 60; retry_window = 600; auto_whitelist = 0; '
+               'ipv4_prefix = 16; ipv6_prefix = 48; }',
+               '{ name = "narrow"; match = { client_address = [ "203.0.113.0/24", "2001:db9::/32" ]; }; '
+               'check = "greylist"; delay = 60; retry_window = 600; auto_whitelist = 0; '
+               'ipv4_prefix = 32; ipv6_prefix = 128; }')
+
+    def ask(c, ip):
+        return c.ask(req(client_address=ip))
+
+    with Redis() as r, Policyd(redis=r, rules=rs) as p:
+        with p.client() as c:
+            for ip in ("198.51.100.1", "2001:db8:1:1::1", "203.0.113.1", "2001:db9::1"):
+                check(ask(c, ip).startswith("DEFER_IF_PERMIT 4.7.1 Greylisted"), "first from " + ip)
+            check(r.age_greylist(61) >= 4, "entries aged")
+            for ip, passes in (("198.51.7.9", True), ("2001:db8:1:ffff::2", True),
+                               ("203.0.113.2", False), ("2001:db9::2", False),
+                               ("2001:db8:2::1", False), ("203.0.113.1", True),
+                               ("2001:db9::1", True)):
+                a = ask(c, ip)
+                if passes:
+                    check(a.startswith("PREPEND X-Greylist: delayed"), "retry from %s: %r" % (ip, a))
+                else:
+                    check(a.startswith("DEFER_IF_PERMIT 4.7.1 Greylisted, please try again in 60"),
+                          "%s is another client network: %r" % (ip, a))
+
+
+def test_ratelimit_prefixes_per_rule():
+    """ipv4_prefix = 16, ipv6_prefix = 48: client_network keys are /16
+    and /48 networks, and max_networks counts networks of that size."""
+    rs = rules(rl_rule('"client_network"', extra='ipv4_prefix = 16; ipv6_prefix = 48; '
+                                                   'match = { authenticated = false; };',
+                       name="by-net"),
+               rl_rule('"sasl_username"', windows="{ limit = 1000; seconds = 3600; }",
+                       extra='max_networks = 2; ipv4_prefix = 16; '
+                             'networks_action = "REJECT 5.7.1 locked %k (%c networks)";',
+                       name="by-login"))
+
+    def auth(ip):
+        return req(sasl_username="pfx@example.net", sasl_method="PLAIN", client_address=ip,
+                   recipient="r-%s@example.org" % ip.replace(":", "-"))
+
+    with Redis() as r, Policyd(redis=r, rules=rs) as p:
+        with p.client() as c:
+            for ip in ("198.51.100.1", "198.51.7.9"):
+                eq(c.ask(req(client_address=ip)), "DUNNO", ip)
+            a = c.ask(req(client_address="198.51.200.200"))
+            check(a.startswith("DEFER_IF_PERMIT 4.7.1 Rate limit exceeded for 198.51.0.0/16: "
+                               "2 recipients per hour"), "the /16 is full: %r" % a)
+            eq(c.ask(req(client_address="198.52.0.1")), "DUNNO", "another /16")
+            for ip in ("2001:db8:1:1::1", "2001:db8:1:ffff::2"):
+                eq(c.ask(req(client_address=ip)), "DUNNO", ip)
+            a = c.ask(req(client_address="2001:db8:1:abcd::3"))
+            check(a.startswith("DEFER_IF_PERMIT 4.7.1 Rate limit exceeded for 2001:db8:1::/48: "),
+                  "the /48 is full: %r" % a)
+            # three /24s of one /16 are one network for max_networks
+            for ip in ("10.1.1.1", "10.1.2.2", "10.1.3.3", "10.2.0.1"):
+                eq(c.ask(auth(ip)), "DUNNO", "login from " + ip)
+            eq(c.ask(auth("10.3.0.1")), "REJECT 5.7.1 locked pfx@example.net (3 networks)")
+
+
 # ------------------------------------------------------ SIGINT and -t ----
 
 def test_sigint_stops_cleanly():
