@@ -356,6 +356,14 @@ def redis_block(r, connect_ms, password=None):
                                      'password = "%s"; ' % password if password else ""))
 
 
+def back_to_normal(p, r):
+    """Redis runs again: policyd connects and greylists normally."""
+    p.wait_log(r"redis: connected to %s" % re.escape(r.address), 15)
+    with p.client() as c:
+        check(c.ask(req(recipient="after@example.net"))
+              .startswith("DEFER_IF_PERMIT 4.7.1 Greylisted"), "normal answer")
+
+
 @expects_on_error
 def test_connect_timeout_abandons_a_handshake_that_never_completes():
     """A redis-server that is stopped with a full accept queue never
@@ -385,11 +393,7 @@ def test_connect_timeout_abandons_a_handshake_that_never_completes():
                 for s in fillers:
                     s.close()
                 fillers = []
-                for p in (fast,):
-                    p.wait_log(r"redis: connected to %s" % re.escape(r.address), 15)
-                    with p.client() as c:
-                        check(c.ask(req(recipient="after@example.net"))
-                              .startswith("DEFER_IF_PERMIT 4.7.1 Greylisted"), "normal answer")
+                back_to_normal(fast, r)
         finally:
             r.resume()
             for s in fillers:
@@ -412,10 +416,7 @@ def test_connect_timeout_covers_auth():
                 with p.client() as c:
                     eq(c.ask(req()), "DUNNO", "on_error before AUTH is answered")
                 r.resume()
-                p.wait_log(r"redis: connected to %s" % re.escape(r.address), 15)
-                with p.client() as c:
-                    check(c.ask(req(recipient="after@example.net"))
-                          .startswith("DEFER_IF_PERMIT 4.7.1 Greylisted"), "normal answer")
+                back_to_normal(p, r)
         finally:
             r.resume()
 
