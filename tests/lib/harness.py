@@ -54,6 +54,15 @@ def expects_on_error(fn):
     return fn
 
 
+def time_limit(seconds):
+    """Decorator: this test may run for up to seconds instead of the
+    runner's TEST_TIMEOUT (a cold download or build on a loaded machine)."""
+    def mark(fn):
+        fn.time_limit = seconds
+        return fn
+    return mark
+
+
 def begin_test(fn):
     _test_expects_on_error[0] = bool(getattr(fn, "expects_on_error", False))
 
