@@ -30,10 +30,11 @@ BUILD   ?= build
 # build directories (build-asan, ...) keep their binaries to themselves
 RELEASE  = build
 
-# every policyd/*.c is part of the daemon, except the command-line tool
-CTL_SRCS = policyctl.c
-SRCS = $(filter-out $(CTL_SRCS),$(notdir $(wildcard policyd/*.c)))
+# every policyd/*.c is part of the daemon; the command-line tool's own
+# files are policyd/ctl/*.c
+SRCS = $(notdir $(wildcard policyd/*.c))
 OBJS = $(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/scripts.o
+CTL_SRCS = $(notdir $(wildcard policyd/ctl/*.c))
 LUA  = $(sort $(wildcard policyd/scripts/*.lua))
 # objects of the daemon without main() and without hiredis/libevent I/O
 STORE_OBJS = $(filter $(BUILD)/store.o $(BUILD)/store_%.o,$(OBJS))
@@ -56,6 +57,8 @@ UNIT_TESTS += sqlcf_test mapkeys_test
 UNIT_sqlcf_test = sqlcf.o
 UNIT_mapkeys_test = mapkeys.o maps.o addr.o
 UNIT_cluster_test = slot.o
+UNIT_TESTS += store_value_test
+UNIT_store_value_test = store_value.o
 UNIT_ratelimit_test = $(notdir $(CORE_OBJS)) store_stub.o
 UNIT_sender_test    = $(notdir $(CORE_OBJS)) store_stub.o
 UNIT_relocated_test = $(notdir $(CORE_OBJS)) store_stub.o
@@ -73,17 +76,17 @@ DEB_TEST += faketime
 # make deb and tests/integration/test_deb.py (debootstrap: its scratch root)
 DEB_PKG   = dpkg-dev debhelper lintian debootstrap
 
-BINS = policyd $(if $(wildcard policyd/policyctl.c),policyctl)
+BINS = policyd policyctl
 ifeq ($(BUILD),$(RELEASE))
 all: $(BINS:%=policyd/%)
 else
 all: $(BINS:%=$(BUILD)/%)
 endif
 
-# policyctl: its own main and the daemon's own configuration loader, rules,
-# checks and scripts (CORE_OBJS; store.o only resolves the checks' calls,
-# policyctl talks to Redis with synchronous hiredis itself)
-CTL_OBJS = $(BUILD)/policyctl.o $(CORE_OBJS) $(STORE_OBJS)
+# policyctl: its own files (policyd/ctl/) and the daemon's configuration
+# loader, rules, checks and scripts (CORE_OBJS) and its state layer
+# (STORE_OBJS: Redis standalone, Sentinel and Cluster as in the daemon)
+CTL_OBJS = $(CTL_SRCS:%.c=$(BUILD)/ctl/%.o) $(CORE_OBJS) $(STORE_OBJS)
 
 # policyd/policyd and policyd/policyctl are always copies of the release
 # build (compared, not dated: a copy left by an older Makefile is replaced)
@@ -100,6 +103,9 @@ $(BUILD)/policyd: $(OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
 $(BUILD)/%.o: policyd/%.c policyd/*.h | $(BUILD)
+	$(CC) $(CFLAGS) $(CPPFLAGS) -Ipolicyd -c -o $@ $<
+
+$(BUILD)/ctl/%.o: policyd/ctl/%.c policyd/ctl/*.h policyd/*.h | $(BUILD)/ctl
 	$(CC) $(CFLAGS) $(CPPFLAGS) -Ipolicyd -c -o $@ $<
 
 $(BUILD)/scripts.c: policyd/gen-scripts.sh $(LUA) | $(BUILD)
@@ -123,6 +129,9 @@ unit: $(UNIT_TESTS:%=$(BUILD)/%)
 
 $(BUILD):
 	mkdir -p $(BUILD)
+
+$(BUILD)/ctl:
+	mkdir -p $(BUILD)/ctl
 
 # Debian packages: installed only when missing (CI machines start bare).
 deps:

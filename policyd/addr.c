@@ -67,6 +67,48 @@ addr_ip_parse(const char *s, struct ipaddr *ip)
 	return 0;
 }
 
+/* addr_hosts_lookup - name's addresses in hosts(5) text (see addr.h) */
+int
+addr_hosts_lookup(const char *text, size_t len, const char *name,
+    struct ipaddr *out, int max)
+{
+	int	n = 0;
+
+	for (int pass = 0; pass < 2; pass++) {
+		const char *p = text, *end = text + len;
+
+		while (p < end && n < max) {
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+			size_t	ll = (size_t)((nl ? nl : end) - p);
+			char	line[1024], *save, *tok, *addr;
+			struct ipaddr ip;
+			int	dup = 0;
+
+			if (ll < sizeof(line)) {
+				memcpy(line, p, ll);
+				line[ll] = '\0';
+				line[strcspn(line, "#")] = '\0';
+			} else
+				line[0] = '\0';
+			p += ll + 1;
+			if ((addr = strtok_r(line, " \t\r", &save)) == NULL ||
+			    addr_ip_parse(addr, &ip) != 0 || ip.family !=
+			    (pass == 0 ? AF_INET : AF_INET6))
+				continue;
+			while ((tok = strtok_r(NULL, " \t\r", &save)) != NULL &&
+			    strcasecmp(tok, name) != 0)
+				;
+			if (tok == NULL)
+				continue;
+			for (int i = 0; i < n; i++)
+				dup |= memcmp(&out[i], &ip, sizeof(ip)) == 0;
+			if (!dup)
+				out[n++] = ip;
+		}
+	}
+	return n;
+}
+
 /* addr_ip_mask - clear all bits after the first prefix bits */
 void
 addr_ip_mask(struct ipaddr *ip, int prefix)

@@ -96,6 +96,15 @@ int	addr_greylist_sender(const char *in, char *buf, size_t len);
  */
 int	addr_domain_match(const char *domain, const char *pattern);
 
+/*
+ * addr_hosts_lookup - the addresses of name in the hosts(5) text of len
+ * bytes: IPv4 ones first, then IPv6, each in file order, duplicates once,
+ * at most max. Names compare without ASCII case; a line of more than
+ * 1023 bytes is skipped. Returns the number found.
+ */
+int	addr_hosts_lookup(const char *text, size_t len, const char *name,
+	    struct ipaddr *out, int max);
+
 /* addr_lower - lowercase ASCII in place */
 void	addr_lower(char *s);
 

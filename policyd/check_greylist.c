@@ -6,8 +6,12 @@
  *	network is the client address cut to ipv4_prefix/ipv6_prefix bits
  *	(24 and 64); the sender is normalised by addr_greylist_sender().
  *	Whitelists in postgrey's file formats are consulted first and cost
- *	no Redis command. Everything else is one EVALSHA of greylist.lua,
- *	which decides and updates atomically (see the script for the
+ *	no Redis command. A whitelist entry "pgsql:FILE" or "mysql:FILE"
+ *	(table.h) is asked after the files, one query per key, the keys
+ *	most specific first (mapkeys_clientlist(), mapkeys_rcptlist()):
+ *	any row found whitelists; a table that fails answers on_error
+ *	unless another one whitelists. Everything else is one EVALSHA of
+ *	greylist.lua, which decides and updates atomically (see the script for the
  *	states). Where a triplet lives (buckets of a few hundred bytes in
  *	Redis's listpack encoding, about 20 bytes a triplet): greylist.h.
  *	Triplets of the old format (one key each) are still read, and moved
@@ -32,8 +36,10 @@
 
 #include "greylist.h"
 #include "log.h"
+#include "mapkeys.h"
 #include "rules.h"
 #include "store.h"
+#include "table.h"
 
 #define GREYLIST_SEED	0x70646772796c7374ULL	/* "pdgrylst" */
 #define GROUP_SPF	(1u << 0)
@@ -50,6 +56,7 @@ struct greylist {
 	unsigned group;			/* GROUP_* */
 	struct clientlist *wl_clients;
 	struct rcptlist *wl_rcpts;
+	struct table_list sql_clients, sql_rcpts;	/* pgsql:, mysql: */
 	char	*hostname;
 };
 
@@ -83,7 +90,7 @@ gl_int(const config_setting_t *rs, const char *name, int def, int min, int max,
 	return 0;
 }
 
-/* gl_files - load a string or list of whitelist files */
+/* gl_files - load a string or list of whitelist files and tables */
 static int
 gl_files(const config_setting_t *rs, const char *name, const struct config *c,
     struct greylist *g, int clients, char *err, size_t errlen)
@@ -99,7 +106,7 @@ gl_files(const config_setting_t *rs, const char *name, const struct config *c,
 		const config_setting_t *e = config_setting_type(s) ==
 		    CONFIG_TYPE_STRING ? s : config_setting_get_elem(s, i);
 		const char *f = config_setting_get_string(e);
-		char	path[4096], why[512];
+		char	path[4096], why[1024];
 		int	rc;
 
 		if (f == NULL) {
@@ -107,10 +114,14 @@ gl_files(const config_setting_t *rs, const char *name, const struct config *c,
 			    c->path, config_setting_source_line(e), name);
 			return -1;
 		}
-		config_path(c, f, path, sizeof(path));
-		rc = clients ? clientlist_load_file(g->wl_clients, path, why,
-		    sizeof(why)) : rcptlist_load_file(g->wl_rcpts, path, why,
-		    sizeof(why));
+		config_path(c, f + (table_is_sql(f) ? 6 : 0), path, sizeof(path));
+		if (table_is_sql(f))
+			rc = table_list_add(clients ? &g->sql_clients :
+			    &g->sql_rcpts, f, path, why, sizeof(why));
+		else
+			rc = clients ? clientlist_load_file(g->wl_clients, path,
+			    why, sizeof(why)) : rcptlist_load_file(g->wl_rcpts,
+			    path, why, sizeof(why));
 		if (rc < 0) {
 			/* "file:line: message" of the setting, then the cause */
 			snprintf(err, errlen, "%s:%d: %s: %s", c->path,
@@ -129,6 +140,8 @@ greylist_free(void *priv)
 
 	clientlist_free(g->wl_clients);
 	rcptlist_free(g->wl_rcpts);
+	table_list_free(&g->sql_clients);
+	table_list_free(&g->sql_rcpts);
 	gl_cache_free(g->cache);
 	free(g->hostname);
 	free(g);
@@ -394,19 +407,96 @@ greylist_done(void *arg, const struct store_reply *r)
 	}
 }
 
-/* greylist_run - whitelists, then one script call */
+static void greylist_triplet(const struct greylist *g, struct eval *ev);
+
+/* a whitelist asked in SQL: the client tables, then the recipients' */
+struct gl_wait {
+	const struct greylist *g;
+	struct eval *ev;
+	int	rcpt;			/* asking the recipient tables */
+	struct table *failed;		/* the first table that failed */
+	struct mapkeys k;		/* the keys asked */
+};
+
+/* gl_wl_done - a row whitelists; else the next tables, the triplet */
+static void
+gl_wl_done(void *arg, enum table_status st, int ti, int ki, const char *value)
+{
+	struct gl_wait *w = arg;
+	const struct greylist *g = w->g;
+	const struct table_list *l = w->rcpt ? &g->sql_rcpts : &g->sql_clients;
+	struct eval *ev = w->ev;
+	struct table *failed;
+	char	detail[256];
+
+	(void)value;
+	if (st == TABLE_FOUND) {
+		snprintf(detail, sizeof(detail), "%s whitelisted (%s %.100s: "
+		    "\"%.80s\")", w->rcpt ? "recipient" : "client", w->rcpt ?
+		    "whitelist_recipients" : "whitelist_clients",
+		    table_name(l->t[ti]), w->k.k[ki]);
+		mapkeys_free(&w->k);
+		free(w);
+		eval_check_done(ev, CHECK_NOMATCH, NULL, detail);
+		return;
+	}
+	if (st == TABLE_ERROR && w->failed == NULL)
+		w->failed = l->t[ti];
+	mapkeys_free(&w->k);
+	if (!w->rcpt && g->sql_rcpts.n > 0) {
+		w->rcpt = 1;
+		if (mapkeys_rcptlist(ev->req->v[A_RECIPIENT], &w->k) < 0) {
+			free(w);
+			eval_check_done(ev, CHECK_TEMPFAIL, NULL,
+			    "out of memory");
+			return;
+		}
+		table_lookup_any(g->sql_rcpts.t, g->sql_rcpts.n,
+		    (const char *const *)w->k.k, w->k.n, gl_wl_done, w);
+		return;
+	}
+	failed = w->failed;
+	free(w);
+	if (failed == NULL) {
+		greylist_triplet(g, ev);
+		return;
+	}
+	/* not whitelisted elsewhere: the rule's on_error decides */
+	snprintf(detail, sizeof(detail), "whitelist table %.200s: lookup "
+	    "failed (database down or slow)", table_name(failed));
+	eval_check_done(ev, CHECK_TEMPFAIL, NULL, detail);
+}
+
+/* gl_wl_sql - ask the SQL whitelists (the files found nothing) */
+static void
+gl_wl_sql(const struct greylist *g, struct eval *ev)
+{
+	const struct policy_req *q = ev->req;
+	struct gl_wait *w = calloc(1, sizeof(*w));
+
+	if (w == NULL || (g->sql_clients.n > 0 && mapkeys_clientlist(
+	    ev->client_ip_ok ? q->v[A_CLIENT_ADDRESS] : NULL,
+	    q->v[A_CLIENT_NAME], &w->k) < 0)) {
+		free(w);
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL, "out of memory");
+		return;
+	}
+	w->g = g;
+	w->ev = ev;
+	if (g->sql_clients.n == 0) {
+		gl_wl_done(w, TABLE_NOTFOUND, -1, -1, NULL);
+		return;
+	}
+	table_lookup_any(g->sql_clients.t, g->sql_clients.n,
+	    (const char *const *)w->k.k, w->k.n, gl_wl_done, w);
+}
+
+/* greylist_run - whitelists, then the triplet */
 static void
 greylist_run(void *priv, struct eval *ev)
 {
 	const struct greylist *g = priv;
 	const struct policy_req *q = ev->req;
-	char	net[64], sender[1100], rcpt[1100], legacy[96];
-	char	delay[16], window[16], maxage[16], awlmin[16];
-	const char *argv[10];
-	size_t	argvlen[10];
-	struct gl_key k;
-	struct greylist_call *call;
-	int	nl, sl, rl, nkeys, n;
 
 	if (clientlist_count(g->wl_clients) && clientlist_match(g->wl_clients,
 	    q->v[A_CLIENT_NAME], ev->client_ip_ok ? &ev->client_ip : NULL)) {
@@ -426,6 +516,26 @@ greylist_run(void *priv, struct eval *ev)
 		    "recipient whitelisted (whitelist_recipients)");
 		return;
 	}
+	if (g->sql_clients.n > 0 || g->sql_rcpts.n > 0) {
+		gl_wl_sql(g, ev);
+		return;
+	}
+	greylist_triplet(g, ev);
+}
+
+/* greylist_triplet - the local cache, then one script call */
+static void
+greylist_triplet(const struct greylist *g, struct eval *ev)
+{
+	const struct policy_req *q = ev->req;
+	char	net[64], sender[1100], rcpt[1100], legacy[96];
+	char	delay[16], window[16], maxage[16], awlmin[16];
+	const char *argv[10];
+	size_t	argvlen[10];
+	struct gl_key k;
+	struct greylist_call *call;
+	int	nl, sl, rl, nkeys, n;
+
 	if (q->len[A_RECIPIENT] >= 1024 || q->len[A_SENDER] >= 1024) {
 		/* longer than any valid address: hash the raw value */
 		sl = snprintf(sender, sizeof(sender), "%016llx",

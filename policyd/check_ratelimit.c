@@ -1090,12 +1090,10 @@ secret_candidate(char *hex)
 	return 0;
 }
 
-/* secret_take - the script's answer into the cache; 0 or -1 */
-static int
-secret_take(const struct store *st, const struct store_reply *r, time_t now)
+/* ratelimit_secret_decode - secret.lua's answer as 16 bytes; 0 or -1 */
+int
+ratelimit_secret_decode(const struct store_reply *r, uint8_t key[16])
 {
-	uint8_t	key[16];
-
 	if (!r->ok || r->n != 4)
 		return -1;
 	for (int i = 0; i < 4; i++) {
@@ -1104,6 +1102,17 @@ secret_take(const struct store *st, const struct store_reply *r, time_t now)
 		for (int j = 0; j < 4; j++)
 			key[4 * i + j] = (uint8_t)(v >> (24 - 8 * j));
 	}
+	return 0;
+}
+
+/* secret_take - the script's answer into the cache; 0 or -1 */
+static int
+secret_take(const struct store *st, const struct store_reply *r, time_t now)
+{
+	uint8_t	key[16];
+
+	if (ratelimit_secret_decode(r, key) < 0)
+		return -1;
 	if (secret.known && secret.store == st &&
 	    memcmp(secret.key, key, sizeof(key)) != 0)
 		log_warnx("ratelimit: the key-hash secret in Redis (%s%s) "
@@ -1133,6 +1142,13 @@ secret_ask(struct store *st, store_cb *cb, void *arg)
 		return;
 	}
 	store_script(st, SCRIPT_SECRET, 1, 2, argv, argvlen, cb, arg);
+}
+
+/* ratelimit_secret_ask - secret.lua as the check runs it (policyctl) */
+void
+ratelimit_secret_ask(struct store *st, store_cb *cb, void *arg)
+{
+	secret_ask(st, cb, arg);
 }
 
 /* secret_refreshed - a background refresh came back */

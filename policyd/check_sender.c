@@ -26,6 +26,9 @@
  *	map = "pgsql:FILE" or "mysql:FILE" reads the map from SQL (table.h):
  *	the same keys are asked, one query each, the first found wins; a
  *	database that is down or slow makes the check TEMPFAIL (on_error).
+ *	A protect_domains entry "pgsql:FILE" / "mysql:FILE" is asked the
+ *	sender's domain, then .parent, ... (mapkeys_domain(), the keys a
+ *	file list matches) after the names and files: a row protects it.
  *
  *	sender_owned() is the decision as a pure function; check_expand()
  *	the template expansion shared with the relocated check. No Redis:
@@ -40,6 +43,7 @@
 #include "check_sender.h"
 #include "check_util.h"
 #include "log.h"
+#include "mapkeys.h"
 #include "rules.h"
 #include "table.h"
 
@@ -54,6 +58,7 @@ struct sender_login {
 	struct map *map;		/* NULL without map = */
 	struct table *table;		/* map = "pgsql:FILE" / "mysql:FILE" */
 	struct map *protect;		/* protected domains, or NULL */
+	struct table_list protect_sql;	/* and SQL tables of them */
 	unsigned flags;			/* SENDER_* */
 	char	*reply;
 	char	*unauth_reply;
@@ -208,6 +213,7 @@ sender_free(void *priv)
 	map_free(s->map);
 	table_unref(s->table);
 	map_free(s->protect);
+	table_list_free(&s->protect_sql);
 	free(s->reply);
 	free(s->unauth_reply);
 	free(s);
@@ -235,11 +241,13 @@ opt_bool(const config_setting_t *rs, const char *name, int def, int *out,
 /*
  * opt_files - load "name" (a string or a list of strings) into *m; with
  * files = 0 the strings are entries themselves, and "file:NAME" entries
- * load a file of one entry per line.
+ * load a file of one entry per line; with tl, "pgsql:FILE" / "mysql:FILE"
+ * entries are SQL tables added to it.
  */
 static int
 opt_files(const config_setting_t *rs, const char *name, int files, int flags,
-    struct map **m, const struct config *c, char *err, size_t errlen)
+    struct map **m, struct table_list *tl, const struct config *c, char *err,
+    size_t errlen)
 {
 	const config_setting_t *s = config_setting_get_member(rs, name), *e;
 	char	path[4096];
@@ -268,6 +276,17 @@ opt_files(const config_setting_t *rs, const char *name, int files, int flags,
 			    "strings", c->path, config_setting_source_line(e),
 			    name);
 			return -1;
+		}
+		if (tl != NULL && table_is_sql(v)) {
+			char	msg[4400];
+
+			config_path(c, v + 6, path, sizeof(path));
+			if (table_list_add(tl, v, path, msg, sizeof(msg)) < 0) {
+				snprintf(err, errlen, "%s:%d: %s: %s", c->path,
+				    config_setting_source_line(e), name, msg);
+				return -1;
+			}
+			continue;
 		}
 		if (!files && strncmp(v, "file:", 5) != 0) {
 			if (map_put(*m, v, "") != 0) {
@@ -343,9 +362,9 @@ sender_compile(const config_setting_t *rs, const struct config *c,
 	    opt_bool(rs, "same_domain", 0, &same, c, err, errlen) < 0 ||
 	    opt_table(rs, "map", &s->table, c, err, errlen) < 0 ||
 	    (s->table == NULL &&
-	    opt_files(rs, "map", 1, 0, &s->map, c, err, errlen) < 0) ||
-	    opt_files(rs, "protect_domains", 0, MAP_F_SET, &s->protect, c,
-	    err, errlen) < 0 ||
+	    opt_files(rs, "map", 1, 0, &s->map, NULL, c, err, errlen) < 0) ||
+	    opt_files(rs, "protect_domains", 0, MAP_F_SET, &s->protect,
+	    &s->protect_sql, c, err, errlen) < 0 ||
 	    check_template(rs, "reply", SENDER_DEF_REPLY, "ls", &s->reply, c,
 	    err, errlen) < 0 ||
 	    check_template(rs, "unauth_reply", SENDER_DEF_UNAUTH, "s",
@@ -455,6 +474,70 @@ sender_sql(const struct sender_login *s, struct eval *ev)
 	table_lookup_owner(s->table, sender, sender_sql_done, w);
 }
 
+/* sender_protected - an unauthenticated sender in a protected domain */
+static void
+sender_protected(const struct sender_login *s, struct eval *ev,
+    const char *dom)
+{
+	const char *vals[1];
+	char	action[EVAL_TEXT], why[256];
+
+	vals[0] = ev->req->v[A_SENDER];
+	check_expand(action, sizeof(action), s->unauth_reply, "s", vals);
+	snprintf(why, sizeof(why), "not authenticated, sender domain %.200s "
+	    "is protected", dom);
+	eval_check_done(ev, CHECK_MATCH, action, why);
+}
+
+/* protect_sql_done - a row in a protect_domains table protects */
+static void
+protect_sql_done(void *arg, enum table_status st, int ti, int ki,
+    const char *value)
+{
+	struct sender_wait *w = arg;
+	struct eval *ev = w->ev;
+	char	why[256];
+
+	(void)ki;
+	(void)value;
+	if (st == TABLE_FOUND)
+		sender_protected(w->s, ev, addr_domain(ev->req->v[A_SENDER]));
+	else if (st == TABLE_NOTFOUND)
+		eval_check_done(ev, CHECK_NOMATCH, NULL, "not authenticated, "
+		    "sender domain not protected");
+	else {
+		snprintf(why, sizeof(why), "protect_domains table %.200s: "
+		    "lookup failed (database down or slow)",
+		    table_name(w->s->protect_sql.t[ti]));
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL, why);
+	}
+	free(w);
+}
+
+/* protect_sql - ask the protect_domains tables for the domain */
+static void
+protect_sql(const struct sender_login *s, struct eval *ev, const char *dom)
+{
+	struct sender_wait *w = calloc(1, sizeof(*w));
+	struct mapkeys k;
+	int	n = mapkeys_domain(dom, &k);
+
+	if (w == NULL || n < 0) {
+		free(w);
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL, n < 0 ? "more keys "
+		    "than an SQL map is asked (too many labels)" :
+		    "out of memory");
+		if (n > 0)
+			mapkeys_free(&k);
+		return;
+	}
+	w->s = s;
+	w->ev = ev;
+	table_lookup_any(s->protect_sql.t, s->protect_sql.n,
+	    (const char *const *)k.k, n, protect_sql_done, w);
+	mapkeys_free(&k);		/* copied */
+}
+
 /* sender_run - decide for one request */
 static void
 sender_run(void *priv, struct eval *ev)
@@ -462,8 +545,7 @@ sender_run(void *priv, struct eval *ev)
 	const struct sender_login *s = priv;
 	const struct policy_req *q = ev->req;
 	const char *login = q->v[A_SASL_USERNAME], *sender = q->v[A_SENDER];
-	const char *vals[2], *dom;
-	char	action[EVAL_TEXT], why[256];
+	const char *dom;
 
 	if (!(q->present & (1ULL << A_SENDER))) {
 		eval_check_done(ev, CHECK_NOMATCH, NULL,
@@ -472,22 +554,21 @@ sender_run(void *priv, struct eval *ev)
 	}
 	if (*login == '\0') {
 		dom = addr_domain(sender);
-		if (s->protect == NULL || dom == NULL || *dom == '\0') {
+		if ((s->protect == NULL && s->protect_sql.n == 0) ||
+		    dom == NULL || *dom == '\0') {
 			eval_check_done(ev, CHECK_NOMATCH, NULL,
 			    "not authenticated");
 			return;
 		}
 		/* looked up as it is, whatever its length (maps lowercase) */
-		if (map_lookup_domain(s->protect, dom, NULL, 0) == NULL) {
+		if (s->protect != NULL &&
+		    map_lookup_domain(s->protect, dom, NULL, 0) != NULL)
+			sender_protected(s, ev, dom);
+		else if (s->protect_sql.n > 0)
+			protect_sql(s, ev, dom);
+		else
 			eval_check_done(ev, CHECK_NOMATCH, NULL, "not "
 			    "authenticated, sender domain not protected");
-			return;
-		}
-		vals[0] = sender;
-		check_expand(action, sizeof(action), s->unauth_reply, "s", vals);
-		snprintf(why, sizeof(why), "not authenticated, sender domain "
-		    "%.200s is protected", dom);
-		eval_check_done(ev, CHECK_MATCH, action, why);
 		return;
 	}
 	if (s->table != NULL) {

@@ -546,6 +546,7 @@ main(int argc, char **argv)
 		fatalx("out of memory");
 	if ((srv.resolver = resolver_new(srv.base, &srv.cfg->dns)) == NULL)
 		fatalx("out of memory");
+	table_set_resolver(srv.resolver);	/* SQL hosts by name */
 	metrics_start(srv.cfg->metrics_address);
 	ev_hup = evsignal_new(srv.base, SIGHUP, reload, NULL);
 	ev_term = evsignal_new(srv.base, SIGTERM, terminate, NULL);
@@ -562,10 +563,10 @@ main(int argc, char **argv)
 
 	listener_close_all();
 	metrics_stop();
+	table_shutdown();		/* fails any SQL lookup, drops its DNS */
 	resolver_free(srv.resolver);	/* answers DNS_SHUTDOWN to queries left */
 	srv.resolver = NULL;
 	store_free(srv.store);		/* fails any command still pending */
-	table_shutdown();		/* and any SQL lookup */
 	conn_close_all();
 	remove_pidfile(pidfile);
 	free(pidfile);

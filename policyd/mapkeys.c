@@ -4,6 +4,7 @@
  *--*/
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "mapkeys.h"
 
@@ -81,9 +82,29 @@ mapkeys_owner(const char *addr, struct mapkeys *o)
 	return o->n;
 }
 
-/* mapkeys_address - map_lookup_address() order (see mapkeys.h) */
-int
-mapkeys_address(const char *addr, char delim, int bare_domain,
+/*
+ * suffixes - name and each parent domain, without a leading dot (as
+ * domain_suffix_in() in maps.c), while keys fit
+ */
+static int
+suffixes(struct mapkeys *o, const char *name)
+{
+	for (const char *p = name; p != NULL && o->n < MAPKEYS_MAX;
+	    p = strchr(p, '.')) {
+		if (*p == '.')
+			p++;
+		if (*p != '\0' && add(o, p, strlen(p), "", 0, "", 0) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * address_keys - map_lookup_address() order, or with postgrey set the
+ * parent domains bare, as rcptlist_match() (see mapkeys.h)
+ */
+static int
+address_keys(const char *addr, char delim, int bare_domain, int postgrey,
     struct mapkeys *o)
 {
 	const char *at, *dom = NULL, *ext = NULL, *p;
@@ -112,12 +133,46 @@ mapkeys_address(const char *addr, char delim, int bare_domain,
 		return fail(o);
 	if (dom == NULL || dlen == 0)
 		return o->n;
-	if (add(o, "@", 1, dom, dlen, "", 0) < 0 ||
-	    (bare_domain && add(o, dom, dlen, "", 0, "", 0) < 0))
+	if (add(o, "@", 1, dom, dlen, "", 0) < 0)
+		return fail(o);
+	if (postgrey)
+		return suffixes(o, dom) < 0 ? fail(o) : o->n;
+	if (bare_domain && add(o, dom, dlen, "", 0, "", 0) < 0)
 		return fail(o);
 	for (p = dom + 1; (p = strchr(p, '.')) != NULL; p++)
 		if (add(o, p, strlen(p), "", 0, "", 0) < 0)
 			return fail(o);
+	return o->n;
+}
+
+/* mapkeys_address - map_lookup_address() order (see mapkeys.h) */
+int
+mapkeys_address(const char *addr, char delim, int bare_domain,
+    struct mapkeys *o)
+{
+	return address_keys(addr, delim, bare_domain, 0, o);
+}
+
+/* mapkeys_rcptlist - rcptlist_match() order (see mapkeys.h) */
+int
+mapkeys_rcptlist(const char *addr, struct mapkeys *o)
+{
+	o->n = 0;
+	if (addr == NULL || strchr(addr, '@') == NULL)
+		return 0;
+	return address_keys(addr, '+', 0, 1, o);
+}
+
+/* mapkeys_clientlist - address keys, then name suffixes (see mapkeys.h) */
+int
+mapkeys_clientlist(const char *ip, const char *name, struct mapkeys *o)
+{
+	o->n = 0;
+	if (ip != NULL && mapkeys_ip(ip, o) < 0)
+		return -1;
+	if (name != NULL && *name != '\0' && strcasecmp(name, "unknown") != 0 &&
+	    suffixes(o, name) < 0)
+		return fail(o);
 	return o->n;
 }
 

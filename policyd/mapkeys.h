@@ -19,6 +19,17 @@
  *				address cut at each '.' or ':' from the right:
  *				192.0.2.1, 192.0.2, 192.0, 192
  *
+ *	mapkeys_rcptlist()	user+ext@dom, user@dom, user+ext@, user@,
+ *				@dom, then dom and each parent domain bare
+ *				(postgrey's recipient whitelist: "example.com"
+ *				also whitelists sub.example.com); none for
+ *				a recipient without '@' (rcptlist_match())
+ *	mapkeys_clientlist()	mapkeys_ip() of the address (when not NULL),
+ *				then the client name and each parent domain
+ *				bare, as far as MAPKEYS_MAX keys go (a
+ *				whitelist that asks fewer keys only greylists
+ *				more); no name keys for "unknown"
+ *
  *	Keys are lowercased and each is given once; a key longer than MAP_KEY_MAX (1024) is left
  *	out, as a file map can hold none. Pure.
  * RESULTS
@@ -41,6 +52,9 @@ int	mapkeys_address(const char *addr, char delim, int bare_domain,
 int	mapkeys_owner(const char *addr, struct mapkeys *out);
 int	mapkeys_domain(const char *name, struct mapkeys *out);
 int	mapkeys_ip(const char *ip, struct mapkeys *out);
+int	mapkeys_rcptlist(const char *addr, struct mapkeys *out);
+int	mapkeys_clientlist(const char *ip, const char *name,
+	    struct mapkeys *out);
 int	mapkeys_one(const char *key, struct mapkeys *out);
 void	mapkeys_free(struct mapkeys *out);
 

@@ -21,6 +21,11 @@
  *	ratelimit_windows_of() gives the windows a key gets under a compiled
  *	rule (its check_priv): its own override, its @domain's, or the rule's;
  *	return as ratelimit_parse_windows(), why says which.
+ *
+ *	Not pure, for policyctl: ratelimit_secret_ask() runs secret.lua as
+ *	the check does (a random candidate, SET NX), and
+ *	ratelimit_secret_decode() reads its answer (0, or -1 when it is not
+ *	four integers).
  *--*/
 #ifndef POLICYD_RATELIMIT_H
 #define POLICYD_RATELIMIT_H
@@ -29,6 +34,7 @@
 #include <stdint.h>
 
 #include "proto.h"
+#include "store.h"
 
 #define RL_MAX_WIN	8
 
@@ -48,5 +54,7 @@ uint64_t ratelimit_tag(const uint8_t secret[16], const char *rule,
 	    const char *key);
 int	ratelimit_windows_of(const void *priv, const char *key,
 	    struct rl_window *w, int *nw, char *why, size_t whylen);
+void	ratelimit_secret_ask(struct store *st, store_cb *cb, void *arg);
+int	ratelimit_secret_decode(const struct store_reply *r, uint8_t key[16]);
 
 #endif

@@ -2,7 +2,7 @@
  * NAME
  *	slot.h - pure helpers for Redis Cluster and Sentinel addressing
  * DESCRIPTION
- *	No I/O and no hiredis: the key slot (CRC16/XMODEM of the hash tag,
+ *	No I/O and no Redis client: the key slot (CRC16/XMODEM of the hash tag,
  *	modulo 16384, as the Redis Cluster specification defines it), the
  *	hash tag rules, "host:port" parsing, and the parsing of MOVED/ASK
  *	redirections. Unit-tested by tests/unit/cluster_test.c.

@@ -2,6 +2,7 @@
  * NAME
  *	sqlcf.c - Postfix pgsql/mysql table files (see sqlcf.h)
  *--*/
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -450,6 +451,32 @@ int_set(const char *v, int lo, int hi, int *out)
 	return 0;
 }
 
+/* host_name_ok - an IP address, or letters, digits, '-', '_' in labels */
+static int
+host_name_ok(const char *h)
+{
+	unsigned char buf[16];
+	size_t	lab = 0;
+
+	if (inet_pton(AF_INET, h, buf) == 1 || inet_pton(AF_INET6, h, buf) == 1)
+		return 1;
+	if (strlen(h) > 253)
+		return 0;
+	for (const char *p = h; ; p++) {
+		if (*p == '.' || *p == '\0') {
+			/* an empty label only after a final dot */
+			if (lab > 63 || (lab == 0 && !(*p == '\0' && p > h)))
+				return 0;
+			if (*p == '\0')
+				return 1;
+			lab = 0;
+		} else if (isalnum((unsigned char)*p) || *p == '-' || *p == '_')
+			lab++;
+		else
+			return 0;
+	}
+}
+
 /* host_add - one hosts entry */
 static int
 host_add(struct sqlcf *cf, const char *h, char *err, size_t errlen, int line)
@@ -498,6 +525,12 @@ host_add(struct sqlcf *cf, const char *h, char *err, size_t errlen, int line)
 			goto bad;
 	if ((e->host = dupn(name, nlen)) == NULL)
 		return seterr(err, errlen, cf->path, line, "out of memory");
+	if (!host_name_ok(e->host)) {
+		seterr(err, errlen, cf->path, line, "hosts: \"%.100s\" is "
+		    "neither an address nor a host name", e->host);
+		free(e->host);
+		return -1;
+	}
 	e->port = port;
 	cf->nhosts++;
 	return 0;

@@ -10,7 +10,9 @@
  *
  *	hosts		host, host:port, inet:host[:port], [v6]:port,
  *			unix:/path or /path (default "localhost"); tried in
- *			order, the next one when a connection fails
+ *			order, the next one when a connection fails; a host
+ *			is an address or a name (letters, digits, '-', '_',
+ *			labels of 1..63), which table.c resolves
  *	user, password, dbname (required), query (required)
  *	result_format	default "%s"; %s %u %d of the value, %S %U %D and
  *			%1..%9 of the key, %% a percent sign
@@ -74,6 +76,8 @@ struct sqlcf_host {
 	char	*host;			/* name or address; NULL for a socket */
 	int	port;			/* 0 = driver default */
 	char	*socket;		/* unix socket (pgsql: its directory) */
+	const char *addr;		/* NULL; on table.c's copy for a
+					   driver: the name's address */
 };
 
 struct sqlcf_seg {

@@ -15,6 +15,10 @@
  *	SQLC_FAIL	the connection failed or was lost (msg says why):
  *			the caller must close() it
  *
+ *	h->addr, when set, is the address of the host name h->host, resolved
+ *	by the caller: the driver connects there and resolves nothing (it
+ *	lives until close()).
+ *
  *	An idle connection watches its socket, so a server that goes away
  *	is noticed (SQLC_FAIL) before the next lookup needs it. The caller
  *	may close() from inside cb; the driver does not touch the connection

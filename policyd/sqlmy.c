@@ -294,8 +294,10 @@ my_open(struct event_base *base, const struct sqlcf *cf,
 	mysql_options(&c->my, MYSQL_OPT_RECONNECT, &off);
 	c->state = MY_CONNECT;
 	c->in_call = 1;
-	status = mysql_real_connect_start(&ret, &c->my, h->host, cf->user,
-	    cf->password, cf->dbname, (unsigned)h->port, h->socket, 0);
+	/* h->addr: the name's address, resolved by the caller */
+	status = mysql_real_connect_start(&ret, &c->my, h->addr ? h->addr :
+	    h->host, cf->user, cf->password, cf->dbname, (unsigned)h->port,
+	    h->socket, 0);
 	if (status != 0) {
 		if (my_wait(c, status) < 0) {
 			snprintf(err, errlen, "cannot watch the socket");

@@ -2,6 +2,14 @@
  * NAME
  *	sqlpg.c - PostgreSQL connections with libpq's asynchronous API
  *	(see sqldrv.h)
+ * DESCRIPTION
+ *	Parameters are sent without a type, so that the server infers one
+ *	from the context as it does for the quoted literal Postfix would
+ *	have written ('%s' = an integer column works). Where the context
+ *	gives none (CONCAT('%u', '@', ...), PostfixAdmin's alias-domain
+ *	query) the server answers "could not determine data type of
+ *	parameter" (SQLSTATE 42P18): the connection then sends its queries
+ *	with text parameters, starting with this one again.
  *--*/
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +30,8 @@ struct sqlc {
 	int	fd;
 	short	what;
 	int	connecting, busy, qerr;
+	int	typed;			/* send parameters as text (see above) */
+	int	retype;			/* 42P18: send the query again, typed */
 	char	msg[256];
 	char	key[SQLCF_VALUE_MAX + 1];
 	struct sqlcf_result r;
@@ -43,6 +53,8 @@ pg_msg(struct sqlc *c)
 }
 
 static void pg_event(evutil_socket_t fd, short what, void *arg);
+static int pg_send(struct sqlc *c, const struct sqlcf_bind *b, char *err,
+    size_t errlen);
 
 /* pg_watch - wait for what on libpq's current socket */
 static int
@@ -94,6 +106,7 @@ static void
 pg_results(struct sqlc *c)
 {
 	PGresult *res;
+	const char *m42;
 
 	for (;;) {
 		if (PQisBusy(c->pg))
@@ -120,6 +133,12 @@ pg_results(struct sqlc *c)
 		case PGRES_COMMAND_OK:
 			break;
 		default:
+			if (!c->typed && !c->qerr && (m42 = PQresultErrorField(
+			    res, PG_DIAG_SQLSTATE)) != NULL && strcmp(m42,
+			    "42P18") == 0) {
+				c->retype = 1;
+				break;
+			}
 			if (!c->qerr) {
 				const char *m = PQresultErrorMessage(res);
 
@@ -134,6 +153,16 @@ pg_results(struct sqlc *c)
 	c->busy = 0;
 	if (PQstatus(c->pg) == CONNECTION_BAD) {
 		c->cb(c->arg, SQLC_FAIL, NULL, pg_msg(c));
+		return;
+	}
+	if (c->retype) {
+		static struct sqlcf_bind b;	/* single-threaded */
+
+		c->retype = 0;
+		c->typed = 1;
+		if (sqlcf_bind(c->cf, c->key, &b) < 0 || pg_send(c, &b,
+		    c->msg, sizeof(c->msg)) < 0)
+			c->cb(c->arg, SQLC_FAIL, NULL, c->msg);
 		return;
 	}
 	if (pg_watch(c, EV_READ) < 0) {
@@ -193,7 +222,7 @@ pg_open(struct event_base *base, const struct sqlcf *cf,
     size_t errlen)
 {
 	struct sqlc *c = calloc(1, sizeof(*c));
-	const char *kw[8], *val[8];
+	const char *kw[9], *val[9];
 	char	port[16];
 	int	n = 0;
 
@@ -208,6 +237,11 @@ pg_open(struct event_base *base, const struct sqlcf *cf,
 	c->fd = -1;
 	kw[n] = "host";
 	val[n++] = h->socket ? h->socket : h->host;
+	if (h->addr != NULL) {
+		/* resolved by the caller: libpq connects there, no lookup */
+		kw[n] = "hostaddr";
+		val[n++] = h->addr;
+	}
 	if (h->port > 0) {
 		snprintf(port, sizeof(port), "%d", h->port);
 		kw[n] = "port";
@@ -249,18 +283,20 @@ pg_open(struct event_base *base, const struct sqlcf *cf,
 	return c;
 }
 
-/* pg_query - send the lookup (see sqldrv.h) */
+/* pg_send - send the query with b's values */
 static int
-pg_query(struct sqlc *c, const char *key, const struct sqlcf_bind *b,
-    char *err, size_t errlen)
+pg_send(struct sqlc *c, const struct sqlcf_bind *b, char *err, size_t errlen)
 {
+	static const Oid text[SQLCF_MAXPARAM] = {
+		25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25
+	};			/* TEXTOID */
 	int	r;
 
-	snprintf(c->key, sizeof(c->key), "%s", key);
 	sqlcf_result_init(&c->r);
 	c->qerr = 0;
-	if (PQsendQueryParams(c->pg, c->cf->pgtext, c->cf->nparams, NULL,
-	    b->val, NULL, NULL, 0) == 0 || (r = PQflush(c->pg)) < 0) {
+	if (PQsendQueryParams(c->pg, c->cf->pgtext, c->cf->nparams, c->typed ?
+	    text : NULL, b->val, NULL, NULL, 0) == 0 ||
+	    (r = PQflush(c->pg)) < 0) {
 		snprintf(err, errlen, "%s", pg_msg(c));
 		return -1;
 	}
@@ -270,6 +306,15 @@ pg_query(struct sqlc *c, const char *key, const struct sqlcf_bind *b,
 		return -1;
 	}
 	return 0;
+}
+
+/* pg_query - send the lookup (see sqldrv.h) */
+static int
+pg_query(struct sqlc *c, const char *key, const struct sqlcf_bind *b,
+    char *err, size_t errlen)
+{
+	snprintf(c->key, sizeof(c->key), "%s", key);
+	return pg_send(c, b, err, errlen);
 }
 
 /* pg_close - release; PQfinish only writes a Terminate message */

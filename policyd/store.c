@@ -157,7 +157,9 @@ store_route(struct store *s, struct pending *p)
 			return 0;
 		return node_setting_up(n) ? 1 : -1;
 	}
-	if (p->asking)
+	if (p->target >= 0)
+		n = s->nodes[p->target];
+	else if (p->asking)
 		n = s->nodes[p->ask_node];
 	else if (s->slots[p->slot] >= 0)
 		n = s->nodes[s->slots[p->slot]];
@@ -333,13 +335,76 @@ store_new(struct event_base *base, const struct store_config *c)
 	return s;
 }
 
+/*
+ * store_node_for - the node a command for slot goes to (standalone,
+ * Sentinel: the one), or NULL when it cannot go anywhere now
+ */
+static struct node *
+store_node_for(struct store *s, unsigned slot)
+{
+	struct node *n = NULL;
+
+	if (s->mode != MODE_CLUSTER)
+		n = s->nodes[0];
+	else if (s->slots[slot] >= 0)
+		n = s->nodes[s->slots[slot]];
+	else
+		cluster_want_refresh(s);
+	if (n == NULL || (!node_can_send(n) && !node_setting_up(n)))
+		return NULL;
+	return n;
+}
+
+/* pending_new - a command's record with room for need bytes of arguments */
+static struct pending *
+pending_new(struct store *s, size_t need, unsigned slot, store_cb *cb,
+    void *arg)
+{
+	struct pending *p;
+
+	if ((p = malloc(sizeof(*p) + need + 1)) == NULL)
+		return NULL;
+	p->s = s;
+	p->node = NULL;
+	p->cb = cb;
+	p->arg = arg;
+	p->done = p->retried = p->redirects = p->asking = 0;
+	p->ask_node = -1;
+	p->target = -1;
+	p->slot = slot;
+	return p;
+}
+
+/*
+ * store_submit - the deadline starts; send p on n, or let it wait for
+ * the node's setup (AUTH/SELECT/ROLE not answered yet: never ahead of
+ * them, within the command's deadline)
+ */
+static inline void
+store_submit(struct store *s, struct node *n, struct pending *p)
+{
+	p->start_ms = now_ms();
+	s->stats.commands++;
+	if (!node_can_send(n)) {
+		store_requeue(s, p);
+		return;
+	}
+	if (node_send(n, p) != 0) {
+		store_cb *cb = p->cb;
+		void	*arg = p->arg;
+
+		free(p);
+		store_fail_now(cb, arg, "redis command failed");
+	}
+}
+
 /* store_script - run a compiled-in script (see store.h) */
 void
 store_script(struct store *s, enum store_script_id id, int nkeys, int nargs,
     const char *const *argv, const size_t *argvlen, store_cb *cb, void *arg)
 {
 	struct pending *p;
-	struct node *n = NULL;
+	struct node *n;
 	size_t	need = 0;
 	char	nk[16], *d;
 	int	i, argc = 3 + nargs;
@@ -353,44 +418,29 @@ store_script(struct store *s, enum store_script_id id, int nkeys, int nargs,
 		store_fail_now(cb, arg, "redis not connected");
 		return;
 	}
-	if (s->mode == MODE_CLUSTER) {
+	if (s->mode == MODE_CLUSTER && nkeys > 0) {
 		/* the slot of the first key (prefix included) */
-		if (nkeys > 0) {
-			char	kb[512];
-			size_t	kl = s->prefixlen + argvlen[0];
+		char	kb[512];
+		size_t	kl = s->prefixlen + argvlen[0];
 
-			if (kl <= sizeof(kb)) {
-				memcpy(kb, s->cfg.prefix, s->prefixlen);
-				memcpy(kb + s->prefixlen, argv[0], argvlen[0]);
-				slot = slot_of(kb, kl);
-			} else {
-				slot = slot_of(argv[0], argvlen[0]);
-			}
+		if (kl <= sizeof(kb)) {
+			memcpy(kb, s->cfg.prefix, s->prefixlen);
+			memcpy(kb + s->prefixlen, argv[0], argvlen[0]);
+			slot = slot_of(kb, kl);
+		} else {
+			slot = slot_of(argv[0], argvlen[0]);
 		}
-		if (s->slots[slot] >= 0)
-			n = s->nodes[s->slots[slot]];
-		else
-			cluster_want_refresh(s);
-	} else {
-		n = s->nodes[0];
 	}
-	if (n == NULL || (!node_can_send(n) && !node_setting_up(n))) {
+	if ((n = store_node_for(s, slot)) == NULL) {
 		store_fail_now(cb, arg, "redis not connected");
 		return;
 	}
 	for (i = 0; i < nargs; i++)
 		need += argvlen[i] + (i < nkeys ? s->prefixlen : 0);
-	if ((p = malloc(sizeof(*p) + need + 1)) == NULL) {
+	if ((p = pending_new(s, need, slot, cb, arg)) == NULL) {
 		store_fail_now(cb, arg, "out of memory");
 		return;
 	}
-	p->s = s;
-	p->node = NULL;
-	p->cb = cb;
-	p->arg = arg;
-	p->done = p->retried = p->redirects = p->asking = 0;
-	p->ask_node = -1;
-	p->slot = slot;
 	p->id = id;
 	p->argc = argc;
 	snprintf(nk, sizeof(nk), "%d", nkeys);
@@ -414,18 +464,109 @@ store_script(struct store *s, enum store_script_id id, int nkeys, int nargs,
 		d += argvlen[i];
 		p->argvlen[3 + i] = d - p->argv[3 + i];
 	}
-	p->start_ms = now_ms();
-	s->stats.commands++;
-	if (!node_can_send(n)) {
-		/* AUTH/SELECT/ROLE not answered yet: wait for them (within
-		 * the command's deadline), never ahead of them */
-		store_requeue(s, p);
+	store_submit(s, n, p);
+}
+
+/*
+ * store_send - a command as given (store_command, store_command_on): to
+ * node id, or (id < 0) by the slot of argv[1]
+ */
+static void
+store_send(struct store *s, int id, int argc, const char *const *argv,
+    const size_t *argvlen, store_cb *cb, void *arg)
+{
+	struct pending *p;
+	struct node *n = NULL;
+	size_t	need = 0;
+	unsigned slot = 0;
+	char	*d;
+
+	if (argc < 1 || argc > MAX_ARGS) {
+		store_fail_now(cb, arg, "bad number of command arguments");
 		return;
 	}
-	if (node_send(n, p) != 0) {
-		free(p);
-		store_fail_now(cb, arg, "redis command failed");
+	if (s->freeing) {
+		store_fail_now(cb, arg, "redis not connected");
+		return;
 	}
+	if (s->mode == MODE_CLUSTER && argc > 1)
+		slot = slot_of(argv[1], argvlen[1]);
+	if (id < 0)
+		n = store_node_for(s, slot);
+	else if (id < s->nnodes && (node_can_send(s->nodes[id]) ||
+	    node_setting_up(s->nodes[id])))
+		n = s->nodes[id];
+	if (n == NULL) {
+		store_fail_now(cb, arg, "redis not connected");
+		return;
+	}
+	for (int i = 0; i < argc; i++)
+		need += argvlen[i];
+	if ((p = pending_new(s, need, slot, cb, arg)) == NULL) {
+		store_fail_now(cb, arg, "out of memory");
+		return;
+	}
+	p->id = 0;
+	p->retried = 1;			/* not a script: no NOSCRIPT retry */
+	p->target = s->mode == MODE_CLUSTER ? id : -1;
+	p->argc = argc;
+	d = p->data;
+	for (int i = 0; i < argc; i++) {
+		memcpy(d, argv[i], argvlen[i]);
+		p->argv[i] = d;
+		p->argvlen[i] = argvlen[i];
+		d += argvlen[i];
+	}
+	store_submit(s, n, p);
+}
+
+/* store_command - one command, routed by its key argv[1] (see store.h) */
+void
+store_command(struct store *s, int argc, const char *const *argv,
+    const size_t *argvlen, store_cb *cb, void *arg)
+{
+	store_send(s, -1, argc, argv, argvlen, cb, arg);
+}
+
+/* store_command_on - one command to the primary id (store_primaries) */
+void
+store_command_on(struct store *s, int id, int argc, const char *const *argv,
+    const size_t *argvlen, store_cb *cb, void *arg)
+{
+	if (id < 0) {
+		store_fail_now(cb, arg, "no such redis node");
+		return;
+	}
+	store_send(s, id, argc, argv, argvlen, cb, arg);
+}
+
+/*
+ * store_primaries - the ids of the primaries (Cluster: the nodes owning
+ * slots in the current map; otherwise the one), at most max; their number
+ */
+int
+store_primaries(const struct store *s, int *ids, int max)
+{
+	int	n = 0;
+
+	if (s->mode != MODE_CLUSTER) {
+		if (max > 0 && s->nnodes > 0)
+			ids[n++] = 0;
+		return n;
+	}
+	for (int i = 0; i < s->nnodes && n < max; i++)
+		if (s->nodes[i]->serves)
+			ids[n++] = i;
+	return n;
+}
+
+/* store_node_addr - a node's address for messages */
+const char *
+store_node_addr(const struct store *s, int id)
+{
+	if (id < 0 || id >= s->nnodes)
+		return "(no such node)";
+	return naddr(s->nodes[id]);
 }
 
 /* store_ready - is the connection up (cluster: every slot's node)? */
@@ -441,6 +582,79 @@ store_ready(const struct store *s)
 		if (s->nodes[i]->serves && s->nodes[i]->state != ST_READY)
 			return 0;
 	return 1;
+}
+
+/* node_failure - why a node is down, or NULL (connecting, up, not tried) */
+static const char *
+node_failure(const struct node *n)
+{
+	if (n->ac != NULL || n->state == ST_READY || n->down_why[0] == '\0')
+		return NULL;
+	return n->down_why;
+}
+
+/* store_error - why commands cannot be sent now, or NULL (see store.h) */
+const char *
+store_error(struct store *s)
+{
+	const char *why;
+	struct node *n;
+	int	trying = 0;
+
+	if (store_ready(s))
+		return NULL;
+	if (s->mode == MODE_SINGLE) {
+		if ((why = node_failure(s->nodes[0])) == NULL)
+			return NULL;
+		snprintf(s->errbuf, sizeof(s->errbuf), "%s: %s",
+		    naddr(s->nodes[0]), why);
+		return s->errbuf;
+	}
+	if (s->mode == MODE_SENTINEL) {
+		n = s->nodes[0];
+		if ((why = node_failure(n)) == NULL)
+			return NULL;
+		if (n->addr == NULL)
+			snprintf(s->errbuf, sizeof(s->errbuf), "no sentinel "
+			    "named the primary of \"%s\" (%s)",
+			    s->cfg.master_name, s->disc_why[0] ? s->disc_why :
+			    why);
+		else
+			snprintf(s->errbuf, sizeof(s->errbuf), "primary %s of "
+			    "\"%s\": %s", n->addr, s->cfg.master_name, why);
+		return s->errbuf;
+	}
+	/* cluster: a node that owns slots is down; no node at all; no map */
+	for (int i = 0; i < s->nnodes; i++) {
+		n = s->nodes[i];
+		trying |= n->ac != NULL;
+		if (s->map_ok && n->serves && (why = node_failure(n)) != NULL) {
+			snprintf(s->errbuf, sizeof(s->errbuf), "cluster node "
+			    "%s: %s", naddr(n), why);
+			return s->errbuf;
+		}
+	}
+	if (s->map_ok)
+		return NULL;
+	if (s->disc_why[0] != '\0') {
+		snprintf(s->errbuf, sizeof(s->errbuf), "cluster: %s",
+		    s->disc_why);
+		return s->errbuf;
+	}
+	if (s->map_seen && !s->refresh_inflight && !s->refresh_wanted) {
+		snprintf(s->errbuf, sizeof(s->errbuf), "cluster: some slots "
+		    "have no node (CLUSTER SLOTS)");
+		return s->errbuf;
+	}
+	for (int i = 0; i < s->nnodes && !trying; i++) {
+		if ((why = node_failure(s->nodes[i])) != NULL) {
+			snprintf(s->errbuf, sizeof(s->errbuf), "cluster: no "
+			    "node reachable (%s: %s)", naddr(s->nodes[i]),
+			    why);
+			return s->errbuf;
+		}
+	}
+	return NULL;
 }
 
 /* store_get_stats - counters for metrics */

@@ -2,7 +2,7 @@
  * NAME
  *	store.h - the state layer: the one owner of the Redis connection
  * DESCRIPTION
- *	store_new() connects asynchronously (hiredis on the libevent base)
+ *	store_new() connects asynchronously (on the libevent base)
  *	and keeps reconnecting with backoff (50 ms doubling to 1 s) for as
  *	long as it lives. AUTH (password, or ACL user and password) and
  *	SELECT are sent first on every new connection, and no command is
@@ -16,6 +16,18 @@
  *	a NOSCRIPT answer re-sends it once as EVAL (which loads it again).
  *	Keys are given without the configured prefix: the store adds it.
  *	A script answers an array of integers (or one integer).
+ *
+ *	store_command() sends any one Redis command as given, for tools
+ *	(policyctl): argv[0] is the command and argv[1] its key, a whole
+ *	key name (the prefix included: store_prefix()); in Cluster it goes
+ *	to the node owning argv[1]'s slot, and a command without a key
+ *	(argc 1: TIME) to the node of slot 0. store_command_on() sends one
+ *	to a given primary: store_primaries() lists them (Cluster: each
+ *	node owning slots now; otherwise the one) for the commands that
+ *	must run on each, such as SCAN. Deadlines, redirections and
+ *	failover work as for scripts. Whatever Redis answers is in
+ *	r->value, read with the store_value_*() accessors and valid only
+ *	during the callback (r->v[] holds its integers, as for scripts).
  *
  *	Every command has a deadline (timeout_ms) counted from the
  *	store_script() call. Redis answers in order, so one libevent timer
@@ -42,13 +54,19 @@
  *	rate-limited refresh of the map; ASK re-sends once with ASKING;
  *	TRYAGAIN re-sends after a short pause; all within the command's
  *	deadline and a bounded number of redirections.
+ *
+ *	store_ready() is true while commands can be sent (Cluster: every
+ *	slot's node is connected). store_error() says why they cannot: the
+ *	last failed connect, setup (AUTH, SELECT, ROLE), sentinel query or
+ *	slot map, as "ADDRESS: reason"; NULL while ready, and while the
+ *	first attempt is still under way. A tool waits for one of the two.
  * CONTRACT
- *	The callback runs exactly once per store_script() call: with a
- *	reply, or with r->ok == 0 and r->err set (timeout, disconnect,
- *	not connected, error reply, shutdown) - also across redirections,
- *	failovers and node loss. It may run before
- *	store_script() returns (when not connected). Callbacks may call
- *	store_script() again.
+ *	The callback runs exactly once per store_script() or
+ *	store_command() call: with a reply, or with r->ok == 0 and r->err
+ *	set (timeout, disconnect, not connected, error reply - then
+ *	r->value holds it -, shutdown) - also across redirections,
+ *	failovers and node loss. It may run before the call returns (when
+ *	not connected). Callbacks may send commands again.
  *--*/
 #ifndef POLICYD_STORE_H
 #define POLICYD_STORE_H
@@ -64,13 +82,20 @@ enum store_script_id { SCRIPT_GREYLIST, SCRIPT_RATELIMIT, SCRIPT_SECRET,
 #define STORE_MAX_INTS	16
 #define STORE_PREFIX_MAX 64	/* bytes of redis.prefix (config.c checks) */
 
+struct store_value;			/* a reply as Redis sent it (opaque) */
+
 struct store_reply {
 	int	ok;
 	const char *err;		/* when !ok: static or reply text */
 	int	n;			/* integers in v[] */
 	long long v[STORE_MAX_INTS];
 	double	latency_ms;
+	const struct store_value *value; /* the reply, or NULL (none came) */
 };
+
+/* the types of a store_value */
+enum store_vtype { STORE_V_NIL, STORE_V_INT, STORE_V_STR, STORE_V_ARRAY,
+	STORE_V_ERR };
 
 typedef void store_cb(void *arg, const struct store_reply *r);
 
@@ -105,10 +130,28 @@ struct store *store_new(struct event_base *base, const struct store_config *c);
 void	store_script(struct store *s, enum store_script_id id, int nkeys,
 	    int nargs, const char *const *argv, const size_t *argvlen,
 	    store_cb *cb, void *arg);
+void	store_command(struct store *s, int argc, const char *const *argv,
+	    const size_t *argvlen, store_cb *cb, void *arg);
+int	store_primaries(const struct store *s, int *ids, int max);
+void	store_command_on(struct store *s, int id, int argc,
+	    const char *const *argv, const size_t *argvlen, store_cb *cb,
+	    void *arg);
+const char *store_node_addr(const struct store *s, int id);
 int	store_ready(const struct store *s);
+const char *store_error(struct store *s);
 const struct store_stats *store_get_stats(const struct store *s);
 const char *store_prefix(const struct store *s);
 void	store_free(struct store *s);
+
+/* a reply's parts (store_value.c): a string (also a status or an error
+ * reply: NULL for other types) and its length; an integer (0 for other
+ * types); an array's elements (0 for other types) */
+enum store_vtype store_value_type(const struct store_value *v);
+long long store_value_int(const struct store_value *v);
+const char *store_value_str(const struct store_value *v, size_t *len);
+size_t	store_value_count(const struct store_value *v);
+const struct store_value *store_value_elem(const struct store_value *v,
+	    size_t i);
 
 /* the embedded scripts (scripts.c, generated) */
 extern const char *const store_script_text[SCRIPT_COUNT];

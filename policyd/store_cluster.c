@@ -118,10 +118,15 @@ cluster_on_slots(redisAsyncContext *ac, void *rep, void *privdata)
 	s->refresh_inflight = 0;
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
 	    reply->elements == 0) {
-		if (reply != NULL)
+		if (reply != NULL) {
 			log_warnx("redis: cluster: CLUSTER SLOTS from %s: %.200s",
 			    naddr(from), reply->type == REDIS_REPLY_ERROR ?
 			    reply->str : "no slots");
+			snprintf(s->disc_why, sizeof(s->disc_why), "CLUSTER "
+			    "SLOTS from %s: %.120s", naddr(from),
+			    reply->type == REDIS_REPLY_ERROR ? reply->str :
+			    "no slots");
+		}
 		s->refresh_rr++;	/* ask another node next time */
 		cluster_want_refresh(s);
 		return;
@@ -174,6 +179,8 @@ cluster_on_slots(redisAsyncContext *ac, void *rep, void *privdata)
 	}
 	memcpy(s->slots, map, sizeof(s->slots));
 	free(map);
+	s->map_seen = 1;
+	s->disc_why[0] = '\0';
 	for (int i = 0; i < s->nnodes; i++)
 		s->nodes[i]->serves = 0;
 	for (int i = 0; i < SLOT_COUNT; i++)

@@ -1,6 +1,6 @@
 /*++
  * NAME
- *	store_int.h - the state layer's own types, shared by its four files
+ *	store_int.h - the state layer's own types, shared by its files
  * DESCRIPTION
  *	Only store*.c include this (and hiredis): the checks, the daemon and
  *	policyctl see store.h. The files split by concern:
@@ -14,6 +14,7 @@
  *			MOVED/ASK/TRYAGAIN redirections
  *	store_sentinel.c Redis Sentinel: primary discovery, +switch-master
  *			subscriptions, the failover fence
+ *	store_value.c	a reply's parts for store_command() callers
  *
  *	A pending command lives in exactly one place: the FIFO of the node
  *	it was sent on (hiredis holds it as privdata until the reply, or a
@@ -70,6 +71,7 @@ struct pending {
 	int	redirects;		/* MOVED + ASK followed */
 	int	asking;			/* send ASKING first (once) */
 	int	ask_node;		/* node index of an ASK */
+	int	target;			/* store_command_on(): node index */
 	unsigned slot;
 	enum store_script_id id;
 	int	argc;
@@ -99,6 +101,7 @@ struct node {
 	unsigned long long setup_fail_logged;	/* failed setups in a row */
 	double	setup_log_ms;		/* when the failure was last logged */
 	char	setup_last[256];	/* and what it said */
+	char	down_why[200];		/* why the last connect failed */
 	int	seed;			/* cluster: a configured seed */
 	int	serves;			/* cluster: owns slots in the map */
 };
@@ -116,6 +119,7 @@ struct store {
 	int16_t	slots[SLOT_COUNT];	/* node index, -1 = unknown */
 	int	map_ok;			/* every slot has a node */
 	int	map_logged;
+	int	map_seen;		/* a CLUSTER SLOTS answer was applied */
 	struct event *refresh_timer;
 	int	refresh_wanted;
 	int	refresh_inflight;
@@ -136,6 +140,9 @@ struct store {
 	char	*fence_addr;		/* primary being failed over, or NULL */
 	char	*candidate;		/* the replica selected to replace it */
 	double	fence_until;
+	char	disc_why[200];		/* last failed sentinel query or
+					 * CLUSTER SLOTS; "" after a success */
+	char	errbuf[512];		/* store_error()'s answer */
 };
 
 /* a subscription to one sentinel's events */

@@ -41,6 +41,7 @@ node_arm_timer(struct node *n, double at)
 void
 node_went_down(struct node *n, const char *why)
 {
+	snprintf(n->down_why, sizeof(n->down_why), "%s", why);
 	if (n->was_ready) {
 		log_warnx("redis: connection to %s lost: %s; answering on_error "
 		    "until it is back", naddr(n), why);
@@ -200,6 +201,7 @@ node_on_timer(evutil_socket_t fd, short what, void *arg)
 static void
 reply_convert(const redisReply *reply, struct store_reply *r)
 {
+	r->value = (const struct store_value *)reply;
 	if (reply == NULL) {
 		r->err = "redis connection lost";
 	} else if (reply->type == REDIS_REPLY_ERROR) {
@@ -364,6 +366,7 @@ node_ready_now(struct node *n)
 		    n->setup_fail_logged == 1 ? "" : "s");
 	n->setup_fail_logged = 0;
 	n->setup_last[0] = '\0';
+	n->down_why[0] = '\0';
 	if (!n->was_ready) {
 		if (s->mode == MODE_CLUSTER)
 			log_info("redis: connected to cluster node %s",
@@ -417,6 +420,7 @@ node_setup_failed(redisAsyncContext *ac, struct node *n, const char *what,
 		n->setup_log_ms = now;
 	}
 	memcpy(n->setup_last, msg, sizeof(msg));
+	snprintf(n->down_why, sizeof(n->down_why), "%s", msg);
 	n->setup_err = strncmp(what, "AUTH", 4) == 0 ? "AUTH failed" :
 	    strncmp(what, "SELECT", 6) == 0 ? "SELECT failed" :
 	    "not a primary";

@@ -130,6 +130,9 @@ sentinel_query_failed(struct store *s, const char *why)
 	    s->sq_fail_logged % 64 == 0)
 		log_warnx("redis: sentinel %s: %s", s->cfg.sentinels[s->sq_idx],
 		    log_escape(esc, sizeof(esc), why, strlen(why)));
+	snprintf(s->disc_why, sizeof(s->disc_why), "sentinel %s: %s",
+	    s->cfg.sentinels[s->sq_idx], log_escape(esc, sizeof(esc), why,
+	    strlen(why)));
 	s->sq_fail_logged++;
 	s->sq_idx = (s->sq_idx + 1) % s->nsentinels;
 	evtimer_add(s->sq_timer, &tv);	/* sentinel_ask_next() from there */
@@ -161,6 +164,7 @@ sentinel_on_addr(redisAsyncContext *ac, void *rep, void *privdata)
 		if (*end == '\0' && port > 0 && port < 65536 &&
 		    reply->element[0]->len > 0) {
 			s->sq_fail_logged = 0;
+			s->disc_why[0] = '\0';
 			sentinel_found(s, reply->element[0]->str,
 			    reply->element[0]->len, port, "sentinel query");
 			return;

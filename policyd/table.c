@@ -9,18 +9,23 @@
  *	configuration, which drops the table's last reference.
  *--*/
 #include <sys/queue.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <event2/event.h>
 
+#include "addr.h"
 #include "log.h"
 #include "mapkeys.h"
 #include "maps.h"
+#include "resolver.h"
 #include "sqldrv.h"
 #include "stats.h"
 #include "table.h"
@@ -29,12 +34,15 @@
 #define TABLE_BACKOFF_MIN_MS	100
 #define TABLE_BACKOFF_MAX_MS	5000
 #define TABLE_QERR_LOG_S	10	/* one query-error line per 10 s */
+#define TABLE_ADDRS		8	/* addresses tried per host name */
+#define TABLE_HOSTS_FILE	"/etc/hosts"
 
 enum tkind { TK_FILE, TK_SQL };
 enum pstate { PC_CLOSED, PC_CONNECTING, PC_IDLE, PC_BUSY, PC_WAIT };
 
 struct table;
 struct lookup;
+struct naming;
 
 struct pconn {
 	struct table *t;
@@ -44,6 +52,16 @@ struct pconn {
 	int	worked;			/* answered a query since connecting */
 	struct lookup *cur;
 	struct event *timer;		/* connect deadline or back-off */
+	/* a host name, resolved by policyd's resolver (table_set_resolver) */
+	struct naming *naming;		/* a query out, or NULL */
+	char	addr[TABLE_ADDRS][INET6_ADDRSTRLEN];
+	int	naddr, iaddr;		/* addresses, the one tried */
+};
+
+/* a DNS query for a pconn; orphaned (pc NULL) when the pconn closes */
+struct naming {
+	struct pconn *pc;
+	int	type;			/* DNS_T_A, then DNS_T_AAAA */
 };
 
 struct lookup {
@@ -98,6 +116,7 @@ struct table {
 
 static struct table *tables;
 static struct event_base *tbase;
+static struct resolver *tres;		/* NULL: the drivers resolve names */
 
 /* now_s - monotonic seconds */
 static double
@@ -242,6 +261,8 @@ cache_flush(struct table *t)
 
 static void dispatch(struct table *t);
 static void conn_connect(struct pconn *pc);
+static char *table_read_file(const char *path, size_t *lenp, char *err,
+    size_t errlen);
 
 /* hold - keep t alive while an event handler runs */
 static struct table *
@@ -319,6 +340,9 @@ conn_close(struct pconn *pc)
 	if (pc->c != NULL)
 		pc->t->drv->close(pc->c);
 	pc->c = NULL;
+	if (pc->naming != NULL)
+		pc->naming->pc = NULL;	/* its answer is dropped */
+	pc->naming = NULL;
 	if (pc->timer != NULL)
 		evtimer_del(pc->timer);
 	pc->state = PC_CLOSED;
@@ -344,9 +368,19 @@ connect_failed(struct pconn *pc, const char *why)
 	char	msg[300];
 
 	/* why may be the driver's own buffer: keep it past the close */
-	snprintf(msg, sizeof(msg), "%s", why);
+	if (pc->naddr > 0)
+		snprintf(msg, sizeof(msg), "%s (%s): %s",
+		    t->cf.hosts[pc->host].host, pc->addr[pc->iaddr], why);
+	else
+		snprintf(msg, sizeof(msg), "%s", why);
 	why = msg;
 	conn_close(pc);
+	if (++pc->iaddr < pc->naddr) {
+		/* the name's next address */
+		conn_connect(pc);
+		return;
+	}
+	pc->naddr = 0;			/* resolve again next time */
 	if (++pc->host < t->cf.nhosts) {
 		conn_connect(pc);
 		return;
@@ -412,6 +446,7 @@ conn_event(void *arg, enum sqlc_event ev, const struct sqlcf_result *r,
 		log_info("table %s: connection lost: %s", t->name, buf);
 		t->reconnects++;
 		conn_close(pc);
+		pc->naddr = 0;		/* the name may point elsewhere now */
 		/*
 		 * Reconnect at once, in the background: the pool stays warm
 		 * after a server restart, and an outage is noticed (logged,
@@ -446,7 +481,13 @@ conn_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (pc->state == PC_CONNECTING)
+	if (pc->state == PC_CONNECTING && pc->naming != NULL) {
+		char	why[300];
+
+		snprintf(why, sizeof(why), "cannot resolve %s: timed out",
+		    t->cf.hosts[pc->host].host);
+		connect_failed(pc, why);
+	} else if (pc->state == PC_CONNECTING)
 		connect_failed(pc, "connect timed out");
 	else if (pc->state == PC_WAIT) {
 		pc->state = PC_CLOSED;
@@ -458,14 +499,128 @@ conn_timer(evutil_socket_t fd, short what, void *arg)
 	table_unref(t);
 }
 
-/* conn_connect - open pc to its current host */
+/*
+ * needs_naming - a host name policyd resolves itself: not an address, a
+ * socket or "localhost" (which the drivers take as the local host, or
+ * for MariaDB its socket), and only in the daemon (table_set_resolver)
+ */
+static int
+needs_naming(const struct sqlcf_host *h)
+{
+	unsigned char buf[16];
+
+	return tres != NULL && h->host != NULL && h->socket == NULL &&
+	    strcasecmp(h->host, "localhost") != 0 &&
+	    inet_pton(AF_INET, h->host, buf) != 1 &&
+	    inet_pton(AF_INET6, h->host, buf) != 1;
+}
+
+/* hosts_file - the name's addresses in /etc/hosts, as the C library's */
+static int
+hosts_file(struct pconn *pc, const char *name)
+{
+	struct ipaddr ip[TABLE_ADDRS];
+	size_t	len;
+	char	err[256], *text;
+	int	n;
+
+	/* a few hundred bytes of a local file: read at connect time only */
+	if ((text = table_read_file(TABLE_HOSTS_FILE, &len, err,
+	    sizeof(err))) == NULL)
+		return 0;
+	n = addr_hosts_lookup(text, len, name, ip, TABLE_ADDRS);
+	free(text);
+	for (int i = 0; i < n; i++)
+		addr_ip_format(&ip[i], pc->addr[i], sizeof(pc->addr[i]));
+	return n;
+}
+
+static void named(void *arg, const struct dns_answer *a);
+
+/* name_query - ask the resolver for the host's addresses of type */
+static void
+name_query(struct pconn *pc, struct naming *nm, int type)
+{
+	nm->type = type;
+	resolver_query(tres, pc->t->cf.hosts[pc->host].host, type,
+	    resolver_now_ms() + pc->t->cf.timeout_ms, named, nm);
+}
+
+/* conn_open - the driver's connection to the host or its address */
+static void
+conn_open(struct pconn *pc)
+{
+	struct table *t = pc->t;
+	struct sqlcf_host h = t->cf.hosts[pc->host];
+	char	err[256];
+
+	if (pc->naddr > 0)
+		h.addr = pc->addr[pc->iaddr];	/* lives as long as pc */
+	pc->c = t->drv->open(tbase, &t->cf, &h, conn_event, pc, err,
+	    sizeof(err));
+	if (pc->c == NULL) {
+		pc->state = PC_CLOSED;
+		connect_failed(pc, err);
+	}
+}
+
+/* named - the resolver's answer: the addresses, or why there are none */
+static void
+named(void *arg, const struct dns_answer *a)
+{
+	struct naming *nm = arg;
+	struct pconn *pc = nm->pc;
+	struct table *t;
+	char	why[400];
+	int	n = 0;
+
+	if (pc == NULL) {
+		free(nm);		/* the connection was closed meanwhile */
+		return;
+	}
+	t = hold(pc->t);
+	for (int i = 0; a->status == DNS_OK && i < a->nrr && n < TABLE_ADDRS;
+	    i++)
+		if (a->rr[i].type == nm->type && inet_ntop(nm->type ==
+		    DNS_T_A ? AF_INET : AF_INET6, a->rr[i].addr, pc->addr[n],
+		    sizeof(pc->addr[n])) != NULL)
+			n++;
+	if (n == 0 && nm->type == DNS_T_A && (a->status == DNS_OK ||
+	    a->status == DNS_NODATA)) {
+		name_query(pc, nm, DNS_T_AAAA);	/* no IPv4 address: IPv6 */
+		table_unref(t);
+		return;
+	}
+	pc->naming = NULL;
+	free(nm);
+	if (n == 0) {
+		snprintf(why, sizeof(why), "cannot resolve %s: %s",
+		    t->cf.hosts[pc->host].host, a->status == DNS_OK ||
+		    a->status == DNS_NODATA ? "no address (A or AAAA)" :
+		    a->status == DNS_TIMEOUT || a->status == DNS_BUDGET ?
+		    "timed out" : dns_status_name(a->status));
+		connect_failed(pc, why);
+	} else {
+		pc->naddr = n;
+		pc->iaddr = 0;
+		conn_open(pc);
+	}
+	dispatch(t);
+	table_unref(t);
+}
+
+/*
+ * conn_connect - open pc to its current host (a name: to its next
+ * address, resolved first when there is none yet); the connect deadline
+ * covers the resolution too
+ */
 static void
 conn_connect(struct pconn *pc)
 {
 	struct table *t = pc->t;
+	const struct sqlcf_host *h = &t->cf.hosts[pc->host];
 	struct timeval tv = { t->cf.timeout_ms / 1000,
 	    (t->cf.timeout_ms % 1000) * 1000 };
-	char	err[256];
 
 	if (tbase == NULL)
 		return;
@@ -473,14 +628,22 @@ conn_connect(struct pconn *pc)
 	    (pc->timer = evtimer_new(tbase, conn_timer, pc)) == NULL)
 		return;
 	pc->state = PC_CONNECTING;
-	pc->c = t->drv->open(tbase, &t->cf, &t->cf.hosts[pc->host], conn_event,
-	    pc, err, sizeof(err));
-	if (pc->c == NULL) {
-		pc->state = PC_CLOSED;
-		connect_failed(pc, err);
-		return;
-	}
 	evtimer_add(pc->timer, &tv);
+	if (pc->naddr == 0 && needs_naming(h)) {
+		if ((pc->naddr = hosts_file(pc, h->host)) == 0) {
+			if ((pc->naming = calloc(1, sizeof(*pc->naming))) ==
+			    NULL) {
+				pc->state = PC_CLOSED;
+				connect_failed(pc, "out of memory");
+				return;
+			}
+			pc->naming->pc = pc;
+			name_query(pc, pc->naming, DNS_T_A);
+			return;
+		}
+		pc->iaddr = 0;
+	}
+	conn_open(pc);
 }
 
 /* send_lookup - lk on the idle connection pc */
@@ -709,6 +872,78 @@ table_lookup_first(struct table *t, const char *const *keys, int n,
 	first_step(f);
 }
 
+/* a table_lookup_any() in flight */
+struct any {
+	struct table *const *t;
+	int	nt, i, failed;
+	struct mapkeys keys;
+	table_any_cb *cb;
+	void	*arg;
+};
+
+static void any_step(struct any *a);
+
+/* any_done - one table's answer: found, or on to the next table */
+static void
+any_done(void *arg, enum table_status st, int idx, const char *value)
+{
+	struct any *a = arg;
+
+	if (st == TABLE_FOUND) {
+		a->cb(a->arg, st, a->i, idx, value);
+		mapkeys_free(&a->keys);
+		free(a);
+		return;
+	}
+	if (st == TABLE_ERROR && a->failed < 0)
+		a->failed = a->i;
+	a->i++;
+	any_step(a);
+}
+
+/* any_step - ask the next table, or answer */
+static void
+any_step(struct any *a)
+{
+	if (a->i < a->nt) {
+		table_lookup_first(a->t[a->i], (const char *const *)a->keys.k,
+		    a->keys.n, any_done, a);
+		return;
+	}
+	a->cb(a->arg, a->failed < 0 ? TABLE_NOTFOUND : TABLE_ERROR, a->failed,
+	    -1, NULL);
+	mapkeys_free(&a->keys);
+	free(a);
+}
+
+/* table_lookup_any - the tables in turn until one finds (see table.h) */
+void
+table_lookup_any(struct table *const *t, int nt, const char *const *keys,
+    int n, table_any_cb *cb, void *arg)
+{
+	struct any *a;
+
+	if (n > MAPKEYS_MAX || (a = calloc(1, sizeof(*a))) == NULL) {
+		cb(arg, TABLE_ERROR, 0, -1, NULL);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		if ((a->keys.k[i] = strdup(keys[i])) == NULL) {
+			a->keys.n = i;
+			mapkeys_free(&a->keys);
+			free(a);
+			cb(arg, TABLE_ERROR, 0, -1, NULL);
+			return;
+		}
+	a->keys.n = n;
+	a->t = t;
+	a->nt = nt;
+	a->failed = -1;
+	a->cb = cb;
+	a->arg = arg;
+	any_step(a);
+}
+
 /* a table_lookup_owner() in flight */
 struct owner {
 	struct mapkeys keys;
@@ -764,9 +999,9 @@ table_is_sql(const char *spec)
 	    0;
 }
 
-/* read_all - the file's bytes (NUL-terminated), or NULL with err */
+/* table_read_file - the file's bytes (NUL-terminated), or NULL with err */
 static char *
-read_all(const char *path, size_t *lenp, char *err, size_t errlen)
+table_read_file(const char *path, size_t *lenp, char *err, size_t errlen)
 {
 	FILE   *fp = fopen(path, "r");
 	char   *buf;
@@ -826,7 +1061,7 @@ table_open(const char *spec, const char *path, int map_flags, char *err,
 		return t;
 	}
 	snprintf(name, sizeof(name), "%.5s:%s", spec, path);
-	if ((text = read_all(path, &len, err, errlen)) == NULL)
+	if ((text = table_read_file(path, &len, err, errlen)) == NULL)
 		return NULL;
 	for (t = tables; t != NULL; t = t->next)
 		if (strcmp(t->name, name) == 0 && strcmp(t->text, text) == 0) {
@@ -920,6 +1155,36 @@ table_unref(struct table *t)
 	free(t);
 }
 
+/* table_list_add - open one more table of a list (see table.h) */
+int
+table_list_add(struct table_list *l, const char *spec, const char *path,
+    char *err, size_t errlen)
+{
+	struct table **a, *t;
+
+	if ((t = table_open(spec, path, 0, err, errlen)) == NULL)
+		return -1;
+	if ((a = realloc(l->t, (size_t)(l->n + 1) * sizeof(*a))) == NULL) {
+		table_unref(t);
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -1;
+	}
+	l->t = a;
+	l->t[l->n++] = t;
+	return 0;
+}
+
+/* table_list_free - drop every table of the list */
+void
+table_list_free(struct table_list *l)
+{
+	for (int i = 0; i < l->n; i++)
+		table_unref(l->t[i]);
+	free(l->t);
+	l->t = NULL;
+	l->n = 0;
+}
+
 /* table_name - as in logs and metrics */
 const char *
 table_name(const struct table *t)
@@ -933,13 +1198,21 @@ table_set_base(struct event_base *base)
 	tbase = base;
 }
 
+void
+table_set_resolver(struct resolver *r)
+{
+	tres = r;
+}
+
 /* table_shutdown - at exit (see table.h) */
 void
 table_shutdown(void)
 {
+	/* first: a lookup asked from a failed lookup's callback fails too */
+	tbase = NULL;
+	tres = NULL;
 	for (struct table *t = tables; t != NULL; t = t->next)
 		table_close_all(t);
-	tbase = NULL;
 }
 
 /* label - a Prometheus label value: \ " and newline escaped */

@@ -78,6 +78,30 @@ typedef void table_first_cb(void *arg, enum table_status st, int idx,
 void	table_lookup_first(struct table *t, const char *const *keys, int n,
 	    table_first_cb *cb, void *arg);
 
+/* a list of tables, for a setting that may name several */
+struct table_list {
+	struct table **t;
+	int	n;
+};
+
+/* table_list_add - table_open() and append; 0, or -1 with err */
+int	table_list_add(struct table_list *l, const char *spec,
+	    const char *path, char *err, size_t errlen);
+void	table_list_free(struct table_list *l);
+
+/*
+ * table_lookup_any - each table of t[0..nt) in turn asked keys[0..n) as
+ * table_lookup_first() asks them (the keys are copied), until one finds:
+ * cb(arg, TABLE_FOUND, table index, key index, value). A table that fails
+ * does not stop the others (a row in another one still counts): after
+ * the last, TABLE_ERROR with the index of the first that failed, else
+ * TABLE_NOTFOUND (index -1).
+ */
+typedef void table_any_cb(void *arg, enum table_status st, int ti, int ki,
+	    const char *value);
+void	table_lookup_any(struct table *const *t, int nt,
+	    const char *const *keys, int n, table_any_cb *cb, void *arg);
+
 /*
  * table_lookup_owner - the keys a sender_login or relocated map is asked
  * for addr (mapkeys_owner()), and the first found as a one-entry map,
@@ -99,6 +123,15 @@ enum table_status table_peek(struct table *t, const char *key,
 	    const char **value);
 
 void	table_set_base(struct event_base *base);
+/*
+ * table_set_resolver - resolve the host names of "hosts" with r
+ * (resolver.h) before connecting: /etc/hosts first, then A records, AAAA
+ * when there is no A; each address in turn. Without one (policyctl) the
+ * drivers resolve names themselves, blocking. Addresses, sockets and
+ * "localhost" go to the drivers as written.
+ */
+struct resolver;
+void	table_set_resolver(struct resolver *r);
 /* table_shutdown - fail every pending lookup, close every connection */
 void	table_shutdown(void);
 

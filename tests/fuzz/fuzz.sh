@@ -8,7 +8,7 @@
 #
 # Targets: proto (request parser, reply/trace formatting), config (the
 # configuration loader), maps (map/cidr/client/recipient list loaders and
-# lookups, addr_* helpers), slot (Redis Cluster MOVED/ASK and address
+# lookups, the SQL candidate keys, addr_* helpers), slot (Redis Cluster MOVED/ASK and address
 # parsing), spf (SPF records and macros, DNS replies, DNSBL sites), sqlcf
 # (the pgsql/mysql table file parser, the query's parameters and the
 # MariaDB rendering). Seeds: tests/fuzz/corpus/<target>/; the working
@@ -78,7 +78,7 @@ core_objs() {
 	for s in policyd/*.c; do
 		b=$(basename "$s" .c)
 		# sockets, Redis and HTTP I/O: not part of the loader
-		case $b in main|conn|listener|store|store_*|metrics|policyctl) continue ;; esac
+		case $b in main|conn|listener|store|store_*|metrics) continue ;; esac
 		compile "$s" "$obj/$b.o" || return 1
 		list="$list $obj/$b.o"
 	done
@@ -91,8 +91,9 @@ build() {	# build TARGET
 	proto)	compile policyd/proto.c "$obj/proto.o" || return 1
 		objs="$obj/proto.o"; libs="" ;;
 	maps)	compile policyd/maps.c "$obj/maps.o" &&
-		    compile policyd/addr.c "$obj/addr.o" || return 1
-		objs="$obj/maps.o $obj/addr.o"; libs="" ;;
+		    compile policyd/addr.c "$obj/addr.o" &&
+		    compile policyd/mapkeys.c "$obj/mapkeys.o" || return 1
+		objs="$obj/maps.o $obj/addr.o $obj/mapkeys.o"; libs="" ;;
 	slot)	compile policyd/slot.c "$obj/slot.o" || return 1
 		objs="$obj/slot.o"; libs="" ;;
 	spf)	for m in spf dnsbl resolver addr log; do

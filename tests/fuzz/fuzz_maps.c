@@ -10,7 +10,9 @@
  * AddressSanitizer sees any overrun). Invariants checked: loaders set an
  * error message when they fail; addr_ip_format() round-trips through
  * addr_ip_parse(); a parsed network contains its own address; the
- * canonical forms have the length they report.
+ * canonical forms have the length they report. The SQL candidate keys
+ * (mapkeys.h) of every query: at most MAPKEYS_MAX, lowercase, at most
+ * 1024 bytes, each once. addr_hosts_lookup() on the table text.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +23,7 @@
 #include <sys/socket.h>
 
 #include "addr.h"
+#include "mapkeys.h"
 #include "maps.h"
 
 static char path[64];
@@ -127,6 +130,46 @@ addr_checks(const char *q, const char *other)
 		abort();
 	free(buf);
 	(void)addr_hash64(q, n, 42);
+}
+
+/* keys_ok - the invariants of a mapkeys_*() answer; frees it */
+static void
+keys_ok(int n, struct mapkeys *k)
+{
+	if (n < -1 || n > MAPKEYS_MAX || (n < 0 && k->n != 0) ||
+	    (n >= 0 && k->n != n))
+		abort();
+	for (int i = 0; i < k->n; i++) {
+		if (strlen(k->k[i]) > 1024)
+			abort();
+		for (const char *p = k->k[i]; *p; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				abort();
+		for (int j = 0; j < i; j++)
+			if (strcmp(k->k[i], k->k[j]) == 0)
+				abort();
+	}
+	mapkeys_free(k);
+}
+
+/* sql_keys - every candidate-key function on q */
+static void
+sql_keys(const char *q, const char *other, const char *text, size_t tlen)
+{
+	struct mapkeys k;
+	struct ipaddr a[8];
+
+	keys_ok(mapkeys_address(q, '+', 0, &k), &k);
+	keys_ok(mapkeys_address(q, '-', 1, &k), &k);
+	keys_ok(mapkeys_owner(q, &k), &k);
+	keys_ok(mapkeys_domain(q, &k), &k);
+	keys_ok(mapkeys_ip(q, &k), &k);
+	keys_ok(mapkeys_one(q, &k), &k);
+	keys_ok(mapkeys_rcptlist(q, &k), &k);
+	keys_ok(mapkeys_clientlist(other, q, &k), &k);
+	keys_ok(mapkeys_clientlist(q, other, &k), &k);
+	if (addr_hosts_lookup(text, tlen, q, a, 8) > 8)
+		abort();
 }
 
 static void
@@ -261,9 +304,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if (qv[i] >= copy && qv[i] < copy + size)
 					nexplicit++;
 		}
-		for (int i = 0; i < nq; i++)
+		for (int i = 0; i < nq; i++) {
 			lookups(m, cm, cl, rl, qv[i], qv[(i + 1) % nq]);
+			sql_keys(qv[i], qv[(i + 1) % nq], text, tlen);
+		}
 		lookups(m, cm, cl, rl, "", "");
+		sql_keys("", "", text, tlen);
 		lookups(m, cm, cl, rl, "<>", "::1");
 		for (int i = nexplicit; i < nq; i++)
 			free(qv[i]);

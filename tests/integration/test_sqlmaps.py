@@ -14,7 +14,8 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import Policyd, Redis, check, eq, free_port, req, wait_for, expects_on_error  # noqa: E402
+from harness import (Policyd, Redis, check, eq, free_port, req, wait_for,  # noqa: E402
+                     expects_on_error, greylist_triplets)
 from runner import Skip  # noqa: E402
 import sqlservers  # noqa: E402
 
@@ -94,11 +95,16 @@ def server(kind):
     return sqlservers.MariaDB()
 
 
-def load_schema(srv):
-    for s in SCHEMA + ROWS:
-        srv.sql(s)
+def load_rows(srv, rows, tables):
+    """run the statements; the postfix user may read the tables"""
+    for q in rows:
+        srv.sql(q)
     if isinstance(srv, sqlservers.PostgreSQL):
-        srv.sql("GRANT SELECT ON alias, relocated TO postfix")
+        srv.sql("GRANT SELECT ON %s TO postfix" % ", ".join(tables))
+
+
+def load_schema(srv):
+    load_rows(srv, SCHEMA + ROWS, ["alias", "relocated"])
 
 
 def metric(port, name, table):
@@ -316,10 +322,7 @@ def access_rules(kind):
 
 def access(kind):
     with server(kind) as srv:
-        for q in ACCESS_ROWS:
-            srv.sql(q)
-        if kind == "pgsql":
-            srv.sql("GRANT SELECT ON access TO postfix")
+        load_rows(srv, ACCESS_ROWS, ["access"])
         fs = {"access.cf": table_file(kind, srv, "SELECT action FROM access WHERE k='%s'")}
         with Redis() as r, Policyd(redis=r, rules=access_rules(kind), files=fs) as p:
             c = p.client()
@@ -375,10 +378,7 @@ def rl_rules(kind):
 
 def ratelimit_overrides(kind):
     with server(kind) as srv:
-        for q in RL_ROWS:
-            srv.sql(q)
-        if kind == "pgsql":
-            srv.sql("GRANT SELECT ON quota TO postfix")
+        load_rows(srv, RL_ROWS, ["quota"])
         fs = {"quota.cf": table_file(kind, srv,
                                      "SELECT windows FROM quota WHERE username='%s'")}
         with Redis() as r, Policyd(redis=r, rules=rl_rules(kind), files=fs) as p:
@@ -517,6 +517,376 @@ def test_pgsql_reload_shares_the_table_and_a_changed_file_replaces_it():
             text = http_get(mport, "/metrics")[1]
             eq(len(re.findall(r'^policyd_table_up\{table="pgsql:[^"]*sender\.cf"\}', text, re.M)),
                1, "one sender.cf table left:\n" + text)
+
+
+# ------------------------------------------- greylist whitelists from SQL --
+
+WL_ROWS = [
+    "CREATE TABLE greylist_clients (client varchar(255) PRIMARY KEY)",
+    "CREATE TABLE greylist_recipients (address varchar(255) PRIMARY KEY, "
+    "active smallint NOT NULL DEFAULT 1)",
+    "INSERT INTO greylist_clients (client) VALUES ('192.0.2'), ('198.51.100.7'), "
+    "('trusted.example'), ('2001:db8:5')",
+    "INSERT INTO greylist_recipients (address) VALUES ('postmaster@'), "
+    "('abuse@example.net'), ('wl.example'), ('@exact.example')",
+    "INSERT INTO greylist_recipients (address, active) VALUES ('off@example.net', 0)",
+]
+GREY = "DEFER_IF_PERMIT 4.7.1 Greylisted"
+
+
+def wl_rules(kind):
+    return """rules = (
+  { name = "greylist"; check = "greylist"; delay = 60; retry_window = 600;
+    whitelist_clients = [ "wl_clients", "%(k)s:wlc.cf" ];
+    whitelist_recipients = [ "%(k)s:wlr.cf", "wl_rcpts" ];
+    on_error = "%(e)s"; }
+);
+""" % {"k": kind, "e": ON_ERROR}
+
+
+def wl_files(kind, srv):
+    return {"wl_clients": "files.example\n",
+            "wl_rcpts": "filed@example.net\n",
+            "wlc.cf": table_file(kind, srv, "SELECT 1 FROM greylist_clients WHERE client='%s'"),
+            "wlr.cf": table_file(kind, srv, "SELECT 'yes' FROM greylist_recipients "
+                                            "WHERE address='%s' AND active = 1")}
+
+
+def greylist_whitelists(kind):
+    with server(kind) as srv:
+        load_rows(srv, WL_ROWS, ["greylist_clients", "greylist_recipients"])
+        with Redis() as r, Policyd(redis=r, rules=wl_rules(kind), files=wl_files(kind, srv)) as p:
+            c = p.client()
+
+            def ask(client="203.0.113.5", name="mx.sender.test", rcpt="bob@example.net"):
+                return c.ask(req(client_address=client, client_name=name, recipient=rcpt))
+
+            # whitelisted: passes, and no greylist entry is made
+            for kw, what in (({"client": "192.0.2.77"}, "the network row 192.0.2"),
+                             ({"client": "198.51.100.7"}, "the host row"),
+                             ({"name": "mx.Trusted.Example"}, "a parent of the client name"),
+                             ({"name": "trusted.example"}, "the client name itself"),
+                             ({"client": "2001:db8:5::25"}, "an IPv6 prefix row"),
+                             ({"name": "mx.files.example"}, "the file beside the table"),
+                             ({"rcpt": "Postmaster@anything.test"}, "the localpart@ row"),
+                             ({"rcpt": "abuse+tag@example.net"}, "the address row, +ext"),
+                             ({"rcpt": "x@wl.example"}, "the domain row"),
+                             ({"rcpt": "x@deep.sub.wl.example"}, "a subdomain of a domain row"),
+                             ({"rcpt": "x@exact.example"}, "the @domain row"),
+                             ({"rcpt": "filed@example.net"}, "the file after the table")):
+                eq(ask(**kw), "DUNNO", what)
+            eq(len(greylist_triplets(r)), 0, "whitelisted mail leaves nothing in Redis")
+            # not whitelisted: greylisted as before
+            for kw, what in (({"client": "192.0.3.1"}, "another network"),
+                             ({"client": "198.51.100.8"}, "the next host"),
+                             ({"name": "nottrusted.example"}, "a name that only ends alike"),
+                             ({"name": "unknown", "client": "203.0.113.6"}, "no name"),
+                             ({"rcpt": "x@sub.exact.example"}, "@domain is that domain only"),
+                             ({"rcpt": "off@example.net"}, "an inactive row"),
+                             ({"rcpt": "abuse@example.org"}, "the address row's other domain")):
+                check(ask(**kw).startswith(GREY), what)
+            # (the two 203.0.113.x clients to bob@ share one triplet)
+            eq(len(greylist_triplets(r)), 6, "one triplet each")
+            c.ask(req(client_address="192.0.2.9", policyd_explain="yes"))
+            check(any("whitelist_clients" in l and "wlc.cf" in l and '"192.0.2"' in l
+                      for l in c.last_lines), "explain names the table and the row: %s"
+                  % c.last_lines)
+
+            # a row added in SQL takes effect within the negative TTL, no reload
+            check(ask(client="203.0.113.77").startswith(GREY), "before the row")
+            srv.sql("INSERT INTO greylist_clients (client) VALUES ('203.0.113.77')")
+            srv.sql("INSERT INTO greylist_recipients (address) VALUES ('new@example.net')")
+            t0 = time.monotonic()
+            wait_for(lambda: ask(client="203.0.113.77") == "DUNNO", 10, 0.2,
+                     "the new client row to whitelist")
+            wait_for(lambda: ask(rcpt="new@example.net") == "DUNNO", 10, 0.2,
+                     "the new recipient row to whitelist")
+            check(time.monotonic() - t0 < 1 + 3, "within the negative TTL (+ margin)")
+            check("reloaded" not in p.log(), "no reload was needed")
+
+            # a client table whose server is gone: a recipient row still whitelists
+            fs = wl_files(kind, srv)
+            fs["wlc.cf"] = fs["wlc.cf"].replace(":%d\n" % srv.port, ":%d\n" % free_port())
+            with Policyd(redis=r, rules=wl_rules(kind), files=fs) as p2:
+                c2 = p2.client()
+                eq(c2.ask(req(client_address="203.0.113.50", recipient="abuse@example.net")),
+                   "DUNNO", "another table's row whitelists despite the failed one")
+                eq(c2.ask(req(client_address="203.0.113.51", recipient="y@example.net")),
+                   ON_ERROR, "no row anywhere and a table failed: on_error")
+            eq(len(greylist_triplets(r)), 6, "nothing greylisted by the second instance")
+
+            # the database stops: the rule's on_error, one log line per table
+            start = len(p.log())
+            srv.stop()
+            for i in range(5):
+                eq(ask(client="203.0.113.%d" % (100 + i)), ON_ERROR, "database down: on_error")
+            eq(ask(name="mx.files.example"), "DUNNO", "a file entry still whitelists")
+            eq(ask(rcpt="filed@example.net", client="203.0.113.99"), "DUNNO",
+               "the files are asked before any table")
+            p.wait_log(r"wlc\.cf: database unreachable", 5, start)
+            time.sleep(0.5)
+            log = p.log()[start:]
+            eq(len(re.findall(r"wlc\.cf: database unreachable", log)), 1,
+               "the outage is logged once for the table:\n" + log)
+            eq(len(greylist_triplets(r)), 6, "nothing greylisted while down")
+
+
+@expects_on_error
+def test_pgsql_greylist_whitelists():
+    greylist_whitelists("pgsql")
+
+
+@expects_on_error
+def test_mysql_greylist_whitelists():
+    greylist_whitelists("mysql")
+
+
+def test_whitelist_and_protect_domains_table_errors_at_policyd_t():
+    rules = wl_rules("pgsql")
+    good = "dbname = mail\nquery = SELECT 1 FROM t WHERE k='%s'\n"
+    for bad, setting in (("wlc.cf", "whitelist_clients"), ("wlr.cf", "whitelist_recipients")):
+        fs = {"wl_clients": "", "wl_rcpts": "", "wlc.cf": good, "wlr.cf": good}
+        fs[bad] = "dbname = mail\nquery = SELECT 1 FROM t WHERE k='%s'\nbogus = x\n"
+        p = Policyd(rules=rules, files=fs)
+        p.logf = None
+        try:
+            rc, out = p.check_config()
+            check(rc == 1, "policyd -t refuses a bad %s table: %d %s" % (bad, rc, out))
+            check(re.search(r"policyd\.conf:\d+: %s: .*%s:3: unknown setting \"bogus\""
+                            % (setting, re.escape(bad)), out), out)
+        finally:
+            p.cleanup(check_exit=False)
+    p = Policyd(rules=rules, files={"wl_clients": "", "wl_rcpts": "", "wlr.cf": good})
+    p.logf = None
+    try:
+        rc, out = p.check_config()
+        check(rc == 1 and re.search(r"policyd\.conf:\d+: whitelist_clients: .*wlc\.cf", out), out)
+    finally:
+        p.cleanup(check_exit=False)
+    # the same for sender_login's protect_domains
+    p = Policyd(rules='rules = ( { name = "sl"; check = "sender_login";\n'
+                      '  protect_domains = [ "example.net", "mysql:d.cf" ]; } );',
+                files={"d.cf": "dbname = mail\nhosts = db..example\nquery = SELECT 1\n"})
+    p.logf = None
+    try:
+        rc, out = p.check_config()
+        check(rc == 1 and re.search(r"policyd\.conf:\d+: protect_domains: .*d\.cf:2: hosts: "
+                                    r"\"db\.\.example\" is neither", out), out)
+    finally:
+        p.cleanup(check_exit=False)
+
+
+# ------------------------------------- sender_login protect_domains from SQL --
+
+def protect_domains(kind):
+    """PostfixAdmin's virtual-domain query as protect_domains: a sender in a
+    hosted domain must authenticate; names in the list are asked first."""
+    with server(kind) as srv:
+        load_rows(srv, ["CREATE TABLE domain (domain varchar(255) PRIMARY KEY, "
+                        "active smallint NOT NULL DEFAULT 1)",
+                        "INSERT INTO domain (domain) VALUES ('example.net'), ('.hosted.example')",
+                        "INSERT INTO domain (domain, active) VALUES ('example.org', 0)"],
+                  ["domain"])
+        rules = """rules = (
+  { name = "sl"; check = "sender_login"; on_error = "%(e)s";
+    protect_domains = [ "static.example", "%(k)s:domains.cf" ]; },
+  { name = "rest"; action = "OK"; }
+);
+""" % {"k": kind, "e": ON_ERROR}
+        fs = {"domains.cf": table_file(kind, srv, "SELECT domain FROM domain "
+                                       "WHERE domain='%s' AND active = '1'")}
+        with Redis() as r, Policyd(redis=r, rules=rules, files=fs) as p:
+            c = p.client()
+            refused = "REJECT 5.7.1 Sender address rejected: authentication required for <%s>"
+            for sender, want in (("x@example.net", refused % "x@example.net"),
+                                 ("X@Example.NET", refused % "X@Example.NET"),
+                                 ("x@static.example", refused % "x@static.example"),
+                                 ("x@mx.hosted.example", refused % "x@mx.hosted.example"),
+                                 ("x@sub.example.net", "OK"),
+                                 ("x@example.org", "OK"),
+                                 ("x@other.example", "OK")):
+                eq(c.ask(req(sender=sender)), want, sender)
+            eq(c.ask(auth("x@example.net", "x@example.net")), "OK", "authenticated: owned")
+            srv.stop()
+            eq(c.ask(req(sender="y@fresh.test")), ON_ERROR, "database down: on_error")
+            eq(c.ask(req(sender="y@static.example")), refused % "y@static.example",
+               "a name in the list still protects")
+
+
+@expects_on_error
+def test_pgsql_protect_domains():
+    protect_domains("pgsql")
+
+
+@expects_on_error
+def test_mysql_protect_domains():
+    protect_domains("mysql")
+
+
+# ------------------------------------ Postfix's expansions, on the server --
+
+EXP_ROWS = [
+    "CREATE TABLE alias_domain (alias_domain varchar(255) PRIMARY KEY, "
+    "target_domain varchar(255) NOT NULL)",
+    "INSERT INTO alias_domain VALUES ('alias.example', 'example.net')",
+    "CREATE TABLE regdom (name varchar(255) PRIMARY KEY, action varchar(255) NOT NULL)",
+    "INSERT INTO regdom VALUES ('example.com', 'REJECT 5.7.1 registered domain')",
+]
+
+
+def exp_rules(kind):
+    return """rules = (
+  { name = "aliasdomain"; check = "sender_login"; map = "%(k)s:aliasdomain.cf";
+    on_error = "%(e)s"; builtin = false; match = { authenticated = true; }; },
+  { name = "regdom"; check = "access"; key = "recipient"; map = "%(k)s:regdom.cf";
+    on_error = "%(e)s"; match = { recipient = [ "x@mail.example.com", "x@localhost" ]; }; },
+  { name = "fmt"; check = "access"; key = "recipient"; map = "%(k)s:fmt.cf";
+    on_error = "%(e)s"; match = { recipient = [ "moved@example.net" ]; }; },
+  { name = "limit"; check = "access"; key = "sender"; map = "%(k)s:limit.cf";
+    on_error = "%(e)s"; match = { recipient = [ "limit@example.com" ]; }; },
+  { name = "rest"; action = "DUNNO"; }
+);
+""" % {"k": kind, "e": ON_ERROR}
+
+
+def expansions(kind):
+    """PostfixAdmin's alias-domain query (%u, %d, a join, domain =), the
+    domain's labels (%2.%1), result_format with the value and the key,
+    expansion_limit: each against the real server."""
+    with server(kind) as srv:
+        load_schema(srv)
+        load_rows(srv, EXP_ROWS, ["alias_domain", "regdom"])
+        fs = {
+            "aliasdomain.cf": table_file(
+                kind, srv, "SELECT goto FROM alias, alias_domain WHERE "
+                "alias_domain.alias_domain = '%d' AND "
+                "alias.address = CONCAT('%u', '@', alias_domain.target_domain) AND "
+                "alias.active = 1", "domain = alias.example\n"),
+            "regdom.cf": table_file(kind, srv, "SELECT action FROM regdom WHERE name='%2.%1'"),
+            "fmt.cf": table_file(kind, srv, RELOC_QUERY,
+                                 "result_format = REJECT 5.7.1 try %s (%U)\n"),
+            "limit.cf": table_file(kind, srv, "SELECT 'OK' FROM alias WHERE domain='%d'",
+                                   "expansion_limit = 1\n"),
+        }
+        with Redis() as r, Policyd(redis=r, rules=exp_rules(kind), files=fs) as p:
+            c = p.client()
+            eq(c.ask(auth("alice@example.net", "sales@alias.example")), "DUNNO",
+               "%u and %d through the alias domain")
+            check(c.ask(auth("mallory@example.net", "sales@alias.example")).startswith(
+                NOT_OWNED), "not an owner through the alias domain")
+            check(c.ask(auth("alice@example.net", "sales@example.net")).startswith(NOT_OWNED),
+                  "domain = alias.example: other domains are not looked up")
+            eq(c.ask(req(recipient="x@mail.example.com")), "REJECT 5.7.1 registered domain",
+               "%2.%1: the registered domain")
+            eq(c.ask(req(recipient="x@localhost")), "DUNNO",
+               "a one-label domain has no %2: not looked up")
+            eq(c.ask(req(recipient="moved@example.net")),
+               "REJECT 5.7.1 try new@example.org (moved)", "result_format: %s and %U")
+            eq(c.ask(req(sender="x@example.org", recipient="limit@example.com")), "OK",
+               "one row: within expansion_limit")
+            eq(c.ask(req(sender="x@example.net", recipient="limit@example.com")), ON_ERROR,
+               "five rows: past expansion_limit, on_error")
+            p.wait_log(r"limit\.cf: query failed: result larger than expansion_limit", 5)
+
+
+@expects_on_error
+def test_pgsql_expansions_on_the_server():
+    expansions("pgsql")
+
+
+@expects_on_error
+def test_mysql_expansions_on_the_server():
+    expansions("mysql")
+
+
+# ------------------------------------------------ hosts given by name --
+
+def dns_rules(kind):
+    return """rules = (
+  { name = "sl"; check = "sender_login"; map = "%(k)s:sender.cf"; on_error = "%(e)s";
+    match = { authenticated = true; }; },
+  { name = "slow"; check = "relocated"; map = "%(k)s:slow.cf"; on_error = "%(e)s";
+    match = { recipient = [ "moved@example.net" ]; }; },
+  { name = "nx"; check = "access"; key = "recipient"; map = "%(k)s:nx.cf"; on_error = "%(e)s";
+    match = { recipient = [ "nx@example.net" ]; }; },
+  { name = "late"; check = "relocated"; map = "%(k)s:late.cf"; on_error = "%(e)s";
+    match = { recipient = [ "late@example.net" ]; }; },
+  { name = "rest"; action = "OK"; }
+);
+""" % {"k": kind, "e": ON_ERROR}
+
+
+def host_names(kind):
+    from dnsharness import DNS, have_dnslib
+    if not have_dnslib():
+        raise Skip("python3-dnslib missing (make deps-test installs it)")
+    zone = {"records": [["db.sql.test", "A", "127.0.0.2"], ["db.sql.test", "A", "127.0.0.1"],
+                        ["slow.sql.test", "A", "127.0.0.1"], ["late.sql.test", "A", "127.0.0.1"]],
+            "delay": {"slow.sql.test": 3.0, "late.sql.test": 3.0}}
+    with server(kind) as srv, DNS(zone) as d:
+        load_schema(srv)
+
+        def by_name(text, name):
+            return re.sub(r"^hosts = .*$", "hosts = %s%s:%d" % (
+                "inet:" if kind == "pgsql" else "", name, srv.port), text, flags=re.M)
+
+        fs = {"sender.cf": by_name(table_file(kind, srv, SENDER_QUERY), "db.sql.test"),
+              "slow.cf": by_name(table_file(kind, srv, RELOC_QUERY, timeout_ms=8000),
+                                 "slow.sql.test"),
+              "late.cf": by_name(table_file(kind, srv, RELOC_QUERY), "late.sql.test"),
+              "nx.cf": by_name(table_file(kind, srv, "SELECT 'OK' WHERE '%s' = ''"),
+                               "nx.sql.test")}
+        dns = ('dns = { nameservers = [ "%s" ]; timeout_ms = 6000; attempts = 1; };'
+               % d.address)
+        with Redis() as r, Policyd(redis=r, rules=dns_rules(kind), files=fs, extra=dns) as p:
+            c = p.client()
+            # two A records: 127.0.0.2 refuses, 127.0.0.1 is the server
+            eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK",
+               "connected to the name's second address")
+            check(any(q[0] == "db.sql.test" and q[1] == "A" for q in d.queries()),
+                  "the name was asked of policyd's DNS server: %s" % d.queries())
+            check("database unreachable" not in p.log(), "the refused address is no outage")
+
+            # a name that takes 3 s to resolve stalls nothing else
+            slow = {}
+
+            def ask_slow():
+                with p.client(timeout=20) as cs:
+                    slow["answer"] = cs.ask(req(recipient="moved@example.net"))
+
+            th = threading.Thread(target=ask_slow)
+            th.start()
+            wait_for(lambda: any(q[0] == "slow.sql.test" for q in d.queries()), 5, 0.02,
+                     "the slow name to be asked")
+            for i in range(10):
+                eq(c.ask(req(recipient="r%d@example.net" % i)), "OK", "other requests")
+            check("answer" not in slow, "answered while the slow name was still out "
+                  "(the event loop did not wait for it)")
+            th.join(20)
+            eq(slow.get("answer"), "551 5.1.6 User has moved; please try <new@example.org>",
+               "the slow name's lookup answers once resolved")
+
+            # a name that does not exist: on_error, the reason logged once
+            for _ in range(3):
+                eq(c.ask(req(recipient="nx@example.net")), ON_ERROR, "NXDOMAIN: on_error")
+            p.wait_log(r"nx\.cf: database unreachable: cannot resolve nx\.sql\.test: NXDOMAIN",
+                       5)
+            eq(len(re.findall(r"nx\.cf: database unreachable", p.log())), 1, "logged once")
+
+            # resolving for longer than the table's deadline (1 s): on_error
+            eq(c.ask(req(recipient="late@example.net")), ON_ERROR, "past the deadline")
+            p.wait_log(r"late\.cf: database unreachable: cannot resolve late\.sql\.test: "
+                       r"timed out", 5)
+
+
+@expects_on_error
+def test_pgsql_host_names_resolved_without_blocking():
+    host_names("pgsql")
+
+
+@expects_on_error
+def test_mysql_host_names_resolved_without_blocking():
+    host_names("mysql")
 
 
 # ---------------------------------------------------- policyctl map query --

@@ -120,11 +120,16 @@ class MariaDB:
         self.proc = None
 
     def init(self):
-        cp = subprocess.run(["mariadb-install-db", "--datadir=" + self.data, "--user=mysql",
-                             "--auth-root-authentication-method=normal", "--skip-test-db"],
+        # --no-defaults: /etc/mysql's files would make two bootstraps at once
+        # (two test runs side by side) share state and fail each other
+        cp = subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + self.data,
+                             "--user=mysql", "--auth-root-authentication-method=normal",
+                             "--skip-test-db"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
         if cp.returncode != 0:
-            raise TestFailure("mariadb-install-db: %s" % cp.stdout.decode(errors="replace"))
+            out = cp.stdout.decode(errors="replace")
+            errs = [l for l in out.splitlines() if "ERROR" in l]
+            raise TestFailure("mariadb-install-db failed: %s" % ("\n".join(errs[:5]) or out))
         self.start()
         self.sql("CREATE DATABASE mail CHARACTER SET utf8mb4; "
                  "CREATE USER 'postfix'@'127.0.0.1' IDENTIFIED BY 'secret'; "

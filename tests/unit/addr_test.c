@@ -448,9 +448,46 @@ test_siphash(void)
 	    "siphash: another key, another hash");
 }
 
+static void
+test_hosts(void)
+{
+	static const char text[] =
+	    "127.0.0.1\tlocalhost\n"
+	    "::1 localhost ip6-localhost # comment db.example\n"
+	    "# 192.0.2.99 db.example\n"
+	    "2001:db8::5  DB.Example db\n"
+	    "192.0.2.5 db.example\r\n"
+	    "192.0.2.6\tother db.example\n"
+	    "192.0.2.5 db.example\n"
+	    "not-an-address db.example\n"
+	    "192.0.2.7 db.example.net\n"
+	    "192.0.2.8";
+	struct ipaddr a[4];
+	char	buf[64];
+
+	is_int(addr_hosts_lookup(text, sizeof(text) - 1, "db.example", a, 4),
+	    3, "hosts: three addresses, the duplicate once");
+	addr_ip_format(&a[0], buf, sizeof(buf));
+	is_str(buf, "192.0.2.5", "hosts: IPv4 first, in file order");
+	addr_ip_format(&a[1], buf, sizeof(buf));
+	is_str(buf, "192.0.2.6", "hosts: an alias");
+	addr_ip_format(&a[2], buf, sizeof(buf));
+	is_str(buf, "2001:db8::5", "hosts: then IPv6, name without case");
+	is_int(addr_hosts_lookup(text, sizeof(text) - 1, "db.example", a, 1),
+	    1, "hosts: at most max");
+	is_int(addr_hosts_lookup(text, sizeof(text) - 1, "db", a, 4), 1,
+	    "hosts: a short alias");
+	is_int(addr_hosts_lookup(text, sizeof(text) - 1, "comment", a, 4), 0,
+	    "hosts: not in a comment");
+	is_int(addr_hosts_lookup(text, sizeof(text) - 1, "192.0.2.8", a, 4), 0,
+	    "hosts: an address is no name");
+	is_int(addr_hosts_lookup("", 0, "db", a, 4), 0, "hosts: empty text");
+}
+
 int
 main(void)
 {
+	test_hosts();
 	test_siphash();
 	test_net_hex();
 	test_ip_parse();

@@ -60,6 +60,42 @@ same_order(const char *q, int address, char delim, int flags)
 	return good;
 }
 
+/*
+ * whitelisted_by_each - every key, alone in a whitelist file of the
+ * same kind, whitelists the value: the SQL keys are file entries
+ */
+static int
+whitelisted_by_each(const char *ip, const char *name, const char *rcpt)
+{
+	struct mapkeys k;
+	struct ipaddr a;
+	char	err[256];
+	int	n = rcpt ? mapkeys_rcptlist(rcpt, &k) :
+	    mapkeys_clientlist(ip, name, &k), good = n > 0;
+
+	for (int i = 0; good && i < n; i++) {
+		if (rcpt != NULL) {
+			struct rcptlist *l = rcptlist_new();
+
+			good = rcptlist_add(l, k.k[i], err, sizeof(err)) == 0 &&
+			    rcptlist_match(l, rcpt);
+			rcptlist_free(l);
+		} else {
+			struct clientlist *l = clientlist_new();
+
+			good = clientlist_add(l, k.k[i], err, sizeof(err)) == 0 &&
+			    clientlist_match(l, name, ip && addr_ip_parse(ip,
+			    &a) == 0 ? &a : NULL);
+			clientlist_free(l);
+		}
+		if (!good)
+			printf("#   key %d \"%s\" is no whitelist entry for "
+			    "%s\n", i, k.k[i], rcpt ? rcpt : name);
+	}
+	mapkeys_free(&k);
+	return good;
+}
+
 static void
 is_keys(int n, struct mapkeys *k, const char *want, const char *name)
 {
@@ -135,6 +171,45 @@ main(void)
 	ok(same_order(big, 1, '+', 0), "long address: the same as the map");
 	is_keys(mapkeys_owner(big, &k), &k, "@example.com",
 	    "long address: only @domain as an owner key");
+	/* whitelist keys: postgrey's file forms, most specific first */
+	is_keys(mapkeys_rcptlist("Bob+Tag@Mail.Example.NET", &k), &k,
+	    "bob+tag@mail.example.net bob@mail.example.net bob+tag@ bob@ "
+	    "@mail.example.net mail.example.net example.net net",
+	    "recipient whitelist keys");
+	is_keys(mapkeys_rcptlist("postmaster@localhost", &k), &k,
+	    "postmaster@localhost postmaster@ @localhost localhost",
+	    "recipient whitelist keys, one label");
+	is_int(mapkeys_rcptlist("postmaster", &k), 0, "no '@': no keys");
+	is_int(mapkeys_rcptlist("", &k), 0, "empty: no keys");
+	ok(whitelisted_by_each(NULL, NULL, "Bob+Tag@Mail.Example.NET"),
+	    "each recipient key is a whitelist_recipients entry that matches");
+	ok(whitelisted_by_each(NULL, NULL, "+x@a.b"), "... a leading +");
+	is_keys(mapkeys_clientlist("192.0.2.1", "MX.Example.COM", &k), &k,
+	    "192.0.2.1 192.0.2 192.0 192 mx.example.com example.com com",
+	    "client whitelist keys");
+	is_keys(mapkeys_clientlist("2001:db8::25", "unknown", &k), &k,
+	    "2001:db8::25 2001:db8 2001", "client whitelist keys: IPv6, "
+	    "no name");
+	is_keys(mapkeys_clientlist(NULL, "mx.example.com", &k), &k,
+	    "mx.example.com example.com com", "an invalid address: the name");
+	ok(whitelisted_by_each("192.0.2.1", "MX.Example.COM", NULL),
+	    "each client key is a whitelist_clients entry that matches");
+	{
+		char	deep[200] = "";
+
+		for (int i = 0; i < 45; i++)
+			strcat(deep, "a.");
+		strcat(deep, "com");
+		is_int(mapkeys_clientlist("192.0.2.1", deep, &k), MAPKEYS_MAX,
+		    "a deep client name: as many keys as fit, not an error");
+		is_str(k.k[4], deep, "the most specific first");
+		mapkeys_free(&k);
+		memmove(deep + 2, deep, strlen(deep) + 1);
+		memcpy(deep, "u@", 2);
+		is_int(mapkeys_rcptlist(deep, &k), MAPKEYS_MAX,
+		    "a deep recipient domain: as many keys as fit");
+		mapkeys_free(&k);
+	}
 	/* more labels than keys fit: an error, never "not found" */
 	{
 		char	deep[200] = "u@";

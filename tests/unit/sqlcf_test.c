@@ -224,6 +224,17 @@ main(void)
 	    "unterminated '", "unterminated literal");
 	refused(SQLCF_PGSQL, "dbname=d\nquery=SELECT 1\nhosts = inet:h:99999\n",
 	    "t.cf:3: hosts: bad entry", "bad port");
+	refused(SQLCF_PGSQL, "dbname=d\nquery=SELECT 1\nhosts = db..example\n",
+	    "t.cf:3: hosts: \"db..example\" is neither", "empty label");
+	refused(SQLCF_PGSQL, "dbname=d\nquery=SELECT 1\nhosts = db!.example\n",
+	    "neither an address nor a host name", "a bad character");
+	refused(SQLCF_PGSQL, "dbname=d\nquery=SELECT 1\nhosts = 1:2:3:4:5:6:7:8:9\n",
+	    "neither an address nor a host name", "nine IPv6 groups");
+	ok(parse(&cf, SQLCF_PGSQL, "dbname=d\nquery=SELECT 1\nhosts = "
+	    "db-1.Example.NET. db_2:5433 192.0.2.1 [2001:db8::1]:5432\n") == 0,
+	    "host names, a final dot, addresses");
+	is_int(cf.nhosts, 4, "four hosts");
+	sqlcf_free(&cf);
 	refused(SQLCF_PGSQL, "dbname=d\nquery=SELECT 1\ncharset = utf8\n",
 	    "only for mysql", "charset for pgsql");
 	refused(SQLCF_MYSQL, "dbname=d\nquery=SELECT 1\ncharset = gbk\n",
