@@ -732,6 +732,20 @@ def metrics(port, host="127.0.0.1"):
     return out
 
 
+def cleanup_all(ps):
+    """Clean up every Policyd of ps even when one fails its checks (an
+    unexpected on_error, a sanitizer report): none is left running; the
+    first failure is raised afterwards."""
+    first = None
+    for p in ps:
+        try:
+            p.cleanup()
+        except TestFailure as e:
+            first = first or e
+    if first is not None:
+        raise first
+
+
 POSTFIX_ORDER = ["request", "protocol_state", "protocol_name", "client_address",
                  "client_name", "client_port", "reverse_client_name", "server_address",
                  "server_port", "helo_name", "sender", "recipient", "recipient_count",
