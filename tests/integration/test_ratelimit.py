@@ -10,7 +10,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import (Redis, Policyd, req, check, eq, wait_for, TestFailure,  # noqa: E402
+from harness import (Redis, Policyd, req, check, eq, wait_for,  # noqa: E402
                      cleanup_all, expects_on_error, run_checked)
 
 
