@@ -480,7 +480,13 @@ listener_close_all(void)
 		if (l->lev)
 			evconnlistener_free(l->lev);
 		if (l->unix_path) {
-			unlink(l->unix_path);
+			/* after the privilege drop the directory may be root's
+			 * or Postfix's: the socket stays, and the next start
+			 * (as root) replaces it */
+			if (unlink(l->unix_path) < 0 && errno != ENOENT)
+				log_info("%s: left in place: user %s cannot "
+				    "remove it (%s); the next start replaces it",
+				    l->address, self_user(), strerror(errno));
 			free(l->unix_path);
 		}
 		free(l->address);

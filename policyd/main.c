@@ -44,6 +44,7 @@
 struct server srv;
 
 static struct event *ev_hup, *ev_term, *ev_int, *ev_grace, *ev_drain;
+static int pidfile_fd = -1;		/* kept open: see remove_pidfile() */
 
 /* usage - print the synopsis */
 static void
@@ -401,8 +402,48 @@ write_pidfile(const char *path)
 		close(fd);
 		return -1;
 	}
-	close(fd);
+	pidfile_fd = fd;		/* to empty it at exit (remove_pidfile) */
 	return 0;
+}
+
+/*
+ * self_user - the name of the user policyd runs as now, for log lines
+ */
+const char *
+self_user(void)
+{
+	static char num[24];
+	struct passwd *pw;
+
+	if ((pw = getpwuid(geteuid())) != NULL)
+		return pw->pw_name;
+	snprintf(num, sizeof(num), "uid %ld", (long)geteuid());
+	return num;
+}
+
+/*
+ * remove_pidfile - at exit. After the privilege drop the user may not be
+ * allowed to remove files from the pidfile's directory (root's /run,
+ * Postfix's private/): the file is then emptied through the descriptor
+ * kept from the start, so that it names no process that could later get
+ * the same pid, and the next start (as root) rewrites it.
+ */
+static void
+remove_pidfile(const char *path)
+{
+	if (path == NULL)
+		return;
+	if (unlink(path) == 0 || errno == ENOENT)
+		;
+	else if ((errno == EACCES || errno == EPERM) && pidfile_fd >= 0 &&
+	    ftruncate(pidfile_fd, 0) == 0)
+		log_info("pidfile %s emptied: user %s cannot remove it from "
+		    "its directory", path, self_user());
+	else
+		log_warn("cannot remove pidfile %s", path);
+	if (pidfile_fd >= 0)
+		close(pidfile_fd);
+	pidfile_fd = -1;
 }
 
 /*
@@ -527,8 +568,7 @@ main(int argc, char **argv)
 	srv.resolver = NULL;
 	store_free(srv.store);		/* fails any command still pending */
 	conn_close_all();
-	if (pidfile != NULL && unlink(pidfile) < 0 && errno != ENOENT)
-		log_warn("cannot remove pidfile %s", pidfile);
+	remove_pidfile(pidfile);
 	free(pidfile);
 	log_info("stopped: %llu requests answered", srv.stats.replies);
 	event_free(ev_hup);

@@ -91,6 +91,8 @@ void	listener_apply(const struct config *c);	/* reload: clients, explain */
 void	listener_pause(int pause);
 void	listener_close_all(void);
 
+const char *self_user(void);		/* main.c: the user we run as, for logs */
+
 void	conn_new(int fd, const char *peer, int explain);
 void	conn_shutdown_all(void);	/* stop reading; close when idle */
 void	conn_close_all(void);		/* at exit: free everything */

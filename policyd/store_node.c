@@ -682,6 +682,7 @@ node_on_disconnect(const redisAsyncContext *cac, int status)
 		    cac->errstr[0] ? cac->errstr : "server closed");
 		n->setup_err = NULL;
 	}
+	n->s->stats.reconnects++;	/* lost, not dropped by us: counted too */
 	node_schedule_reconnect(n);
 }
 

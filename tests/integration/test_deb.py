@@ -22,7 +22,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import TOP, PolicyClient, check, eq, free_port, mktemp, req, wait_for  # noqa: E402
+from harness import (TOP, PolicyClient, check, eq, free_port, mktemp, req,  # noqa: E402
+                     time_limit, wait_for)
 
 _state = {}
 
@@ -70,12 +71,15 @@ def _shipped_unit():
 
 # ------------------------------------------------------------- build ----
 
+# a loaded machine builds the package (and, the first time, downloads the
+# scratch root) in several minutes, not in the runner's default 120 s
+@time_limit(900)
 def test_deb_build():
     if os.geteuid() != 0:
         _state["skip"] = "needs root (apt-get for the packaging tools, chroot)"
         raise Skip(_state["skip"])  # noqa: F821
     pkgs = _makefile_var("DEB_BUILD") + _makefile_var("DEB_PKG")
-    r = _run(["sh", os.path.join(TOP, "tests", "install-deps.sh")] + pkgs, timeout=110)
+    r = _run(["sh", os.path.join(TOP, "tests", "install-deps.sh")] + pkgs, timeout=400)
     if r.returncode != 0:
         _state["skip"] = "cannot install the packaging tools (%s): %s" % (
             " ".join(pkgs), (r.stderr.strip().splitlines() or ["?"])[-1])
@@ -84,7 +88,7 @@ def test_deb_build():
     arch = _run(["dpkg", "--print-architecture"]).stdout.strip()
     out = os.path.join(TOP, "build", "deb")
     deb = os.path.join(out, "policyd_%s_%s.deb" % (version, arch))
-    r = _run(["make", "-s", "-C", TOP, "deb"], timeout=110)
+    r = _run(["make", "-s", "-C", TOP, "deb"], timeout=400)
     if r.returncode != 0:
         raise AssertionError("make deb failed (%d):\n%s" % (
             r.returncode, "\n".join((r.stdout + r.stderr).splitlines()[-30:])))
@@ -206,12 +210,13 @@ def test_deb_maintainer_scripts():
         shutil.rmtree(d, ignore_errors=True)
 
 
+@time_limit(300)
 def test_deb_lintian():
     deb = _deb()
     if shutil.which("lintian") is None:
         raise Skip("lintian not installed")  # noqa: F821
     r = _run(["lintian", "--pedantic", "--display-info", "--no-tag-display-limit", deb],
-             timeout=110)
+             timeout=280)
     tags = [line for line in r.stdout.splitlines() if re.match(r"^[EWIPX]: ", line)]
     errors = [line for line in tags if line.startswith("E: ")]
     eq(errors, [], "lintian errors on %s" % os.path.basename(deb))
@@ -257,6 +262,7 @@ def _depends(deb):
                    for d in dep.split(",") if d.strip()})
 
 
+@time_limit(480)
 def test_deb_scratch_root():
     """a minbase Debian with the package's dependencies, cached in build/"""
     deb = _deb()

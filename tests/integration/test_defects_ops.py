@@ -8,13 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import (TOP, Policyd, Redis, TestFailure, check, eq, free_port,  # noqa: E402
-                     mktemp, req, run_checked, wait_for)
+from harness import (TOP, Policyd, Redis, SyslogSink, TestFailure, check, eq,  # noqa: E402
+                     free_port, mktemp, pid_alive, req, run_checked, start_daemon, wait_for)
 
 UNIT = os.path.join(TOP, "contrib", "policyd.service")
 RELEASE_BIN = os.path.join(TOP, "build", "policyd")
@@ -236,53 +235,6 @@ def test_reload_applies_log_facility():
               "log.facility is applied, no warning:\n" + out)
 
 
-def pid_alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
-# A daemon logs to syslog: $POLICYD_LOG_SOCKET points it at the test's own
-# datagram socket instead of /dev/log.
-class Syslog:
-    """A datagram socket that receives what the daemon sends to /dev/log."""
-
-    def __init__(self, path):
-        self.path = path
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.s.bind(path)
-        self.s.setblocking(False)
-        self.lines = []
-
-    def read(self):
-        while True:
-            try:
-                self.lines.append(self.s.recv(65536).decode("utf-8", "replace"))
-            except BlockingIOError:
-                return self.lines
-
-    def wait(self, pattern, timeout=10):
-        return wait_for(lambda: [l for l in self.read() if re.search(pattern, l)], timeout,
-                        what="syslog /%s/ in %s" % (pattern, self.lines[-5:]))
-
-    def close(self):
-        self.s.close()
-
-
-def start_daemon(p, argv, syslog):
-    """Start argv (a daemon, no -f) in p.dir, logging to syslog."""
-    env = dict(os.environ)
-    # stderr is /dev/null in daemon mode: sanitizer reports go to files
-    env["ASAN_OPTIONS"] = "detect_leaks=1:exitcode=23:log_path=%s/asan" % p.dir
-    env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1:exitcode=24:log_path=%s/ubsan" % p.dir
-    env["POLICYD_LOG_SOCKET"] = syslog.path
-    res = run_checked(argv, cwd=p.dir, env=env, stdin=subprocess.DEVNULL,
-                      capture_output=True, timeout=30)
-    eq(res.returncode, 0, "daemon start: %s" % res.stderr.decode())
-
-
 def pri(facility, severity):
     return "<%d>" % (facility * 8 + severity)
 
@@ -299,7 +251,7 @@ def test_daemon_mode_relative_config_path_reloads():
         p = Policyd(redis=r, rules="", files={"blocked": "bad@example.com REJECT listed\n"})
         p.logf = None
         pidfile = os.path.join(p.dir, "policyd.pid")
-        syslog = Syslog(os.path.join(p.dir, "log"))
+        syslog = SyslogSink(os.path.join(p.dir, "log"))
 
         def rules(gen):
             return ('rules = ( { name = "gen"; match = { recipient = "probe@example.net"; }; '
@@ -308,12 +260,10 @@ def test_daemon_mode_relative_config_path_reloads():
                     % gen)
         extra = 'pidfile = "%s";\nmetrics = { address = "127.0.0.1:%d"; };' % (pidfile, mport)
         p.write_config(rules(1), extra)
-        start_daemon(p, [p.bin, "-c", "policyd.conf"], syslog)
         pid = None
         try:
-            wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().endswith("\n"),
-                     10, what="pidfile")
-            pid = int(open(pidfile).read())
+            # a relative -c: made absolute before daemon() changes to "/"
+            pid = start_daemon(p, syslog.path, [p.bin, "-c", "policyd.conf"], pidfile)
             wait_for(lambda: http_get(mport, "/healthz")[0] == 200, 10, what="daemon up")
             with p.client() as c:
                 eq(probe(c), "REJECT 5.7.1 generation 1", "first generation")

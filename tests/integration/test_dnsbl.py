@@ -59,20 +59,25 @@ def test_scores_threshold_action_and_condition():
 
 
 def test_queries_are_parallel_and_cached():
+    """Three lists that each answer after 2 s: asked at once, the request
+    takes about 2 s (one after the other would be 6 s; the DNS timeout of
+    8 s leaves the server room on a loaded machine)."""
     need_dns()
     zone = dict(ZONE)
-    zone["delay"] = {"40.2.0.192.zen.test": 1.0, "40.2.0.192.bl2.test": 1.0,
-                     "40.2.0.192.wl.test": 1.0}
+    zone["delay"] = {"40.2.0.192.zen.test": 2.0, "40.2.0.192.bl2.test": 2.0,
+                     "40.2.0.192.wl.test": 2.0}
     with DNS(zone) as d, Redis() as r, \
-            Policyd(redis=r, rules=rules(), extra=dns_block(d)) as p, p.client(timeout=10) as c:
+            Policyd(redis=r, rules=rules(), extra=dns_block(d).replace(
+                "timeout_ms = 1500;", "timeout_ms = 8000; budget_ms = 10000;")) as p, \
+            p.client(timeout=20) as c:
         t = time.monotonic()
         eq(c.ask(req(client_address="192.0.2.40")), "DUNNO")
         took = time.monotonic() - t
-        check(0.9 <= took < 2.2, "three 1 s lists at once took %.2f s" % took)
+        check(1.9 <= took < 5.0, "three 2 s lists at once took %.2f s" % took)
         d.clear_log()
         t = time.monotonic()
         eq(c.ask(req(client_address="192.0.2.40")), "DUNNO")
-        check(time.monotonic() - t < 0.5, "second time from the cache")
+        check(time.monotonic() - t < 1.5, "second time from the cache (asking takes 2 s)")
         eq(d.queries(), [], "no question asked again")
 
 

@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import (Redis, Policyd, req, check, eq, free_port, wait_for,  # noqa: E402
-                     expects_on_error, greylist_triplets)
+                     expects_on_error, greylist_triplets, metrics)
 
 
 def access_rule(key, name=None):
@@ -145,10 +145,6 @@ def test_client_address_file_list_one_network_per_line():
     p = Policyd(rules=rs, files=files, expect_start=False)
     try:
         rc, out = p.check_config()
-        if rc != 0 and "missing value for network" in out:
-            raise Skip("DEFECT: a client_address file: list needs a value on every "  # noqa: F821
-                       "line (rules.c add_cidr_entry loads it as an access map); "
-                       "documented as one entry per line: %s" % out.strip().split("\n")[0])
         eq(rc, 0, "policyd -t: %s" % out)
         p.expect_start = True
         p.start()
@@ -237,51 +233,83 @@ def test_sighup_rereads_maps_lists_whitelists_and_overrides():
 
 # ------------------------------------------------------------------ metrics --
 
-def metrics(port):
-    import urllib.request
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as f:
-        text = f.read().decode()
-    out = {}
-    for line in text.split("\n"):
-        m = re.match(r"^([a-z_]+) ([0-9.e+-]+)$", line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
+COUNTED = ("policyd_on_error_total", "policyd_connections", "policyd_connections_total",
+           "policyd_redis_commands_total", "policyd_redis_errors_total",
+           "policyd_redis_timeouts_total", "policyd_redis_reconnects_total",
+           "policyd_reloads_total", "policyd_reload_failures_total")
 
 
 @expects_on_error
 def test_metrics_count_on_error_redis_connections_and_reload_failures():
+    """A known sequence, and after each step every counter has exactly the
+    value it must: two clients with a new triplet each (2 commands), an
+    error reply (Redis over maxmemory refuses the script's writes), a
+    timeout (Redis stopped: the late connection is dropped and retried), a
+    Redis restart (the lost connection is retried), a failed and a good
+    reload."""
     mport = free_port()
     extra = 'metrics = { address = "127.0.0.1:%d"; };' % mport
     rs = rules('{ name = "greylist"; check = "greylist"; delay = 60; retry_window = 600; }')
+    want = dict.fromkeys(COUNTED, 0)
+
+    def closed():
+        wait_for(lambda: metrics(mport).get("policyd_connections") == 0, 10,
+                 what="connections back to 0")
+
+    def expect(what, **changes):
+        for k, v in changes.items():
+            want["policyd_" + k] += v
+        got = metrics(mport)
+        eq({k: got.get(k) for k in COUNTED}, want, what)
+
     with Redis() as r, Policyd(redis=r, rules=rs, extra=extra, timeout_ms=300) as p:
         wait_for(lambda: metrics(mport).get("policyd_redis_up") == 1, 10, what="redis up")
-        m0 = metrics(mport)
-        eq(m0.get("policyd_on_error_total"), 0, "no on_error yet")
-        eq(m0.get("policyd_reload_failures_total"), 0, "no failed reload yet")
+        expect("at start")
         with p.client() as c1, p.client() as c2:
             check(c1.ask(req(recipient="a@example.net")).startswith("DEFER_IF_PERMIT"), "c1")
             check(c2.ask(req(recipient="b@example.net")).startswith("DEFER_IF_PERMIT"), "c2")
-            m1 = metrics(mport)
-            eq(m1.get("policyd_connections"), 2, "two open connections")
-            check(m1["policyd_redis_commands_total"] >= m0["policyd_redis_commands_total"] + 2,
-                  "two commands at least: %r -> %r" % (m0, m1))
-        wait_for(lambda: metrics(mport).get("policyd_connections") == 0, 10,
-                 what="connections back to 0")
+            expect("two clients, a command each", connections=2, connections_total=2,
+                   redis_commands_total=2)
+        closed()
+        expect("both closed", connections=-2)
+        r.cmd("CONFIG", "SET", "maxmemory", "1")
+        try:
+            with p.client() as c:
+                eq(c.ask(req(recipient="oom@example.net")), "DUNNO", "on_error: OOM reply")
+                expect("an error reply", connections=1, connections_total=1,
+                       redis_commands_total=1, redis_errors_total=1, on_error_total=1)
+        finally:
+            r.cmd("CONFIG", "SET", "maxmemory", "0")
+        closed()
+        want["policyd_connections"] = 0
         r.pause()
         try:
             with p.client() as c:
                 eq(c.ask(req(recipient="c@example.net")), "DUNNO", "on_error while Redis hangs")
+                expect("a timeout", connections=1, connections_total=1, redis_commands_total=1,
+                       redis_errors_total=1, redis_timeouts_total=1,
+                       redis_reconnects_total=1, on_error_total=1)
         finally:
             r.resume()
-        m2 = metrics(mport)
-        eq(m2["policyd_on_error_total"], 1, "one on_error answer")
-        check(m2["policyd_redis_timeouts_total"] >= 1, "the timeout counted: %r" % m2)
+        closed()
+        want["policyd_connections"] = 0
+        # the dropped connection is set up again (Redis runs again)
+        wait_for(lambda: metrics(mport).get("policyd_redis_up") == 1, 10, what="redis up")
+        n = len(p.log())
+        r.kill()
+        r.start()
+        p.wait_log(r"(?s)redis: connection to %s lost: .*redis: connected to %s"
+                   % (re.escape(r.address), re.escape(r.address)), 15, n)
+        expect("a Redis restart", redis_reconnects_total=1)
         with open(p.conf, "a") as f:
             f.write("\nthis is not a setting\n")
         out = hup(p)
         check("reload failed" in out, out)
-        eq(metrics(mport)["policyd_reload_failures_total"], 1, "one failed reload")
+        expect("a failed reload", reload_failures_total=1)
+        p.write_config(rs, extra)
+        out = hup(p)
+        check("reloaded: generation 2" in out, out)
+        expect("a good reload", reloads_total=1)
 
 
 # --------------------------------------------------- ratelimit key parts --
@@ -355,6 +383,74 @@ def test_ratelimit_refund_after_a_later_defer_or_discard():
             eq(c.ask(auth("ok2@example.org")), "DUNNO", "budget 2 of 2")
             check(c.ask(auth("ok3@example.org")).startswith("DEFER_IF_PERMIT 4.7.1 Rate"),
                   "and then the limit")
+
+
+# ------------------------------------------------------ per-rule prefixes --
+
+def test_greylist_prefixes_per_rule():
+    """ipv4_prefix/ipv6_prefix size the client network of each greylist
+    rule: a retry from another address of the same /16 (/48) passes under
+    the wide rule; under the narrow one (/32, /128) only the same address
+    does. The default /24 (/64) would decide every case the other way."""
+    rs = rules('{ name = "wide"; match = { client_address = [ "198.51.0.0/16", "2001:db8::/32" ]; }; '
+               'check = "greylist"; delay = 60; retry_window = 600; auto_whitelist = 0; '
+               'ipv4_prefix = 16; ipv6_prefix = 48; }',
+               '{ name = "narrow"; match = { client_address = [ "203.0.113.0/24", "2001:db9::/32" ]; }; '
+               'check = "greylist"; delay = 60; retry_window = 600; auto_whitelist = 0; '
+               'ipv4_prefix = 32; ipv6_prefix = 128; }')
+
+    def ask(c, ip):
+        return c.ask(req(client_address=ip))
+
+    with Redis() as r, Policyd(redis=r, rules=rs) as p:
+        with p.client() as c:
+            for ip in ("198.51.100.1", "2001:db8:1:1::1", "203.0.113.1", "2001:db9::1"):
+                check(ask(c, ip).startswith("DEFER_IF_PERMIT 4.7.1 Greylisted"), "first from " + ip)
+            check(r.age_greylist(61) >= 4, "entries aged")
+            for ip, passes in (("198.51.7.9", True), ("2001:db8:1:ffff::2", True),
+                               ("203.0.113.2", False), ("2001:db9::2", False),
+                               ("2001:db8:2::1", False), ("203.0.113.1", True),
+                               ("2001:db9::1", True)):
+                a = ask(c, ip)
+                if passes:
+                    check(a.startswith("PREPEND X-Greylist: delayed"), "retry from %s: %r" % (ip, a))
+                else:
+                    check(a.startswith("DEFER_IF_PERMIT 4.7.1 Greylisted, please try again in 60"),
+                          "%s is another client network: %r" % (ip, a))
+
+
+def test_ratelimit_prefixes_per_rule():
+    """ipv4_prefix = 16, ipv6_prefix = 48: client_network keys are /16
+    and /48 networks, and max_networks counts networks of that size."""
+    rs = rules(rl_rule('"client_network"', extra='ipv4_prefix = 16; ipv6_prefix = 48; '
+                                                   'match = { authenticated = false; };',
+                       name="by-net"),
+               rl_rule('"sasl_username"', windows="{ limit = 1000; seconds = 3600; }",
+                       extra='max_networks = 2; ipv4_prefix = 16; '
+                             'networks_action = "REJECT 5.7.1 locked %k (%c networks)";',
+                       name="by-login"))
+
+    def auth(ip):
+        return req(sasl_username="pfx@example.net", sasl_method="PLAIN", client_address=ip,
+                   recipient="r-%s@example.org" % ip.replace(":", "-"))
+
+    with Redis() as r, Policyd(redis=r, rules=rs) as p:
+        with p.client() as c:
+            for ip in ("198.51.100.1", "198.51.7.9"):
+                eq(c.ask(req(client_address=ip)), "DUNNO", ip)
+            a = c.ask(req(client_address="198.51.200.200"))
+            check(a.startswith("DEFER_IF_PERMIT 4.7.1 Rate limit exceeded for 198.51.0.0/16: "
+                               "2 recipients per hour"), "the /16 is full: %r" % a)
+            eq(c.ask(req(client_address="198.52.0.1")), "DUNNO", "another /16")
+            for ip in ("2001:db8:1:1::1", "2001:db8:1:ffff::2"):
+                eq(c.ask(req(client_address=ip)), "DUNNO", ip)
+            a = c.ask(req(client_address="2001:db8:1:abcd::3"))
+            check(a.startswith("DEFER_IF_PERMIT 4.7.1 Rate limit exceeded for 2001:db8:1::/48: "),
+                  "the /48 is full: %r" % a)
+            # three /24s of one /16 are one network for max_networks
+            for ip in ("10.1.1.1", "10.1.2.2", "10.1.3.3", "10.2.0.1"):
+                eq(c.ask(auth(ip)), "DUNNO", "login from " + ip)
+            eq(c.ask(auth("10.3.0.1")), "REJECT 5.7.1 locked pfx@example.net (3 networks)")
 
 
 # ------------------------------------------------------ SIGINT and -t ----

@@ -413,22 +413,87 @@ def test_counter_read_once_per_local_cache():
                 eq(calls(r, "hget"), hgets, "HGETs with local_cache %s" % cache)
 
 
+def known_from_redis(c, attrs):
+    """Ask with policyd_explain: the answer must be DUNNO from Redis's
+    "known triplet" (status 3 of greylist.lua), not from the local cache."""
+    eq(c.ask(dict(attrs, policyd_explain="yes")), "DUNNO", "known triplet")
+    trace = [l for l in c.last_lines if l.startswith("trace=")]
+    check(any("known triplet, first seen" in l for l in trace) and
+          not any("local cache" in l for l in trace), "answered by Redis: %r" % trace)
+
+
+def test_passed_triplet_is_known_to_every_instance():
+    """A triplet that passed through one instance is known to another,
+    which has never seen it (its local cache is empty): the state is Redis's."""
+    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=60, window=600)) as a, \
+            Policyd(redis=r, rules=greylist_rule(delay=60, window=600)) as b:
+        with a.client() as ca, b.client() as cb:
+            deferred(ca.ask(req()))
+            r.age_greylist(61)
+            check(ca.ask(req()).startswith("PREPEND X-Greylist"), "passes through a")
+            known_from_redis(cb, req())
+            eq(cb.ask(req(sender="Alice+news@Sender.test")), "DUNNO",
+               "the same triplet (sender normalised), now from b's cache")
+
+
+def test_passed_triplet_survives_a_restart():
+    with Redis() as r:
+        with Policyd(redis=r, rules=greylist_rule(delay=60, window=600)) as p:
+            with p.client() as c:
+                deferred(c.ask(req()))
+                r.age_greylist(61)
+                check(c.ask(req()).startswith("PREPEND X-Greylist"), "passes")
+        with Policyd(redis=r, rules=greylist_rule(delay=60, window=600)) as p:
+            with p.client() as c:
+                known_from_redis(c, req())
+                deferred(c.ask(req(recipient="other@example.net")))
+
+
+def test_passed_triplet_seen_again_lives_another_max_age():
+    """max_age = 3600: a passed triplet seen again after 3000 s is renewed
+    (forgotten only after max_age unseen), so it is still known 3000 s
+    later; after 3601 s unseen it is a new triplet. local_cache = 0: every
+    answer comes from Redis."""
+    rules = greylist_rule(delay=60, window=600, extra="max_age = 3600; local_cache = 0;")
+    with Redis() as r, Policyd(redis=r, rules=rules) as p:
+        with p.client() as c:
+            deferred(c.ask(req()))
+            r.age_greylist(61)
+            check(c.ask(req()).startswith("PREPEND X-Greylist"), "passes")
+            r.age_greylist(3000)
+            known_from_redis(c, req())
+            r.age_greylist(3000)
+            known_from_redis(c, req())
+            r.age_greylist(3601)
+            deferred(c.ask(req()))
+
+
+def evalsha_calls(r):
+    m = re.search(r"^cmdstat_evalsha:calls=(\d+)", r.cmd("INFO", "commandstats"), re.M)
+    return int(m.group(1)) if m else 0
+
+
 @expects_on_error
 def test_local_cache_answers_passed_triplets_without_redis():
     """A passed triplet is answered from the local cache for local_cache
-    seconds: with Redis stopped (SIGSTOP) it still passes at once, a new
-    triplet gets on_error; local_cache = 0 asks Redis every time."""
+    seconds: no script runs, and with Redis stopped (SIGSTOP) it still
+    passes at once while a new triplet gets on_error; local_cache = 0 asks
+    Redis every time (and none of its answers is an on_error one)."""
     import signal as sig
-    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=1, window=60,
+    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=60, window=600,
                                                             extra="local_cache = 30;")) as p:
         with p.client() as c:
             deferred(c.ask(req()))
-            time.sleep(1.2)
+            r.age_greylist(61)
             check(c.ask(req()).startswith("PREPEND"), "the retry passes (and is cached)")
             before = calls(r, "evalsha")
             eq(c.ask(req(policyd_explain="yes")), "DUNNO", "known")
             check(any("(local cache)" in l for l in c.last_lines), c.last_lines)
             eq(calls(r, "evalsha"), before, "answered without Redis")
+            before = evalsha_calls(r)
+            eq(c.ask(req(policyd_explain="yes")), "DUNNO", "known")
+            check(any("(local cache)" in l for l in c.last_lines), c.last_lines)
+            eq(evalsha_calls(r), before, "no script ran for the cached triplet")
             os.kill(r.proc.pid, sig.SIGSTOP)
             try:
                 eq(c.ask(req()), "DUNNO", "answered from the cache with Redis stopped")
@@ -437,11 +502,14 @@ def test_local_cache_answers_passed_triplets_without_redis():
             finally:
                 os.kill(r.proc.pid, sig.SIGCONT)
         p.wait_log(r"on_error=yes")
-    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=1, window=60,
-                                                            extra="local_cache = 0;")) as p:
+    with Redis() as r, Policyd(redis=r, rules=greylist_rule(delay=60, window=600,
+                                                            extra="local_cache = 0;"),
+                               expect_on_error=False) as p:
         with p.client() as c:
             deferred(c.ask(req()))
-            time.sleep(1.2)
+            r.age_greylist(61)
             check(c.ask(req()).startswith("PREPEND"), "passes")
-            eq(c.ask(req(policyd_explain="yes")), "DUNNO", "known")
-            check(not any("(local cache)" in l for l in c.last_lines), "no cache: %r" % c.last_lines)
+            before = evalsha_calls(r)
+            known_from_redis(c, req())
+            known_from_redis(c, req())
+            eq(evalsha_calls(r), before + 2, "a script per answer")

@@ -91,7 +91,7 @@ def test_healthz_follows_redis():
         check("redis unreachable" in http_get(mport, "/healthz")[1], "503 body")
         r.start()
         wait_for(lambda: http_get(mport, "/healthz")[0] == 200, 5, what="healthz 200 again")
-        check("redis: connected" in p.log(), "redis up logged")
+        p.wait_log(r"redis: connected", 5)
 
 
 def build_policy_load():

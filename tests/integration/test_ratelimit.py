@@ -10,8 +10,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import (Redis, Policyd, req, check, eq, wait_for, TestFailure,  # noqa: E402
-                     expects_on_error, run_checked)
+from harness import (Redis, Policyd, req, check, eq, wait_for,  # noqa: E402
+                     cleanup_all, expects_on_error, run_checked)
 
 
 def rule(windows, key='"sasl_username"', count="recipients", extra="", match="authenticated = true;",
@@ -68,8 +68,7 @@ def test_exactness_4_instances_40_connections():
             eq(counts.get("DUNNO", 0), 1000, "accepted")
             eq(counts.get("DEFER_IF_PERMIT", 0), 1000, "deferred")
         finally:
-            for p in ps:
-                p.__exit__(None, None, None)
+            cleanup_all(ps)
 
 
 def test_default_defer_text_and_window_refill():

@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import (Policyd, req, check, eq, free_port, resp_encode, resp_read,  # noqa: E402
-                     TestFailure, expects_on_error, run_checked)
+                     TestFailure, expects_on_error, run_checked, wait_for)
 from topology import ClusterSetup, SentinelSetup, redis_cmd  # noqa: E402
 
 ON_ERROR = "DEFER_IF_PERMIT 4.3.0 state unavailable"
@@ -351,6 +351,9 @@ def test_cluster_reshard_under_load():
 
 # ----------------------------------------------------------- sentinel ----
 
+FAILOVER_CONNS = 20     # connections of the load, one request in flight each
+
+
 def failover_round(st, ps, login, limit, trigger, label):
     """Load on one login with a limit; trigger() a failover in the middle.
     Returns (results, t_known) where t_known is when the sentinels named
@@ -392,7 +395,7 @@ def failover_round(st, ps, login, limit, trigger, label):
         with lock:
             out.extend(got)
 
-    ts = [threading.Thread(target=worker, args=(i,)) for i in range(20)]
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(FAILOVER_CONNS)]
     start = time.monotonic()
     for t in ts:
         t.start()
@@ -407,7 +410,7 @@ def failover_round(st, ps, login, limit, trigger, label):
     return out, t_known["t"], start, old, new
 
 
-def check_failover(res, t_known, limit, label, timeout_s):
+def check_failover(res, t_known, limit, label, timeout_s, logs):
     v = verbs(res)
     accepted = sum(1 for r in res if r[2] == "DUNNO")
     onerr = [r for r in res if r[2].startswith(ON_ERROR)]
@@ -416,22 +419,37 @@ def check_failover(res, t_known, limit, label, timeout_s):
              not r[2].startswith("DEFER_IF_PERMIT 4.7.1 Rate limit exceeded")]
     eq(other[:3], [], "%s: only valid answers" % label)
     slow = max(r[1] - r[0] for r in res)
-    check(slow < timeout_s, "%s: every request answered within %.1fs (slowest %.2fs)"
-          % (label, timeout_s, slow))
+    # policyd's own measure (delay= of the decision lines): the 20 client
+    # threads share one Python interpreter, and on a loaded machine their
+    # timings hold their own waits for it
+    def decision_delays():
+        return [float(x) for x in re.findall(r"sasl=one@example\.net [^\n]* delay=([0-9.]+)ms",
+                                             logs())]
+    delays = wait_for(lambda: len(decision_delays()) >= len(res) and decision_delays(), 10,
+                      what="%s: a decision line per request" % label)
+    check(max(delays) < timeout_s * 1000, "%s: every request answered within %.1fs "
+          "(slowest %.0f ms)" % (label, timeout_s, max(delays)))
     last_err = max((r[1] for r in onerr), default=t_known)
     recovered = max(0.0, last_err - t_known)
     check(recovered < 5.0, "%s: normal answers within 5 s of the new primary (%.2fs)" % (label, recovered))
     first_err = min((r[0] for r in onerr), default=t_known)
     print("# %s: %d requests %r; on_error answers: %d (from %.2fs before to %.2fs after the new "
-          "primary was known); slowest answer %.0f ms; accepted %d for a limit of %d: budget %s %d"
-          % (label, len(res), v, len(onerr), t_known - first_err, recovered, slow * 1000, accepted,
+          "primary was known); slowest answer %.0f ms in policyd, %.0f ms at the client; accepted %d "
+          "for a limit of %d: budget %s %d"
+          % (label, len(res), v, len(onerr), t_known - first_err, recovered, max(delays),
+             slow * 1000, accepted,
              limit, "lost (extra accepted)" if accepted > limit else "double-counted (under)",
              abs(accepted - limit)))
     check(refused, "%s: the limit was reached" % label)
-    # generous bound: requests in flight during the switch, and at 20
-    # connections pacing 20 ms, about 2 s of traffic
-    check(abs(accepted - limit) <= 2000, "%s: budget error %d too large" % (label, accepted - limit))
-    return accepted - limit
+    # README: a charge is counted twice only for a request whose script ran
+    # on the old primary just before it closed the connection, and lost
+    # only if the old primary accepted it unreplicated: either way at most
+    # the requests in flight at the switch, one per connection
+    err = accepted - limit
+    check(-FAILOVER_CONNS <= err <= FAILOVER_CONNS,
+          "%s: budget error %+d beyond the %d requests that can be in flight"
+          % (label, err, FAILOVER_CONNS))
+    return err
 
 
 def sentinel_scenario(kill):
@@ -455,7 +473,7 @@ def sentinel_scenario(kill):
 
             res, t_known, t0, old, new = failover_round(st, ps, "one@example.net", limit, trigger, label)
             eq(new, st.replica.port, "the replica was promoted")
-            d = check_failover(res, t_known, limit, label, 2.0)
+            d = check_failover(res, t_known, limit, label, 2.0, inst.log)
             for p in ps:
                 p.wait_log(r"redis: primary of \"%s\" is now 127\.0\.0\.1:%d" % (st.name, new), 10)
                 p.wait_log(r"redis: connected to primary 127\.0\.0\.1:%d" % new, 10)

@@ -4,7 +4,7 @@ replies, the spf condition, TCP for truncated answers, limits, the DNS
 budget, the cache and a slow name that must not delay other requests."""
 import os, re, sys, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import Redis, Policyd, req, check, eq, expects_on_error
+from harness import Redis, Policyd, req, check, eq, expects_on_error, wait_for
 from dnsharness import DNS, have_dnslib, have_pyspf, pyspf
 
 RESULT_RE = re.compile(r"^PREPEND Received-SPF: (\w+) \(")
@@ -273,44 +273,52 @@ def test_spf_condition_errors_at_load():
 
 @expects_on_error
 def test_slow_name_does_not_delay_others_and_budget():
+    """A name that answers after 3 s: 20 requests for another name are all
+    answered while it is still out (no absolute speed asked of a loaded
+    machine), and its answer still counts. A name slower than the request's
+    DNS budget (3 s, with a timeout of 8 s per attempt) is given up at the
+    budget: on_error, logged."""
     need_dns()
     zone = oracle_zone()
     zone["records"].append(["slow.test", "TXT", "v=spf1 +all"])
-    zone["delay"] = {"slow.test": 2.0, "veryslow.test": 4.0}
     zone["records"].append(["veryslow.test", "TXT", "v=spf1 +all"])
-    with DNS(zone) as d, Redis() as r, \
-            Policyd(redis=r, rules=spf_rules('fail_action = "header"; probe = false;'),
-                    extra=dns_block(d, timeout_ms=3000, budget_ms=3000)) as p:
-        results = {}
+    zone["delay"] = {"slow.test": 3.0, "veryslow.test": 12.0}
+    with DNS(zone) as d, Redis() as r:
+        with Policyd(redis=r, rules=spf_rules('fail_action = "header"; probe = false;'),
+                     extra=dns_block(d, timeout_ms=10000, budget_ms=10000)) as p:
+            results = {}
 
-        def slow():
-            with p.client(timeout=10) as c:
-                t = time.monotonic()
-                results["slow"] = (c.ask(req(client_address="192.0.2.1", sender="u@slow.test")),
-                                   time.monotonic() - t)
+            def slow():
+                with p.client(timeout=20) as c:
+                    t = time.monotonic()
+                    results["slow"] = (c.ask(req(client_address="192.0.2.1",
+                                                 sender="u@slow.test")),
+                                       time.monotonic() - t)
 
-        th = threading.Thread(target=slow)
-        th.start()
-        time.sleep(0.3)                 # the slow question is out
-        with p.client() as c:
-            t = time.monotonic()
-            for i in range(20):
-                eq(result_of(c.ask(req(client_address="192.0.2.1", sender="u@pass.test",
-                                       recipient="r%d@example.net" % i))), "pass")
-            fast = time.monotonic() - t
-        th.join(15)
-        check(fast < 1.5, "20 other requests took %.2f s while a 2 s lookup was out" % fast)
-        a, took = results["slow"]
-        eq(result_of(a), "pass", "the slow answer still counts")
-        check(took >= 1.8, "slow request took %.2f s" % took)
+            th = threading.Thread(target=slow)
+            th.start()
+            wait_for(lambda: ("slow.test", "TXT") in [q[:2] for q in d.queries()], 10,
+                     what="the slow question out")
+            with p.client() as c:
+                for i in range(20):
+                    eq(result_of(c.ask(req(client_address="192.0.2.1", sender="u@pass.test",
+                                           recipient="r%d@example.net" % i))), "pass")
+                check("slow" not in results,
+                      "20 other requests were answered while the slow lookup was out")
+            th.join(20)
+            a, took = results["slow"]
+            eq(result_of(a), "pass", "the slow answer still counts")
+            check(took >= 2.9, "slow request took %.2f s" % took)
         # past the request's DNS budget: on_error (DUNNO by default)
-        with p.client(timeout=10) as c:
-            t = time.monotonic()
-            eq(c.ask(req(client_address="192.0.2.1", sender="u@veryslow.test")), "DUNNO")
-            took = time.monotonic() - t
-        check(2.5 <= took < 3.9, "budget of 3 s: answered after %.2f s" % took)
-        p.wait_log(r"sender=<u@veryslow\.test>.*detail=\"(spf: )?spf temperror \(mailfrom "
-                   r"veryslow\.test\): DNS TXT veryslow\.test: DNS budget exhausted\"")
+        with Policyd(redis=r, rules=spf_rules('fail_action = "header"; probe = false;'),
+                     extra=dns_block(d, timeout_ms=8000, budget_ms=3000)) as p:
+            with p.client(timeout=20) as c:
+                t = time.monotonic()
+                eq(c.ask(req(client_address="192.0.2.1", sender="u@veryslow.test")), "DUNNO")
+                took = time.monotonic() - t
+            check(2.9 <= took < 7.5, "budget of 3 s (timeout 8 s): answered after %.2f s" % took)
+            p.wait_log(r"sender=<u@veryslow\.test>.*detail=\"(spf: )?spf temperror \(mailfrom "
+                       r"veryslow\.test\): DNS TXT veryslow\.test: DNS budget exhausted\"")
 
 
 def test_cache_and_metrics():

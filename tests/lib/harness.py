@@ -54,6 +54,15 @@ def expects_on_error(fn):
     return fn
 
 
+def time_limit(seconds):
+    """Decorator: this test may run for up to seconds instead of the
+    runner's TEST_TIMEOUT (a cold download or build on a loaded machine)."""
+    def mark(fn):
+        fn.time_limit = seconds
+        return fn
+    return mark
+
+
 def begin_test(fn):
     _test_expects_on_error[0] = bool(getattr(fn, "expects_on_error", False))
 
@@ -627,6 +636,117 @@ class Policyd:
         except TestFailure:
             if exc_type is None:
                 raise
+
+
+# ---------------------------------------------------- daemons, syslog ----
+
+def pid_alive(pid):
+    """A process that exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+class SyslogSink:
+    """The datagram socket a daemon logs to: $POLICYD_LOG_SOCKET points
+    policyd at it instead of /dev/log. read() collects every datagram
+    received so far; wait() waits for one matching a pattern."""
+
+    def __init__(self, path):
+        self.path = path
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.s.bind(path)
+        self.s.setblocking(False)
+        self.lines = []
+
+    def read(self):
+        while True:
+            try:
+                self.lines.append(self.s.recv(65536).decode("utf-8", "replace"))
+            except BlockingIOError:
+                return self.lines
+
+    def wait(self, pattern, timeout=10):
+        return wait_for(lambda: [l for l in self.read() if re.search(pattern, l)], timeout,
+                        what="syslog /%s/ in %s" % (pattern, self.lines[-5:]))
+
+    def close(self):
+        self.s.close()
+
+
+def start_daemon(p, syslog_path, argv=None, pidfile=None):
+    """Start policyd without -f (it forks; logs go to the syslog socket
+    at syslog_path) for Policyd p, whose configuration must name pidfile;
+    returns the daemon's pid once the pidfile names it. Sanitizer reports
+    go to files in p.dir (a daemon's stderr is /dev/null): stop_daemon()
+    checks them."""
+    env = dict(os.environ)
+    env["ASAN_OPTIONS"] = "detect_leaks=1:exitcode=23:log_path=%s/asan" % p.dir
+    env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1:exitcode=24:log_path=%s/ubsan" % p.dir
+    env["POLICYD_LOG_SOCKET"] = syslog_path
+    cp = run_checked(argv or [p.bin, "-c", p.conf], cwd=p.dir, env=env,
+                     stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    eq(cp.returncode, 0, "daemon start: %s" % cp.stderr.decode("utf-8", "replace"))
+    pidfile = pidfile or os.path.join(p.dir, "policyd.pid")
+    wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().endswith("\n"),
+             10, what="the daemon's pidfile")
+    return int(open(pidfile).read())
+
+
+def stop_daemon(p, pid, timeout=15):
+    """SIGTERM a daemon started by start_daemon(), wait for it to go, and
+    fail on a sanitizer report it left."""
+    if pid is not None and pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        try:
+            wait_for(lambda: not pid_alive(pid), timeout, what="the daemon to exit")
+        except TestFailure:
+            os.kill(pid, signal.SIGKILL)
+            raise
+    reports = [f for f in os.listdir(p.dir) if f.startswith(("asan", "ubsan"))]
+    if reports:
+        raise TestFailure("sanitizer report of the daemon: %s" % "".join(
+            open(os.path.join(p.dir, f)).read()[-2000:] for f in reports))
+
+
+def metrics(port, host="127.0.0.1"):
+    """GET /metrics: {sample (with its labels): value}."""
+    s = socket.create_connection((host, port), timeout=5)
+    try:
+        s.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+    finally:
+        s.close()
+    head, _, body = data.decode("utf-8", "replace").partition("\r\n\r\n")
+    if " 200 " not in head.split("\r\n")[0]:
+        raise TestFailure("GET /metrics: %s" % head.split("\r\n")[0])
+    out = {}
+    for line in body.split("\n"):
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            out[k] = float(v)
+    return out
+
+
+def cleanup_all(ps):
+    """Clean up every Policyd of ps even when one fails its checks (an
+    unexpected on_error, a sanitizer report): none is left running; the
+    first failure is raised afterwards."""
+    first = None
+    for p in ps:
+        try:
+            p.cleanup()
+        except TestFailure as e:
+            first = first or e
+    if first is not None:
+        raise first
 
 
 POSTFIX_ORDER = ["request", "protocol_state", "protocol_name", "client_address",

@@ -2,7 +2,8 @@
 
 usage: python3 tests/lib/runner.py [-k SUBSTRING] tests/integration/test_*.py
 
-Each test runs with a time limit (TEST_TIMEOUT, default 120 s). A test
+Each test runs with a time limit (TEST_TIMEOUT, default 120 s; a test
+marked @time_limit(S) gets S if that is longer). A test
 that raises TestFailure or any exception fails; a test may raise Skip
 (printed "ok N - name # SKIP why" as TAP wants, but counted as skipped,
 not passed). A test in which a policyd answered on_error fails unless it
@@ -37,6 +38,7 @@ def run_one(fn, full, n, limit):
     """Run one test; print its TAP line; "ok", "fail" or "skip"."""
     t0 = time.monotonic()
     harness.begin_test(fn)
+    limit = max(limit, getattr(fn, "time_limit", 0))
     signal.alarm(limit)
     try:
         fn()
