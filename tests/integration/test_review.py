@@ -1,0 +1,61 @@
+"""Review of issue 11 and the SQL/ctl merges: defects found by an
+adversarial read, each shown by a test that failed before its fix.
+
+Greylist tests that age entries in Redis (r.age_greylist) keep the
+default local_cache: the point is that what policyd remembers must never
+outlive what Redis would still answer. With max_age = 2 no pass may be
+remembered at all (it could be dead in Redis two seconds later), so
+aging Redis past max_age must be seen at once."""
+import os, re, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import Redis, Policyd, req, check, eq  # noqa: E402
+
+DEFER_RE = re.compile(r"^DEFER_IF_PERMIT 4\.7\.1 Greylisted, please try again in (\d+) seconds$")
+
+
+def gl_rule(delay=2, window=10, max_age=2, awl=0, extra=""):
+    return ('rules = ( { name = "greylist"; check = "greylist"; delay = %d; '
+            'retry_window = %d; max_age = %d; auto_whitelist = %d; header = false; %s } );'
+            % (delay, window, max_age, awl, extra))
+
+
+def deferred(a, what=""):
+    check(DEFER_RE.match(a), "%s: expected a greylist defer, got %r" % (what, a))
+
+
+def test_review_greylist_cached_pass_not_beyond_max_age():
+    """A passed triplet remembered locally (local_cache, default 10 s) must
+    not pass once Redis holds it dead (older than max_age): status 2 (first
+    pass) and status 3 (known triplet) alike."""
+    with Redis() as r, Policyd(redis=r, rules=gl_rule()) as p1, \
+            Policyd(redis=r, rules=gl_rule()) as p2:
+        with p1.client() as c1, p2.client() as c2:
+            deferred(c1.ask(req()), "new triplet")
+            r.age_greylist(3)
+            eq(c1.ask(req()), "DUNNO", "first pass after the delay")
+            eq(c2.ask(req()), "DUNNO", "known triplet (status 3) on a second instance")
+            r.age_greylist(3)      # the entry is older than max_age now
+            deferred(c2.ask(req()), "instance that saw the known triplet")
+            # now a new waiting triplet in Redis: an early retry
+            deferred(c1.ask(req()), "instance that saw the first pass")
+
+
+def test_review_greylist_cached_awl_not_beyond_max_age():
+    """An auto-whitelisted client network remembered locally must not pass
+    once its counter is dead in Redis (last pass older than max_age): the
+    client learned from a first pass (status 2) and from Redis's
+    auto-whitelist answer (status 4)."""
+    rules = gl_rule(awl=1)
+    with Redis() as r, Policyd(redis=r, rules=rules) as p1, \
+            Policyd(redis=r, rules=rules) as p2:
+        with p1.client() as c1, p2.client() as c2:
+            deferred(c1.ask(req(recipient="a@example.net")), "new triplet")
+            r.age_greylist(3)
+            eq(c1.ask(req(recipient="a@example.net")), "DUNNO", "first pass")
+            eq(c2.ask(req(client_address="192.0.2.20", recipient="b@example.net")),
+               "DUNNO", "auto-whitelisted network (answer from Redis)")
+            r.age_greylist(3)      # the counter's last pass is older than max_age
+            deferred(c1.ask(req(client_address="192.0.2.30", recipient="c@example.net")),
+                     "instance that saw the pass")
+            deferred(c2.ask(req(client_address="192.0.2.40", recipient="d@example.net")),
+                     "instance that saw the auto-whitelist answer")
