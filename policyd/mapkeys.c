@@ -193,6 +193,24 @@ mapkeys_domain(const char *name, struct mapkeys *o)
 	return o->n;
 }
 
+/* mapkeys_domain_tail - the last MAPKEYS_MAX of them (see mapkeys.h) */
+int
+mapkeys_domain_tail(const char *name, struct mapkeys *o)
+{
+	const char *p;
+	size_t	dots = 0;
+
+	o->n = 0;
+	if (name == NULL || *name == '\0')
+		return 0;
+	/* mapkeys_domain() asks name, then .parent at each later dot */
+	for (p = name + 1; (p = strchr(p, '.')) != NULL; p++)
+		dots++;
+	for (p = name; dots >= MAPKEYS_MAX; dots--)
+		p = strchr(p + 1, '.');
+	return mapkeys_domain(p, o);
+}
+
 /* mapkeys_ip - the address, then cut at each '.' or ':' (see mapkeys.h) */
 int
 mapkeys_ip(const char *ip, struct mapkeys *o)

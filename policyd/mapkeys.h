@@ -19,6 +19,11 @@
  *				address cut at each '.' or ':' from the right:
  *				192.0.2.1, 192.0.2, 192.0, 192
  *
+ *	mapkeys_domain_tail()	the keys of mapkeys_domain(), but of a name
+ *				of more labels than keys fit only the last
+ *				MAPKEYS_MAX (the shortest parents: what a deny
+ *				list names, as the file form finds them), not
+ *				an error
  *	mapkeys_rcptlist()	user+ext@dom, user@dom, user+ext@, user@,
  *				@dom, then dom and each parent domain bare
  *				(postgrey's recipient whitelist: "example.com"
@@ -51,6 +56,7 @@ int	mapkeys_address(const char *addr, char delim, int bare_domain,
 	    struct mapkeys *out);
 int	mapkeys_owner(const char *addr, struct mapkeys *out);
 int	mapkeys_domain(const char *name, struct mapkeys *out);
+int	mapkeys_domain_tail(const char *name, struct mapkeys *out);
 int	mapkeys_ip(const char *ip, struct mapkeys *out);
 int	mapkeys_rcptlist(const char *addr, struct mapkeys *out);
 int	mapkeys_clientlist(const char *ip, const char *name,

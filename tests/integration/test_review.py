@@ -8,6 +8,7 @@ remembered at all (it could be dead in Redis two seconds later), so
 aging Redis past max_age must be seen at once."""
 import os, re, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Redis, Policyd, req, check, eq  # noqa: E402
 
 DEFER_RE = re.compile(r"^DEFER_IF_PERMIT 4\.7\.1 Greylisted, please try again in (\d+) seconds$")
@@ -59,3 +60,47 @@ def test_review_greylist_cached_awl_not_beyond_max_age():
                      "instance that saw the pass")
             deferred(c2.ask(req(client_address="192.0.2.40", recipient="d@example.net")),
                      "instance that saw the auto-whitelist answer")
+
+
+# -------------------------- sender_login protect_domains from SQL: many labels --
+
+def protect_many_labels(kind):
+    """A sender domain of more labels than an SQL map is asked keys
+    (MAPKEYS_MAX) under a protected ".parent" must be refused as the file
+    form refuses it, not answered on_error (an attacker's choice of
+    sender would turn the refusal into on_error's DUNNO)."""
+    import test_sqlmaps as sm
+    deep = "a." * 45 + "hosted.example"
+    with sm.server(kind) as srv:
+        sm.load_rows(srv, ["CREATE TABLE domain (domain varchar(255) PRIMARY KEY, "
+                           "active smallint NOT NULL DEFAULT 1)",
+                           "INSERT INTO domain (domain) VALUES ('.hosted.example')"],
+                     ["domain"])
+        rules = """rules = (
+  { name = "file"; check = "sender_login"; match = { policy_context = "file"; };
+    protect_domains = [ ".hosted.example" ]; },
+  { name = "sql"; check = "sender_login"; match = { policy_context = "sql"; };
+    protect_domains = [ "%s:domains.cf" ]; },
+  { name = "rest"; action = "OK"; }
+);
+""" % kind
+        fs = {"domains.cf": sm.table_file(kind, srv, "SELECT domain FROM domain "
+                                          "WHERE domain='%s' AND active = '1'")}
+        with Redis() as r, Policyd(redis=r, rules=rules, files=fs) as p:
+            with p.client() as c:
+                want = ("REJECT 5.7.1 Sender address rejected: authentication required "
+                        "for <x@%s>" % deep)
+                eq(c.ask(req(sender="x@" + deep, policy_context="file")), want,
+                   "the file form")
+                eq(c.ask(req(sender="x@mx.hosted.example", policy_context="sql")),
+                   want.replace(deep, "mx.hosted.example"), "SQL: a few labels")
+                eq(c.ask(req(sender="x@" + deep, policy_context="sql")), want,
+                   "SQL: more labels than keys")
+
+
+def test_review_pgsql_protect_domains_many_labels():
+    protect_many_labels("pgsql")
+
+
+def test_review_mysql_protect_domains_many_labels():
+    protect_many_labels("mysql")
