@@ -108,7 +108,7 @@ address_keys(const char *addr, char delim, int bare_domain, int postgrey,
     struct mapkeys *o)
 {
 	const char *at, *dom = NULL, *ext = NULL, *p;
-	size_t	llen, blen, dlen = 0;
+	size_t	llen, blen, dlen = 0, parents = 0, skip = 0;
 
 	o->n = 0;
 	if (addr == NULL)
@@ -139,9 +139,26 @@ address_keys(const char *addr, char delim, int bare_domain, int postgrey,
 		return suffixes(o, dom) < 0 ? fail(o) : o->n;
 	if (bare_domain && add(o, dom, dlen, "", 0, "", 0) < 0)
 		return fail(o);
+	/*
+	 * The parents that make keys (not too long); of a domain of more
+	 * labels than keys are left, the shortest ones: what a deny list
+	 * names (".parent"), as the file form finds it
+	 */
 	for (p = dom + 1; (p = strchr(p, '.')) != NULL; p++)
-		if (add(o, p, strlen(p), "", 0, "", 0) < 0)
+		if (dlen - (size_t)(p - dom) <= MAPKEYS_KEY_MAX)
+			parents++;
+	if (parents > (size_t)(MAPKEYS_MAX - o->n))
+		skip = parents - (size_t)(MAPKEYS_MAX - o->n);
+	for (p = dom + 1; (p = strchr(p, '.')) != NULL; p++) {
+		if (dlen - (size_t)(p - dom) > MAPKEYS_KEY_MAX)
+			continue;
+		if (skip > 0) {
+			skip--;
+			continue;
+		}
+		if (add(o, p, dlen - (size_t)(p - dom), "", 0, "", 0) < 0)
 			return fail(o);
+	}
 	return o->n;
 }
 

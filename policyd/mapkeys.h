@@ -8,8 +8,10 @@
  *	database holding the same entries give the same answers:
  *
  *	mapkeys_address()	user+ext@dom, user@dom, user+ext@, user@,
- *				@dom, (dom with bare_domain), .parent, ...;
- *				"<>" for the null sender (maps.h)
+ *				@dom, (dom with bare_domain), .parent, ...
+ *				(of a domain of more labels than keys fit,
+ *				its shortest parents); "<>" for the null
+ *				sender (maps.h)
  *	mapkeys_owner()		user+ext@dom, user@dom, @dom: the keys of
  *				sender_login and relocated maps
  *				(sender_owned(), relocated_lookup())
@@ -39,8 +41,11 @@
  *	out, as a file map can hold none. Pure.
  * RESULTS
  *	The number of keys (0 when there is nothing to ask), or -1 when
- *	there would be more than MAPKEYS_MAX or memory ran out: the caller
- *	treats that as a table error, not as "not found".
+ *	there would be more than MAPKEYS_MAX (mapkeys_domain(), _ip(),
+ *	_owner()) or memory ran out: the caller treats that as a table
+ *	error, not as "not found". mapkeys_address() and
+ *	mapkeys_domain_tail() keep the shortest parents instead, and the
+ *	whitelist keys (_rcptlist(), _clientlist()) the most specific.
  *--*/
 #ifndef POLICYD_MAPKEYS_H
 #define POLICYD_MAPKEYS_H

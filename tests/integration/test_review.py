@@ -104,3 +104,38 @@ def test_review_pgsql_protect_domains_many_labels():
 
 def test_review_mysql_protect_domains_many_labels():
     protect_many_labels("mysql")
+
+
+def access_many_labels(kind):
+    """The same for an access deny list in SQL keyed by helo_name or
+    sender (the client chooses both): a name deeper than 40 labels under a
+    listed .parent is refused as the file form refuses it."""
+    import test_sqlmaps as sm
+    deep = "a." * 45 + "bad.example"
+    with sm.server(kind) as srv:
+        sm.load_rows(srv, ["CREATE TABLE helo (name varchar(255) PRIMARY KEY, "
+                           "action varchar(255) NOT NULL)",
+                           "INSERT INTO helo (name, action) VALUES "
+                           "('.bad.example', 'REJECT bad HELO')"], ["helo"])
+        rules = """rules = (
+  { name = "helo"; check = "access"; key = "helo_name"; map = "%(k)s:helo.cf"; },
+  { name = "sender"; check = "access"; key = "sender"; map = "%(k)s:helo.cf"; },
+  { name = "rest"; action = "OK"; }
+);
+""" % {"k": kind}
+        fs = {"helo.cf": sm.table_file(kind, srv, "SELECT action FROM helo WHERE name='%s'")}
+        with Redis() as r, Policyd(redis=r, rules=rules, files=fs) as p:
+            with p.client() as c:
+                eq(c.ask(req(helo_name="mx.bad.example")), "REJECT bad HELO", "a few labels")
+                eq(c.ask(req(helo_name=deep)), "REJECT bad HELO", "more labels than keys")
+                eq(c.ask(req(sender="x@" + deep)), "REJECT bad HELO",
+                   "a sender domain of more labels than keys")
+                eq(c.ask(req(sender="x@a.good.example")), "OK", "not listed")
+
+
+def test_review_pgsql_access_many_labels():
+    access_many_labels("pgsql")
+
+
+def test_review_mysql_access_many_labels():
+    access_many_labels("mysql")
