@@ -9,7 +9,7 @@ aging Redis past max_age must be seen at once."""
 import os, re, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Redis, Policyd, req, check, eq  # noqa: E402
+from harness import Redis, Policyd, req, check, eq, wait_for  # noqa: E402
 
 DEFER_RE = re.compile(r"^DEFER_IF_PERMIT 4\.7\.1 Greylisted, please try again in (\d+) seconds$")
 
@@ -139,3 +139,76 @@ def test_review_pgsql_access_many_labels():
 
 def test_review_mysql_access_many_labels():
     access_many_labels("mysql")
+
+
+# ------------------------- ratelimit: what an instance knows, after Redis went back --
+
+def rl_rule(windows, extra=""):
+    ws = ", ".join("{ limit = %d; seconds = %d; }" % w for w in windows)
+    return ('rules = (\n  { name = "user-rate"; match = { authenticated = true; }; '
+            'check = "ratelimit"; key = [ "sasl_username" ];\n    windows = ( %s ); %s }\n);\n'
+            % (ws, extra))
+
+
+def auth(**kw):
+    return req(sasl_username="alice@example.net", sasl_method="PLAIN", **kw)
+
+
+def restore(r):
+    """Redis back from its last snapshot (dump.rdb), as after a restart or
+    a failover to a replica that had not seen the last writes; returns
+    once policyd is connected again (its commands wait for the setup)"""
+    r.stop()
+    r.start()
+
+    def others():
+        text = r.cmd("CLIENT", "LIST")
+        text = text.decode() if isinstance(text, bytes) else text
+        return [l for l in text.splitlines() if "cmd=client|list" not in l]
+    wait_for(others, 10, what="policyd connected to the new redis-server")
+
+
+def test_review_ratelimit_known_network_forgotten_when_redis_goes_back():
+    """A network this instance knew in a login's set is looked up again
+    once the connection to Redis was made anew: the Redis that answers
+    now may hold an older set without it (a restart from a snapshot, a
+    failover to a replica behind), and the login exceeds max_networks."""
+    rules = rl_rule([(1000, 3600)], 'max_networks = 1; networks_window = 3600;')
+    with Redis() as r, Policyd(redis=r, rules=rules) as p:
+        with p.client() as c:
+            eq(c.ask(auth(client_address="203.0.113.9")), "DUNNO", "network 2")
+            eq(r.cmd("SAVE"), "OK")                # the snapshot: { network 2 }
+            nkey = r.keys("t:n{*")[0]
+            eq(r.cmd("DEL", nkey), 1, "reset")
+            eq(c.ask(auth(client_address="198.51.100.7")), "DUNNO",
+               "network 1, alone in the set now (this instance knows it)")
+        restore(r)
+        eq(r.cmd("SMEMBERS", nkey), ["cb0071"], "the set went back to network 2")
+        with p.client() as c:
+            a = c.ask(auth(client_address="198.51.100.7"))
+            check(a.startswith("HOLD Compromised"),
+                  "network 1 besides network 2 in the set: held, got %r" % a)
+
+
+def test_review_ratelimit_known_expiry_forgotten_when_redis_goes_back():
+    """The same for a key's expiry: after Redis went back to a snapshot
+    whose key expires sooner than the one this instance saw set, a charge
+    sets the expiry again (else the key, and the rate, could vanish while
+    its TATs lie ahead)."""
+    import time
+    rules = rl_rule([(1000, 3600)])
+    with Redis() as r, Policyd(redis=r, rules=rules) as p:
+        with p.client() as c:
+            eq(c.ask(auth()), "DUNNO", "first charge")
+            eq(r.cmd("SAVE"), "OK")                # the key, expiring in an hour
+            rkey = r.keys("t:r{*")[0]
+            time.sleep(2.5)
+            eq(r.cmd("DEL", rkey), 1, "reset")
+            eq(c.ask(auth()), "DUNNO", "a charge that sets the expiry 2.5 s later")
+        restore(r)
+        before = r.cmd("PTTL", rkey)
+        check(0 < before <= 3600 * 1000 - 2000, "the snapshot's expiry: %r" % before)
+        with p.client() as c:
+            eq(c.ask(auth()), "DUNNO", "a charge on the key of the snapshot")
+        after = r.cmd("PTTL", rkey)
+        check(after > before, "the expiry was set again (PTTL %r, was %r)" % (after, before))
