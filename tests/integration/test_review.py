@@ -9,7 +9,7 @@ aging Redis past max_age must be seen at once."""
 import os, re, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Redis, Policyd, req, check, eq, wait_for  # noqa: E402
+from harness import Redis, Policyd, req, check, eq, wait_for, expects_on_error  # noqa: E402
 
 DEFER_RE = re.compile(r"^DEFER_IF_PERMIT 4\.7\.1 Greylisted, please try again in (\d+) seconds$")
 
@@ -212,3 +212,60 @@ def test_review_ratelimit_known_expiry_forgotten_when_redis_goes_back():
             eq(c.ask(auth()), "DUNNO", "a charge on the key of the snapshot")
         after = r.cmd("PTTL", rkey)
         check(after > before, "the expiry was set again (PTTL %r, was %r)" % (after, before))
+
+
+# --------------------- reloads that replace the state layer, under pipelined load --
+
+@expects_on_error
+def test_review_reload_switching_redis_under_pipelined_load():
+    """Each reload names the other of two Redis servers, so the state layer
+    is replaced with commands queued for the end of the loop turn, waiting
+    for a reply, or waiting for the setup; pipelined greylist and ratelimit
+    requests keep coming. Every request gets an answer, no connection is
+    dropped, and (under ASan) nothing is used after it is freed."""
+    import json
+    import signal
+    import subprocess
+    import test_ops
+    load = test_ops.build_policy_load()
+    rules = ('rules = ( { name = "rate"; match = { authenticated = true; }; '
+             'check = "ratelimit"; key = [ "sasl_username" ]; '
+             'windows = ( { limit = 100000; seconds = 3600; } ); max_networks = 50; }, '
+             '{ name = "grey"; match = { authenticated = false; }; check = "greylist"; '
+             'delay = 300; retry_window = 600; auto_whitelist = 3; } );')
+
+    def block(r):
+        return ('redis = { address = "%s"; timeout_ms = 2000; connect_timeout_ms = 500; '
+                'prefix = "t:"; };' % r.address)
+    with Redis() as ra, Redis() as rb, Policyd(redis=ra, rules=rules) as p:
+        proc = subprocess.Popen([load, "-c", "6", "-p", "4", "-d", "600", "-m", "mixed",
+                                 "--auth-fraction", "0.5", "--roam", "0.3", "--json",
+                                 "127.0.0.1:%d" % p.port],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: ra.cmd("DBSIZE") > 10, 30, what="load running")
+            for gen in range(1, 11):
+                r, old = (rb, ra) if gen % 2 else (ra, rb)
+                if gen % 4 == 1:
+                    old.pause()        # commands wait for replies at the reload
+                p.write_config(rules, redis_block=block(r))
+                p.signal(signal.SIGHUP)
+                p.wait_log(r"reloaded: generation %d," % (gen + 1), 15)
+                old.resume()
+                n = r.cmd("INFO", "stats")
+                n = int(re.search(r"total_commands_processed:(\d+)", n).group(1))
+                wait_for(lambda: int(re.search(r"total_commands_processed:(\d+)",
+                                               r.cmd("INFO", "stats")).group(1)) > n + 50,
+                         15, what="commands on the new Redis after reload %d" % gen)
+            check(proc.poll() is None, "the load still runs after the last reload")
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        res = json.loads(out.decode().strip().split("\n")[-1])
+        check(res["requests"] > 100, "load ran: %s" % res["requests"])
+        eq(res["errors"]["total"], 0, "failed requests during reloads")
+        eq(res["conns"]["server_closes"], 0, "connections dropped by policyd")
+        with p.client() as c:
+            check(DEFER_RE.match(c.ask(req(recipient="after@example.net"))),
+                  "greylisting after the last reload")
