@@ -234,6 +234,10 @@ def test_review_reload_switching_redis_under_pipelined_load():
              '{ name = "grey"; match = { authenticated = false; }; check = "greylist"; '
              'delay = 300; retry_window = 600; auto_whitelist = 3; } );')
 
+    def processed(r):
+        return int(re.search(r"total_commands_processed:(\d+)",
+                             r.cmd("INFO", "stats")).group(1))
+
     def block(r):
         return ('redis = { address = "%s"; timeout_ms = 2000; connect_timeout_ms = 500; '
                 'prefix = "t:"; };' % r.address)
@@ -252,20 +256,17 @@ def test_review_reload_switching_redis_under_pipelined_load():
                 p.signal(signal.SIGHUP)
                 p.wait_log(r"reloaded: generation %d," % (gen + 1), 15)
                 old.resume()
-                n = r.cmd("INFO", "stats")
-                n = int(re.search(r"total_commands_processed:(\d+)", n).group(1))
-                wait_for(lambda: int(re.search(r"total_commands_processed:(\d+)",
-                                               r.cmd("INFO", "stats")).group(1)) > n + 50,
-                         15, what="commands on the new Redis after reload %d" % gen)
-            check(proc.poll() is None, "the load still runs after the last reload")
+                n = processed(r)
+                wait_for(lambda: processed(r) > n + 50, 15,
+                         what="commands on the new Redis after reload %d" % gen)
+            alive = proc.poll() is None
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-        res = json.loads(out.decode().strip().split("\n")[-1])
-        check(res["requests"] > 100, "load ran: %s" % res["requests"])
-        eq(res["errors"]["total"], 0, "failed requests during reloads")
-        eq(res["conns"]["server_closes"], 0, "connections dropped by policyd")
+        res = json.loads(proc.communicate(timeout=60)[0].decode().strip().split("\n")[-1])
+        check(alive and res["requests"] > 100, "the load ran throughout: %s" % res)
+        eq((res["errors"]["total"], res["conns"]["server_closes"]), (0, 0),
+           "(failed requests, connections dropped by policyd)")
         with p.client() as c:
             check(DEFER_RE.match(c.ask(req(recipient="after@example.net"))),
                   "greylisting after the last reload")
