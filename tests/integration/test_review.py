@@ -270,3 +270,25 @@ def test_review_reload_switching_redis_under_pipelined_load():
         with p.client() as c:
             check(DEFER_RE.match(c.ask(req(recipient="after@example.net"))),
                   "greylisting after the last reload")
+
+
+# --------------------------------------- policyctl on the daemon's state layer --
+
+def test_review_policyctl_ratelimit_show_eight_windows():
+    """policyctl ratelimit show of a rule with RL_MAX_WIN (8) windows: the
+    script answers 2 + 2 * 8 integers, more than a store reply's v[]
+    holds (STORE_MAX_INTS); every window is shown."""
+    import test_policyctl as tp
+    windows = [(10 * (i + 1), 60 * (i + 1)) for i in range(8)]
+    rules = rl_rule(windows)
+    with Redis() as r, Policyd(redis=r, rules=rules) as p:
+        with p.client() as c:
+            for _ in range(3):
+                eq(c.ask(auth()), "DUNNO", "charged")
+        rc, out, err = tp.ctl("-c", p.conf, "ratelimit", "show", "user-rate",
+                              "alice@example.net")
+        eq(rc, 0, "policyctl ratelimit show: %s%s" % (out, err))
+        for limit, secs in windows:
+            check(re.search(r"^  %d recipients per .* \(%d s\): used 3, %d left" %
+                            (limit, secs, limit - 3), out, re.M),
+                  "window %d/%d shown: %s" % (limit, secs, out))
