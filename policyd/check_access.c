@@ -231,7 +231,9 @@ access_sql(const struct access *a, struct eval *ev)
 		n = mapkeys_ip(val, &w->k);
 		break;
 	default:
-		n = mapkeys_domain(val, &w->k);
+		/* a name deeper than the keys asked: its shortest parents (a
+		 * client's choice of HELO must not make the rule on_error) */
+		n = mapkeys_domain_tail(val, &w->k);
 		break;
 	}
 	if (n <= 0) {

@@ -455,24 +455,40 @@ struct greylist_call {
 	struct eval *ev;
 	const struct greylist *g;
 	uint64_t thash, chash;		/* for the local cache */
+	long long sent_ms;		/* the script ran after this */
 };
+
+/*
+ * gl_pass_until - how long a pass holds in Redis: an entry seen secs ago
+ * dies max_age after that (Redis counts whole seconds from the time the
+ * script ran, after the call was sent: a second less, and one more for
+ * the clocks); never beyond until
+ */
+static long long
+gl_pass_until(const struct greylist *g, long long sent, long long secs,
+    long long until)
+{
+	long long end = sent + (g->max_age - secs - 2) * 1000LL;
+
+	return end < until ? end : until;
+}
 
 /* greylist_learn - what the answer tells the local cache */
 static void
 greylist_learn(const struct greylist *g, const struct greylist_call *gc,
     long long v)
 {
-	long long now = check_mono_ms(), until = now + g->cache_ttl * 1000LL;
-	long long secs = GL_SECONDS(v), count = GL_COUNT(v);
+	long long now = gc->sent_ms, until = now + g->cache_ttl * 1000LL;
+	long long secs = GL_SECONDS(v), count = GL_COUNT(v), end;
 
 	switch (GL_STATUS(v)) {
 	case 0:
 	case 1:
 		/*
-		 * Deferred until the delay ends: Redis counts whole seconds,
-		 * so it may end up to a second before now + secs, and the
-		 * answer took a while to come: keep it a second less than
-		 * that at most.
+		 * Deferred until the delay ends: Redis counts whole seconds
+		 * from when the script ran (after the call went out, "now"),
+		 * so it may end up to a second before now + secs: keep it a
+		 * second less than that at most.
 		 */
 		if (until > now + (secs - 2) * 1000)
 			until = now + (secs - 2) * 1000;
@@ -481,14 +497,28 @@ greylist_learn(const struct greylist *g, const struct greylist_call *gc,
 			    now + secs * 1000);
 		break;
 	case 2:
+		/* the entry was written as passed just now */
+		if ((end = gl_pass_until(g, now, 0, until)) > check_mono_ms())
+			gl_cache_put(g->cache, gc->thash, end, 0);
+		break;
 	case 3:
-		gl_cache_put(g->cache, gc->thash, until, 0);
+		/* seen secs ago, and renewed when that was over max_age/32 */
+		if ((end = gl_pass_until(g, now, secs * 32 > g->max_age ? 0 :
+		    secs, until)) > check_mono_ms())
+			gl_cache_put(g->cache, gc->thash, end, 0);
 		break;
 	}
 	if (count >= 0 && g->awl > 0) {
-		if (GL_STATUS(v) == 4 || count >= g->awl)
-			gl_cache_put(g->cache, GL_AWL_KEY(gc->chash), until, 0);
-		else
+		if (GL_STATUS(v) == 4 || GL_STATUS(v) == 2) {
+			/* a whitelisting ends max_age after the last pass:
+			 * secs ago (4), or now (2) */
+			end = gl_pass_until(g, now, GL_STATUS(v) == 4 ? secs : 0,
+			    until);
+			if (count >= g->awl && end > check_mono_ms())
+				gl_cache_put(g->cache, GL_AWL_KEY(gc->chash),
+				    end, 0);
+		}
+		if (GL_STATUS(v) != 4 && count < g->awl)
 			gl_cache_put(g->cache, GL_LOW_KEY(gc->chash), until, 0);
 	}
 }
@@ -763,6 +793,7 @@ greylist_triplet(const struct greylist *g, struct eval *ev)
 	call->g = g;
 	call->thash = k.thash;
 	call->chash = k.chash;
+	call->sent_ms = now ? now : check_mono_ms();
 	/* no time argument: the script reads Redis's clock (TIME) */
 	argv[0] = k.bucket; argvlen[0] = 7;
 	argv[1] = k.counter; argvlen[1] = 7;

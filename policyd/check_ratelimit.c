@@ -990,6 +990,7 @@ struct rl_call {
 	uint64_t tag;			/* of the keys */
 	uint64_t neth;			/* of the tag and the network, or 0 */
 	long long sent_ms, maxt_ms;	/* for what rl_learn() keeps */
+	unsigned long epoch;		/* store_epoch() when sent */
 	char	key[RL_KEY_MAX];
 };
 
@@ -1238,31 +1239,46 @@ rl_call_new(const struct ratelimit *rl, struct eval *ev, char *why,
  * that exceeds max_networks is held at once. (policyctl ratelimit reset
  * deletes the set: for up to RL_KNOWN_USE ms this instance may still
  * take such a network as counted.)
+ *
+ * Both hold only for the Redis data they were learned from: after a new
+ * connection (store_epoch()) the server may hold older data (a restart
+ * from a snapshot, a failover to a replica that missed the last writes:
+ * a key expiring sooner, a set without the network), so they are
+ * forgotten.
  */
 #define RL_KNOWN_SLOTS	16384
 #define RL_KNOWN_USE	10000
 
 struct rl_known {
-	struct { uint64_t h; long long at_ms, until_ms; } e[RL_KNOWN_SLOTS];
+	struct {
+		uint64_t h;
+		long long at_ms, until_ms;
+		unsigned long epoch;
+	} e[RL_KNOWN_SLOTS];
 };
 
-/* rl_known_ms - how long h holds from now, 0 when unknown */
+/* rl_known_ms - how long h holds from now (at epoch), 0 when unknown */
 static long long
-rl_known_ms(const struct ratelimit *rl, uint64_t h, long long now)
+rl_known_ms(const struct ratelimit *rl, uint64_t h, long long now,
+    unsigned long epoch)
 {
 	const struct rl_known *x = rl->known;
 	size_t	i = (size_t)(h & (RL_KNOWN_SLOTS - 1));
 
 	if (x == NULL || h == 0 || x->e[i].h != h || now - x->e[i].at_ms >
-	    RL_KNOWN_USE || x->e[i].until_ms <= now)
+	    RL_KNOWN_USE || x->e[i].until_ms <= now ||
+	    x->e[i].epoch != epoch)
 		return 0;
 	return x->e[i].until_ms - now;
 }
 
-/* rl_learn - h holds until until_ms (learned from a call sent at at_ms) */
+/*
+ * rl_learn - h holds until until_ms (learned from a call sent at at_ms,
+ * at epoch)
+ */
 static void
 rl_learn(const struct ratelimit *rl, uint64_t h, long long at_ms,
-    long long until_ms)
+    long long until_ms, unsigned long epoch)
 {
 	struct ratelimit *m = (struct ratelimit *)rl;
 	size_t	i = (size_t)(h & (RL_KNOWN_SLOTS - 1));
@@ -1275,6 +1291,7 @@ rl_learn(const struct ratelimit *rl, uint64_t h, long long at_ms,
 	m->known->e[i].h = h;
 	m->known->e[i].at_ms = at_ms;
 	m->known->e[i].until_ms = until_ms;
+	m->known->e[i].epoch = epoch;
 }
 
 /* put_be - n bytes of v, big-endian */
@@ -1357,9 +1374,10 @@ rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 	k->tag = tag;
 	k->maxt_ms = maxs * 1000;
 	k->sent_ms = check_mono_ms();
+	k->epoch = store_epoch(ev->store);
 	k->neth = 0;
 	p = put_double(p, mode == 1 ? (double)rl_known_ms(rl, tag,
-	    k->sent_ms) : 0);
+	    k->sent_ms, k->epoch) : 0);
 	for (int i = 0; i < k->nwin; i++) {
 		p = put_double(p, (double)k->win[i].limit);
 		p = put_double(p, (double)k->win[i].seconds);
@@ -1370,7 +1388,7 @@ rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 		k->neth = addr_hash64(net, netlen, tag) | 1;
 		p = put_be(p, (uint64_t)rl->max_networks, 4);
 		p = put_be(p, (uint64_t)rl->networks_window, 4);
-		*p++ = rl_known_ms(rl, k->neth, k->sent_ms) > 0;
+		*p++ = rl_known_ms(rl, k->neth, k->sent_ms, k->epoch) > 0;
 	}
 	argv[n] = (const char *)nums;
 	argvlen[n++] = (size_t)(p - nums);
@@ -1438,11 +1456,11 @@ ratelimit_done(void *arg, const struct store_reply *r)
 	 * the two clocks' rates) */
 	if (r->v[0] & (1LL << 46))
 		rl_learn(rl, k->tag, k->sent_ms, k->sent_ms + k->maxt_ms -
-		    1000 - k->maxt_ms / 1000);
+		    1000 - k->maxt_ms / 1000, k->epoch);
 	/* allowed: how long the networks set lives, when it was looked at */
 	if (v[0] == 0 && v[2] > 1 && k->neth != 0)
 		rl_learn(rl, k->neth, k->sent_ms, k->sent_ms +
-		    (v[2] - 1) * 1000);
+		    (v[2] - 1) * 1000, k->epoch);
 	safe_key(k->key, key, sizeof(key));
 	switch (v[0]) {
 	case 0: {

@@ -27,8 +27,9 @@
  *	the same keys are asked, one query each, the first found wins; a
  *	database that is down or slow makes the check TEMPFAIL (on_error).
  *	A protect_domains entry "pgsql:FILE" / "mysql:FILE" is asked the
- *	sender's domain, then .parent, ... (mapkeys_domain(), the keys a
- *	file list matches) after the names and files: a row protects it.
+ *	sender's domain, then .parent, ... (mapkeys_domain_tail(), the keys
+ *	a file list matches; of a name of very many labels the shortest
+ *	parents) after the names and files: a row protects it.
  *
  *	sender_owned() is the decision as a pure function; check_expand()
  *	the template expansion shared with the relocated check. No Redis:
@@ -520,13 +521,16 @@ protect_sql(const struct sender_login *s, struct eval *ev, const char *dom)
 {
 	struct sender_wait *w = calloc(1, sizeof(*w));
 	struct mapkeys k;
-	int	n = mapkeys_domain(dom, &k);
+	/*
+	 * A domain of more labels than keys are asked: its shortest
+	 * parents, those a table protects (".parent"), as the file form
+	 * finds them; never on_error for a sender's choice of name
+	 */
+	int	n = mapkeys_domain_tail(dom, &k);
 
 	if (w == NULL || n < 0) {
 		free(w);
-		eval_check_done(ev, CHECK_TEMPFAIL, NULL, n < 0 ? "more keys "
-		    "than an SQL map is asked (too many labels)" :
-		    "out of memory");
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL, "out of memory");
 		if (n > 0)
 			mapkeys_free(&k);
 		return;

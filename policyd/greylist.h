@@ -54,7 +54,8 @@ struct gl_key {
 /*
  * A local cache of answers that cannot change for a while, for ttl
  * seconds (local_cache): a triplet that passed and an auto-whitelisted
- * client (their answer holds for max_age), a waiting triplet (deferred
+ * client (their answer holds until max_age after the last pass that
+ * Redis reported, a second or two less: never past it), a waiting triplet (deferred
  * until first_seen + delay; kept until a second before that at most),
  * and a client known to be below auto_whitelist (its counter is not read
  * again: a stale "below" only defers). Direct-mapped, GL_CACHE_SLOTS

@@ -108,7 +108,7 @@ address_keys(const char *addr, char delim, int bare_domain, int postgrey,
     struct mapkeys *o)
 {
 	const char *at, *dom = NULL, *ext = NULL, *p;
-	size_t	llen, blen, dlen = 0;
+	size_t	llen, blen, dlen = 0, parents = 0, skip = 0;
 
 	o->n = 0;
 	if (addr == NULL)
@@ -139,9 +139,26 @@ address_keys(const char *addr, char delim, int bare_domain, int postgrey,
 		return suffixes(o, dom) < 0 ? fail(o) : o->n;
 	if (bare_domain && add(o, dom, dlen, "", 0, "", 0) < 0)
 		return fail(o);
+	/*
+	 * The parents that make keys (not too long); of a domain of more
+	 * labels than keys are left, the shortest ones: what a deny list
+	 * names (".parent"), as the file form finds it
+	 */
 	for (p = dom + 1; (p = strchr(p, '.')) != NULL; p++)
-		if (add(o, p, strlen(p), "", 0, "", 0) < 0)
+		if (dlen - (size_t)(p - dom) <= MAPKEYS_KEY_MAX)
+			parents++;
+	if (parents > (size_t)(MAPKEYS_MAX - o->n))
+		skip = parents - (size_t)(MAPKEYS_MAX - o->n);
+	for (p = dom + 1; (p = strchr(p, '.')) != NULL; p++) {
+		if (dlen - (size_t)(p - dom) > MAPKEYS_KEY_MAX)
+			continue;
+		if (skip > 0) {
+			skip--;
+			continue;
+		}
+		if (add(o, p, dlen - (size_t)(p - dom), "", 0, "", 0) < 0)
 			return fail(o);
+	}
 	return o->n;
 }
 
@@ -191,6 +208,24 @@ mapkeys_domain(const char *name, struct mapkeys *o)
 		if (add(o, p, strlen(p), "", 0, "", 0) < 0)
 			return fail(o);
 	return o->n;
+}
+
+/* mapkeys_domain_tail - the last MAPKEYS_MAX of them (see mapkeys.h) */
+int
+mapkeys_domain_tail(const char *name, struct mapkeys *o)
+{
+	const char *p;
+	size_t	dots = 0;
+
+	o->n = 0;
+	if (name == NULL || *name == '\0')
+		return 0;
+	/* mapkeys_domain() asks name, then .parent at each later dot */
+	for (p = name + 1; (p = strchr(p, '.')) != NULL; p++)
+		dots++;
+	for (p = name; dots >= MAPKEYS_MAX; dots--)
+		p = strchr(p + 1, '.');
+	return mapkeys_domain(p, o);
 }
 
 /* mapkeys_ip - the address, then cut at each '.' or ':' (see mapkeys.h) */

@@ -664,6 +664,13 @@ store_get_stats(const struct store *s)
 	return &s->stats;
 }
 
+/* store_epoch - changes whenever a connection is made (see store.h) */
+unsigned long
+store_epoch(const struct store *s)
+{
+	return s->epoch;
+}
+
 /* store_prefix - the configured key prefix */
 const char *
 store_prefix(const struct store *s)

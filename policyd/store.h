@@ -141,6 +141,13 @@ int	store_ready(const struct store *s);
 const char *store_error(struct store *s);
 const struct store_stats *store_get_stats(const struct store *s);
 const char *store_prefix(const struct store *s);
+/*
+ * store_epoch - a number that changes whenever a connection becomes
+ * ready (reconnect, failover, a new cluster node): what a caller learned
+ * about Redis's data before may not hold for the server answering now
+ * (a restart from a snapshot, a replica that missed the last writes)
+ */
+unsigned long store_epoch(const struct store *s);
 void	store_free(struct store *s);
 
 /* a reply's parts (store_value.c): a string (also a status or an error

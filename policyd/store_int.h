@@ -113,6 +113,7 @@ struct store {
 	struct node **nodes;
 	int	nnodes;
 	int	freeing;
+	unsigned long epoch;		/* connections made ready (store_epoch) */
 	struct store_stats stats;
 	size_t	prefixlen;
 	/* cluster */

@@ -520,6 +520,7 @@ node_ready_now(struct node *n)
 
 	evtimer_del(n->conn_timer);
 	n->state = ST_READY;
+	s->epoch++;			/* what answers now may know less */
 	n->backoff_ms = BACKOFF_MIN_MS;
 	if (n->setup_fail_logged > 0)
 		log_info("redis: %s: connection setup succeeded after %llu "

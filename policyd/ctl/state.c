@@ -171,15 +171,23 @@ struct script_ints {
 	int	vmax, *n;
 };
 
-/* script_done - copy the integers of a script's answer */
+/*
+ * script_done - copy the integers of a script's answer, from the reply
+ * itself: r->v[] holds STORE_MAX_INTS of them, fewer than a ratelimit
+ * show of RL_MAX_WIN windows answers
+ */
 static int
 script_done(void *arg, const struct store_reply *r)
 {
 	struct script_ints *si = arg;
+	size_t	n = store_value_count(r->value);
 
 	*si->n = 0;
-	for (int i = 0; i < r->n && i < si->vmax; i++)
-		si->v[(*si->n)++] = r->v[i];
+	if (store_value_type(r->value) == STORE_V_INT && si->vmax > 0)
+		si->v[(*si->n)++] = store_value_int(r->value);
+	for (size_t i = 0; i < n && *si->n < si->vmax; i++)
+		si->v[(*si->n)++] = store_value_int(store_value_elem(r->value,
+		    i));
 	return 0;
 }
 

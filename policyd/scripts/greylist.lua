@@ -30,7 +30,8 @@
 --   1 early retry (defer, seconds = time left)
 --   2 first pass after the delay (seconds = how long it was delayed)
 --   3 known triplet that passed before (seconds = since last seen)
---   4 client network auto-whitelisted
+--   4 client network auto-whitelisted (seconds = since the counter's
+--     last pass: the whitelisting ends max_age after it)
 --
 -- Called without keys: one step of a look through the database for
 -- old-format keys (policyd stops reading them when none is left).
@@ -61,13 +62,15 @@ local afield, count = nil, -1
 if awlmin > 0 and flags < 2 then
   afield = 'a' .. string.sub(field, 1, -5)
   local a = tonumber(redis.call('HGET', KEYS[2], afield) or '')
+  local since = 0
   count = 0
   if a then
     local n = math.floor(a / B32)
-    if now - (a - n * B32) < maxage then count = n end
+    since = now - (a - n * B32)
+    if since < maxage then count = n end
   end
   if count >= awlmin then
-    return 4 + K * (math.min(count, 1000000) + 1)
+    return 4 + 8 * math.max(since, 0) + K * (math.min(count, 1000000) + 1)
   end
 end
 

@@ -163,6 +163,20 @@ sql_keys(const char *q, const char *other, const char *text, size_t tlen)
 	keys_ok(mapkeys_address(q, '-', 1, &k), &k);
 	keys_ok(mapkeys_owner(q, &k), &k);
 	keys_ok(mapkeys_domain(q, &k), &k);
+	{
+		/* the tail: never an error; all of the keys when they fit */
+		struct mapkeys d;
+		int	nd = mapkeys_domain(q, &d), nt = mapkeys_domain_tail(q, &k);
+
+		if (nt < 0 || (nd >= 0 && nt != nd))
+			abort();
+		for (int i = 0; nd >= 0 && i < nd; i++)
+			if (strcmp(d.k[i], k.k[i]) != 0)
+				abort();
+		if (nd >= 0)
+			mapkeys_free(&d);
+		keys_ok(nt, &k);
+	}
 	keys_ok(mapkeys_ip(q, &k), &k);
 	keys_ok(mapkeys_one(q, &k), &k);
 	keys_ok(mapkeys_rcptlist(q, &k), &k);

@@ -210,15 +210,56 @@ main(void)
 		    "a deep recipient domain: as many keys as fit");
 		mapkeys_free(&k);
 	}
-	/* more labels than keys fit: an error, never "not found" */
+	/*
+	 * more labels than keys fit: the shortest parents (a deny list's
+	 * ".parent" entries still match, as in the file form), not an
+	 * error that a sender's choice of domain would turn into on_error
+	 */
 	{
 		char	deep[200] = "u@";
 
 		for (int i = 0; i < 45; i++)
 			strcat(deep, "a.");
 		strcat(deep, "com");
-		is_int(mapkeys_address(deep, '+', 0, &k), -1, "too many keys: -1");
-		is_int(k.n, 0, "and nothing left allocated");
+		is_int(mapkeys_address(deep, '+', 0, &k), MAPKEYS_MAX,
+		    "a deep address: as many keys as fit");
+		is_str(k.k[0], deep, "the address first");
+		is_str(k.k[1], "u@", "then u@");
+		is_str(k.k[MAPKEYS_MAX - 2], ".a.com", "the parents kept...");
+		is_str(k.k[MAPKEYS_MAX - 1], ".com", "...are the shortest");
+		mapkeys_free(&k);
+	}
+	/* a deny list's domain keys: the shortest parents of a deep name */
+	{
+		char	deep[200] = "", want[200] = "";
+
+		for (int i = 0; i < 45; i++)
+			strcat(deep, "A.");
+		strcat(deep, "Example.COM");
+		for (int i = 0; i < MAPKEYS_MAX - 2; i++)
+			strcat(want, ".a");
+		strcat(want, ".example.com");
+		is_int(mapkeys_domain(deep, &k), -1, "mapkeys_domain: -1");
+		is_int(mapkeys_domain_tail(deep, &k), MAPKEYS_MAX,
+		    "mapkeys_domain_tail: as many keys as fit");
+		is_str(k.k[0], want, "the longest kept");
+		is_str(k.k[MAPKEYS_MAX - 2], ".example.com", "then shorter");
+		is_str(k.k[MAPKEYS_MAX - 1], ".com", "the shortest last");
+		mapkeys_free(&k);
+		is_keys(mapkeys_domain_tail("MX.example.com", &k), &k,
+		    "mx.example.com .example.com .com",
+		    "mapkeys_domain_tail: a short name as mapkeys_domain");
+		/* exactly MAPKEYS_MAX keys: the whole name is still asked */
+		deep[0] = '\0';
+		for (int i = 0; i < MAPKEYS_MAX - 2; i++)
+			strcat(deep, "a.");
+		strcat(deep, "example.com");
+		is_int(mapkeys_domain(deep, &k), MAPKEYS_MAX, "boundary: fits");
+		mapkeys_free(&k);
+		is_int(mapkeys_domain_tail(deep, &k), MAPKEYS_MAX,
+		    "boundary: the tail is all of it");
+		is_str(k.k[0], deep, "the name itself first");
+		mapkeys_free(&k);
 	}
 	return tap_done();
 }
