@@ -60,6 +60,8 @@ UNIT_mapkeys_test = mapkeys.o maps.o addr.o
 UNIT_cluster_test = slot.o
 UNIT_TESTS += store_value_test
 UNIT_store_value_test = store_value.o
+UNIT_TESTS += ctl_test
+UNIT_ctl_test = ctl/ask.o ctl/client.o proto.o log.o
 UNIT_ratelimit_test = $(notdir $(CORE_OBJS)) store_stub.o
 UNIT_sender_test    = $(notdir $(CORE_OBJS)) store_stub.o
 UNIT_relocated_test = $(notdir $(CORE_OBJS)) store_stub.o
@@ -150,7 +152,11 @@ test: deps-test
 
 # Benchmarks (not part of make test): policyd against postgrey, postfwd and
 # the one-Redis-round-trip reference server, see tests/bench/README.md.
+# dns.sh's name server (dnslib) and sqlmaps.py's PostgreSQL; bench.sh
+# installs the peers (postgrey, postfwd) itself
+DEB_BENCH = redis-server redis-tools python3-dnslib postgresql postgresql-client
 bench: deps
+	@sh tests/install-deps.sh $(DEB_BENCH)
 	@$(MAKE) --no-print-directory all
 	bash tests/bench/bench.sh
 	bash tests/bench/scaleout.sh

@@ -179,18 +179,20 @@ print_text(const char *prefix, const char *s)
 }
 
 /*
- * ask - build, send, and read the reply. Returns CTL_OK with *rp
- * filled, or CTL_FAIL / CTL_USAGE after a message.
+ * ask_wire - the wire form of a request from "name=value" arguments
+ * (defaults request=smtpd_access_policy and protocol_state=RCPT first, a
+ * name given twice keeps its first place and its last value, and
+ * policyd_explain=yes last for explain), malloc'ed in *wire. CTL_OK, or
+ * CTL_USAGE / CTL_FAIL after a message.
  */
-static int
-ask(const struct ctl *ctl, int argc, char **argv, int explain,
-    struct reply *rp)
+int
+ask_wire(int argc, char **argv, int explain, char **wire, size_t *wirelen)
 {
 	struct request rq;
-	char	*wire = NULL;
-	size_t	wirelen = 0;
 	int	status;
 
+	*wire = NULL;
+	*wirelen = 0;
 	if (argc == 0) {
 		ctl_err("no attributes given (e.g. client_address=192.0.2.1 "
 		    "sender=a@example.com recipient=b@example.net)");
@@ -203,11 +205,25 @@ ask(const struct ctl *ctl, int argc, char **argv, int explain,
 		request_free(&rq);
 		return CTL_FAIL;
 	}
-	status = request_format(&rq, &wire, &wirelen);
+	status = request_format(&rq, wire, wirelen);
 	request_free(&rq);
-	if (status != 0)
-		return status;
+	return status;
+}
 
+/*
+ * ask - build, send, and read the reply. Returns CTL_OK with *rp
+ * filled, or CTL_FAIL / CTL_USAGE after a message.
+ */
+static int
+ask(const struct ctl *ctl, int argc, char **argv, int explain,
+    struct reply *rp)
+{
+	char	*wire;
+	size_t	wirelen;
+	int	status;
+
+	if ((status = ask_wire(argc, argv, explain, &wire, &wirelen)) != 0)
+		return status;
 	status = client_ask(ctl, wire, wirelen, rp);
 	free(wire);
 	return status;

@@ -276,23 +276,48 @@ recv_more(int fd, char **buf, size_t *len, size_t *cap, size_t first,
 }
 
 /*
- * read_reply - read until one complete reply (lines up to an empty line),
- * framed by proto_parse(). Returns 0, or -1 after a message.
+ * client_reply_frame - is buf[0..len) one complete reply (lines up to an
+ * empty line), framed by the daemon's codec? 1 with its length in *used,
+ * 0 when more bytes are needed, -1 with the codec's reason in *why.
+ */
+int
+client_reply_frame(const char *buf, size_t len, size_t *used,
+    const char **why)
+{
+	static const struct proto_limits lim = {
+		REPLY_MAX_LINE, REPLY_MAX_BYTES, REPLY_MAX_LINES
+	};
+	static char err[128];
+	struct proto p;
+	struct policy_req parsed;
+	int	rc;
+
+	proto_init(&p, &lim);
+	rc = proto_parse(&p, buf, len, &parsed, used);
+	if (rc == PROTO_NEED_MORE)
+		return 0;
+	if (rc == PROTO_ERR) {
+		snprintf(err, sizeof(err), "%s", p.err ? p.err : "bad reply");
+		*why = err;
+		return -1;
+	}
+	proto_req_free(&parsed);
+	return 1;
+}
+
+/*
+ * read_reply - read until one complete reply (client_reply_frame()).
+ * Returns 0, or -1 after a message.
  */
 static int
 read_reply(const struct ctl *ctl, int fd, long long deadline,
     struct reply *rp)
 {
-	static const struct proto_limits lim = {
-		REPLY_MAX_LINE, REPLY_MAX_BYTES, REPLY_MAX_LINES
-	};
-	struct proto p;
-	struct policy_req parsed;
 	size_t	len = 0, cap = 0, used = 0;
 	char	*buf = NULL;
+	const char *why = NULL;
 
 	memset(rp, 0, sizeof(*rp));
-	proto_init(&p, &lim);
 	for (;;) {
 		ssize_t	n = recv_more(fd, &buf, &len, &cap, 8192, SIZE_MAX,
 		    deadline);
@@ -315,15 +340,13 @@ read_reply(const struct ctl *ctl, int fd, long long deadline,
 			    len ? "complete " : "");
 			goto fail;
 		}
-		rc = proto_parse(&p, buf, len, &parsed, &used);
-		if (rc == PROTO_NEED_MORE)
+		if ((rc = client_reply_frame(buf, len, &used, &why)) == 0)
 			continue;
-		if (rc == PROTO_ERR) {
+		if (rc < 0) {
 			ctl_err("malformed reply from %s: %s", ctl->address,
-			    p.err);
+			    why);
 			goto fail;
 		}
-		proto_req_free(&parsed);
 		break;
 	}
 	buf[used] = '\0';
@@ -368,12 +391,13 @@ client_reply_free(struct reply *rp)
 }
 
 /*
- * reply_split - index the lines of the reply; find the first action=
- * (Postfix uses the first one only). CTL_OK, or CTL_FAIL after a
- * message (the reply is released).
+ * client_reply_index - index the lines of rp->buf (one framed reply, its
+ * lines NUL-terminated in place) and find the first action= (Postfix uses
+ * the first one only). 0, or -1 with a reason in *why (rp->lines may
+ * then be allocated: client_reply_free() releases it).
  */
-static int
-reply_split(const struct ctl *ctl, struct reply *rp)
+int
+client_reply_index(struct reply *rp, const char **why)
 {
 	size_t	off = 0, n = 0;
 	char	*line;
@@ -381,9 +405,8 @@ reply_split(const struct ctl *ctl, struct reply *rp)
 	for (size_t i = 0; i < rp->len; i++)
 		n += rp->buf[i] == '\n';
 	if ((rp->lines = calloc(n + 1, sizeof(*rp->lines))) == NULL) {
-		ctl_err("out of memory");
-		client_reply_free(rp);
-		return CTL_FAIL;
+		*why = "out of memory";
+		return -1;
 	}
 	while ((line = reply_next_line(rp, &off)) != NULL) {
 		rp->lines[rp->nlines++] = line;
@@ -391,7 +414,26 @@ reply_split(const struct ctl *ctl, struct reply *rp)
 			rp->action = line + 7;
 	}
 	if (rp->action == NULL) {
-		ctl_err("reply from %s has no action= line", ctl->address);
+		*why = "no action= line";
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * reply_split - client_reply_index(), or CTL_FAIL after a message (the
+ * reply is released).
+ */
+static int
+reply_split(const struct ctl *ctl, struct reply *rp)
+{
+	const char *why = NULL;
+
+	if (client_reply_index(rp, &why) < 0) {
+		if (strcmp(why, "out of memory") == 0)
+			ctl_err("out of memory");
+		else
+			ctl_err("reply from %s has %s", ctl->address, why);
 		client_reply_free(rp);
 		return CTL_FAIL;
 	}

@@ -13,6 +13,10 @@
  *	trace); its lines are indexed and the first action= found (Postfix
  *	uses the first one only).
  *
+ *	client_reply_frame() and client_reply_index() are the pure part
+ *	of reading a reply (framing; the line index and the first action),
+ *	apart so that unit tests can feed them bytes.
+ *
  *	client_http_get() fetches one path over HTTP/1.0 (policyd's metrics
  *	listener) and gives the body of a 200 answer.
  * CONTRACT
@@ -42,6 +46,9 @@ int	client_address_parse(const char *addr, char *path, size_t pathlen,
 int	client_ask(const struct ctl *ctl, const char *wire, size_t wirelen,
 	    struct reply *rp);
 void	client_reply_free(struct reply *rp);
+int	client_reply_frame(const char *buf, size_t len, size_t *used,
+	    const char **why);
+int	client_reply_index(struct reply *rp, const char **why);
 int	client_http_get(const struct ctl *ctl, const char *hostport,
 	    const char *path, char **body);
 

@@ -29,6 +29,8 @@
 #ifndef POLICYD_CTL_H
 #define POLICYD_CTL_H
 
+#include <stddef.h>
+
 #define CTL_OK		0
 #define CTL_FAIL	1
 #define CTL_USAGE	2
@@ -54,6 +56,10 @@ struct ctl {
 void	ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 long	ctl_parse_int(const char *s, long min, long max);
 long long ctl_mono_ms(void);
+
+/* ask.c: the wire form of a check/explain request (unit-tested) */
+int	ask_wire(int argc, char **argv, int explain, char **wire,
+	    size_t *wirelen);
 
 /* the commands */
 int	cmd_check(const struct ctl *ctl, int argc, char **argv);
