@@ -34,15 +34,18 @@ def rl_rule(limit, seconds=86400, on_error=None, name="user-rate"):
             % (name, limit, seconds, oe))
 
 
-def mixed_rules(limit):
+GL_DELAY = 2
+
+
+def mixed_rules(limit, delay=1):
     """ratelimit for authenticated, greylist for the rest; distinct on_error."""
     return ('rules = (\n'
             '  { name = "user-rate"; match = { authenticated = true; }; check = "ratelimit";\n'
             '    key = [ "sasl_username" ]; count = "recipients";\n'
             '    windows = ( { limit = %d; seconds = 86400; } ); on_error = "%s"; },\n'
             '  { name = "greylist"; match = { authenticated = false; }; check = "greylist";\n'
-            '    delay = 1; retry_window = 60; auto_whitelist = 0; on_error = "%s"; }\n'
-            ');\n' % (limit, ON_ERROR, ON_ERROR))
+            '    delay = %d; retry_window = 60; auto_whitelist = 0; on_error = "%s"; }\n'
+            ');\n' % (limit, ON_ERROR, delay, ON_ERROR))
 
 
 def auth(login, **kw):
@@ -220,7 +223,7 @@ def test_cluster_exact_limit_and_greylist_across_instances():
     to 1,000: exactly 1,000 accepted; greylisting first through A, retry
     through B; keys spread over the nodes by their hash tags."""
     with new_cluster(3) as cl:
-        with Instances(3, mixed_rules(1000), cluster_block(cl.seeds, 2000)) as inst:
+        with Instances(3, mixed_rules(1000, GL_DELAY), cluster_block(cl.seeds, 2000)) as inst:
             inst.wait_ready(r"redis: cluster: all 16384 slots served by 3 nodes")
             ps = inst.ps
             t0 = time.monotonic()
@@ -241,12 +244,20 @@ def test_cluster_exact_limit_and_greylist_across_instances():
             # greylisting across instances, several client networks
             a, b, c = (p.client() for p in ps)
             nets = ["192.0.%d.10" % k for k in range(2, 14)]
+            early = 0
             for ip in nets:
+                t_a = time.monotonic()
                 ans = a.ask(req(client_address=ip, recipient="gl@example.net"))
                 check(ans.startswith("DEFER_IF_PERMIT 4.7.1 Greylisted"), "first attempt via A: %r" % ans)
                 ans = b.ask(req(client_address=ip, recipient="gl@example.net"))
-                check(ans.startswith("DEFER_IF_PERMIT"), "too early via B: %r" % ans)
-            time.sleep(1.2)
+                # the retry is early only if it came within the delay of the
+                # first attempt: on a loaded machine a stall between the two
+                # asks may take longer (seen once), and then a pass is right
+                if time.monotonic() - t_a < GL_DELAY:
+                    early += 1
+                    check(ans.startswith("DEFER_IF_PERMIT"), "too early via B: %r" % ans)
+            check(early > len(nets) // 2, "most retries within the delay (%d of %d)" % (early, len(nets)))
+            time.sleep(GL_DELAY + 0.2)
             for ip in nets:
                 ans = b.ask(req(client_address=ip, recipient="gl@example.net"))
                 check(PASS_RE.match(ans), "retry after the delay via B (%s): %r" % (ip, ans))
