@@ -54,7 +54,9 @@ action_parse(const char *text, char *err, size_t errlen)
 	}
 	for (size_t i = 0; i < sizeof(action_words) / sizeof(action_words[0]);
 	    i++) {
-		if (strlen(action_words[i].word) != wl ||
+		/* the first letter first: this runs for every rule's result */
+		if ((text[0] & ~0x20) != action_words[i].word[0] ||
+		    strlen(action_words[i].word) != wl ||
 		    strncasecmp(text, action_words[i].word, wl) != 0)
 			continue;
 		if (action_words[i].needs_text && *rest == '\0') {

@@ -503,7 +503,8 @@ addr_lower(char *s)
 	if (s == NULL)
 		return;
 	for (; *s != '\0'; s++)
-		*s = (char)lc((unsigned char)*s);
+		if ((unsigned)(unsigned char)*s - 'A' < 26u)	/* a store only when needed */
+			*s = (char)(*s + ('a' - 'A'));
 }
 
 /* mix64 - 64-bit avalanche finaliser (splitmix64 constants) */
@@ -532,6 +533,31 @@ addr_hash64(const void *data, size_t len, uint64_t seed)
 		h *= 0x100000001b3ULL;
 	}
 	h ^= (uint64_t)len;
+	return mix64(h);
+}
+
+/*
+ * addr_hash_mem - eight bytes at a time (see addr.h): each word is mixed
+ * in by a multiply and a rotation, the tail's bytes and the length go
+ * into the last word, and mix64 spreads the result.
+ */
+uint64_t
+addr_hash_mem(const void *data, size_t len, uint64_t seed)
+{
+	const unsigned char *p = data;
+	uint64_t h = mix64(seed ^ 0x6a09e667f3bcc909ULL), w;
+	size_t	i = 0;
+
+	for (; p != NULL && i + 8 <= len; i += 8) {
+		memcpy(&w, p + i, 8);
+		h ^= w * 0x9e3779b97f4a7c15ULL;
+		h = ((h << 29) | (h >> 35)) * 0xbf58476d1ce4e5b9ULL;
+	}
+	w = (uint64_t)len << 56;
+	for (size_t j = 0; p != NULL && i + j < len; j++)
+		w |= (uint64_t)p[i + j] << (8 * j);
+	h ^= w * 0x9e3779b97f4a7c15ULL;
+	h = ((h << 29) | (h >> 35)) * 0xbf58476d1ce4e5b9ULL;
 	return mix64(h);
 }
 

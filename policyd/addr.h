@@ -115,6 +115,13 @@ void	addr_lower(char *s);
 uint64_t addr_hash64(const void *data, size_t len, uint64_t seed);
 
 /*
+ * addr_hash_mem - a faster seeded 64-bit hash for in-process tables (the
+ * maps); its values may change between builds, so nothing stored outside
+ * the process may depend on them (use addr_hash64 there).
+ */
+uint64_t addr_hash_mem(const void *data, size_t len, uint64_t seed);
+
+/*
  * addr_siphash - SipHash-2-4 of data under a 128-bit secret key: for keys
  * built from client values where a client must not be able to produce a
  * collision (ratelimit keys).

@@ -523,15 +523,56 @@ greylist_learn(const struct greylist *g, const struct greylist_call *gc,
 	}
 }
 
-/* greylist_defer - the answer while greylisted */
+/* put_text - append s at buf[*o] (the caller sized buf) */
 static void
-greylist_defer(struct eval *ev, long long secs, const char *what)
+put_text(char *buf, size_t *o, const char *s)
+{
+	size_t	n = strlen(s);
+
+	memcpy(buf + *o, s, n);
+	*o += n;
+}
+
+/* put_num - append the decimal v at buf[*o] */
+static void
+put_num(char *buf, size_t *o, long long v)
+{
+	char	tmp[24];
+	size_t	n = 0;
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v :
+	    (unsigned long long)v;
+
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		buf[(*o)++] = '-';
+	while (n > 0)
+		buf[(*o)++] = tmp[--n];
+}
+
+/*
+ * greylist_defer - the answer while greylisted: the detail is before,
+ * secs and after (the most common answer; built without a format)
+ */
+static void
+greylist_defer(struct eval *ev, long long secs, const char *before,
+    const char *after)
 {
 	char	action[128], detail[128];
+	size_t	o = 0;
 
-	snprintf(action, sizeof(action), "DEFER_IF_PERMIT 4.7.1 Greylisted, "
-	    "please try again in %lld seconds", secs);
-	snprintf(detail, sizeof(detail), what, secs);
+	put_text(action, &o, "DEFER_IF_PERMIT 4.7.1 Greylisted, please try "
+	    "again in ");
+	put_num(action, &o, secs);
+	put_text(action, &o, " seconds");
+	action[o] = '\0';
+	o = 0;
+	put_text(detail, &o, before);
+	put_num(detail, &o, secs);
+	put_text(detail, &o, after);
+	detail[o] = '\0';
 	eval_check_done(ev, CHECK_MATCH, action, detail);
 }
 
@@ -559,10 +600,10 @@ greylist_done(void *arg, const struct store_reply *r)
 
 	switch (GL_STATUS(v)) {
 	case 0:
-		greylist_defer(ev, secs, "new triplet, delay %lld s");
+		greylist_defer(ev, secs, "new triplet, delay ", " s");
 		return;
 	case 1:
-		greylist_defer(ev, secs, "early retry, %lld s left");
+		greylist_defer(ev, secs, "early retry, ", " s left");
 		return;
 	case 2:
 		snprintf(detail, sizeof(detail), "retry after %lld s passes "
@@ -620,8 +661,8 @@ greylist_cached(const struct greylist *g, struct eval *ev,
 		    "passed before (local cache)");
 		return 1;
 	}
-	greylist_defer(ev, (pass - now + 999) / 1000,
-	    "early retry, %lld s left (local cache)");
+	greylist_defer(ev, (pass - now + 999) / 1000, "early retry, ",
+	    " s left (local cache)");
 	return 1;
 }
 
@@ -764,11 +805,14 @@ greylist_triplet(const struct greylist *g, struct eval *ev)
 		    (unsigned long long)addr_hash64(q->v[A_RECIPIENT],
 		    q->len[A_RECIPIENT], GREYLIST_SEED));
 	} else {
+		/* both shorter than 1024 bytes: they fit */
 		if ((sl = addr_greylist_sender(q->v[A_SENDER], sender,
-		    sizeof(sender))) < 0)
-			sl = snprintf(sender, sizeof(sender), "%s",
-			    q->v[A_SENDER]);
-		rl = snprintf(rcpt, sizeof(rcpt), "%s", q->v[A_RECIPIENT]);
+		    sizeof(sender))) < 0) {
+			sl = (int)q->len[A_SENDER];
+			memcpy(sender, q->v[A_SENDER], (size_t)sl + 1);
+		}
+		rl = (int)q->len[A_RECIPIENT];
+		memcpy(rcpt, q->v[A_RECIPIENT], (size_t)rl + 1);
 		addr_lower(rcpt);
 	}
 	if (!ev->client_ip_ok)
@@ -827,7 +871,16 @@ put_bits(unsigned char *out, int nbytes, uint64_t v, int from)
 void
 greylist_bucket_name(unsigned tag, unsigned bucket, char out[8])
 {
-	snprintf(out, 8, "g{%02x}%02x", tag & 0xff, bucket & 0xff);
+	static const char hex[] = "0123456789abcdef";
+
+	out[0] = 'g';
+	out[1] = '{';
+	out[2] = hex[(tag >> 4) & 15];
+	out[3] = hex[tag & 15];
+	out[4] = '}';
+	out[5] = hex[(bucket >> 4) & 15];
+	out[6] = hex[bucket & 15];
+	out[7] = '\0';
 }
 
 /* hexbytes - decode 2n hex digits; the number of bytes, or -1 */
@@ -857,11 +910,10 @@ hexbytes(const char *h, size_t hl, unsigned char *out, size_t max)
 	return (int)n;
 }
 
-/* greylist_client_of - the client's tag, counter and name N */
-void
-greylist_client_of(const char *client, size_t clen, struct gl_key *k)
+/* client_of - greylist_client_of() with the client's hash c */
+static void
+client_of(const char *client, size_t clen, uint64_t c, struct gl_key *k)
 {
-	uint64_t c = addr_hash64(client, clen, GREYLIST_SEED);
 	int	n = -1;
 
 	memset(k, 0, sizeof(*k));
@@ -890,6 +942,13 @@ greylist_client_of(const char *client, size_t clen, struct gl_key *k)
 	k->awllen = 1 + k->namelen;
 }
 
+/* greylist_client_of - the client's tag, counter and name N */
+void
+greylist_client_of(const char *client, size_t clen, struct gl_key *k)
+{
+	client_of(client, clen, addr_hash64(client, clen, GREYLIST_SEED), k);
+}
+
 /* greylist_key_of - bucket, field and counter of one triplet */
 void
 greylist_key_of(const char *client, size_t clen, const char *sender,
@@ -899,7 +958,7 @@ greylist_key_of(const char *client, size_t clen, const char *sender,
 	char	stack[2300], *buf = stack;
 	size_t	n = clen + 1 + slen + 1 + rlen;
 
-	greylist_client_of(client, clen, k);
+	client_of(client, clen, c, k);
 	if (n > sizeof(stack) && (buf = malloc(n)) == NULL)
 		fatalx("out of memory");
 	memcpy(buf, client, clen);

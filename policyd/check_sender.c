@@ -165,7 +165,9 @@ sender_owned(const char *login, const char *sender, const struct map *map,
 				keys[nk++] = cbuf;
 		}
 		if (sdom != NULL && *sdom != '\0') {
-			snprintf(dbuf, sizeof(dbuf), "@%s", sdom);
+			/* sdom fits dombuf, one byte shorter than dbuf */
+			dbuf[0] = '@';
+			memcpy(dbuf + 1, sdom, strlen(sdom) + 1);
 			keys[nk++] = dbuf;
 		}
 		for (int i = 0; i < nk && owners == NULL; i++)

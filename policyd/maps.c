@@ -385,7 +385,7 @@ static int
 tab_put(struct map *m, char *key, size_t klen, char *v)
 {
 	struct entry *e;
-	uint64_t hash = addr_hash64(key, klen, MAP_SEED);
+	uint64_t hash = addr_hash_mem(key, klen, MAP_SEED);
 
 	if ((e = map_find(m, key, klen, hash)) != NULL) {
 		free(key);
@@ -414,7 +414,7 @@ tab_put(struct map *m, char *key, size_t klen, char *v)
 static const char *
 tab_get(const struct map *m, const void *key, size_t klen)
 {
-	struct entry *e = map_find(m, key, klen, addr_hash64(key, klen,
+	struct entry *e = map_find(m, key, klen, addr_hash_mem(key, klen,
 	    MAP_SEED));
 
 	return e ? e->value : NULL;
@@ -450,7 +450,7 @@ map_get_lc(const struct map *m, const char *key, size_t klen)
 
 	if (m == NULL || klen > MAP_KEY_MAX)
 		return NULL;
-	e = map_find(m, key, klen, addr_hash64(key, klen, MAP_SEED));
+	e = map_find(m, key, klen, addr_hash_mem(key, klen, MAP_SEED));
 	return e ? e->value : NULL;
 }
 

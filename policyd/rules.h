@@ -23,6 +23,7 @@
 #ifndef POLICYD_RULES_H
 #define POLICYD_RULES_H
 
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -97,14 +98,9 @@ struct eval {
 	int	waiting;		/* a check is out */
 	int	check_returned;		/* check finished while running */
 	enum check_status cstatus;
-	char	caction[EVAL_TEXT];
-	char	cdetail[256];
 	/* result */
 	const struct rule *rule;	/* the deciding rule, or NULL */
-	char	action[EVAL_TEXT];	/* final answer */
 	const struct rule *nf_rule;
-	char	nf_action[EVAL_TEXT];
-	char	detail[256];		/* of the deciding (or kept) result */
 	int	tempfail;		/* a check answered on_error */
 	/* checks that charged (see check.h undo) */
 	int	ccharged;		/* set by eval_check_charged() */
@@ -113,7 +109,6 @@ struct eval {
 	/* DNS results for later rules (set by the spf and dnsbl checks) */
 	double	dns_deadline;		/* the request's DNS budget, 0 = not started */
 	int	spf_result;		/* enum spf_result, -1 = not evaluated */
-	char	spf_domain[256];	/* the identity's domain */
 	int	spf_grouping;		/* SPF passed and the record is not promiscuous */
 	int	dnsbl_done;		/* dnsbl_score is set */
 	int	dnsbl_score;
@@ -121,7 +116,27 @@ struct eval {
 	int	want_trace;
 	char	*trace;
 	size_t	tlen, tcap;
+	/*
+	 * The text buffers come last: eval_clear() zeroes everything above
+	 * and leaves these empty strings (zeroing 4 KiB per request showed
+	 * in its profile). They are only ever read as C strings.
+	 */
+	char	caction[EVAL_TEXT];	/* the check's result */
+	char	cdetail[256];
+	char	action[EVAL_TEXT];	/* final answer */
+	char	nf_action[EVAL_TEXT];
+	char	detail[256];		/* of the deciding (or kept) result */
+	char	spf_domain[256];	/* the identity's domain */
 };
+
+/* eval_clear - an eval as calloc() would leave it, for its C strings */
+static inline void
+eval_clear(struct eval *ev)
+{
+	memset(ev, 0, offsetof(struct eval, caction));
+	ev->caction[0] = ev->cdetail[0] = ev->action[0] = '\0';
+	ev->nf_action[0] = ev->detail[0] = ev->spf_domain[0] = '\0';
+}
 
 /*
  * text_copy - src into dst of len bytes, cut to fit, always terminated

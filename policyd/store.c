@@ -443,7 +443,12 @@ store_script(struct store *s, enum store_script_id id, int nkeys, int nargs,
 	}
 	p->id = id;
 	p->argc = argc;
-	snprintf(nk, sizeof(nk), "%d", nkeys);
+	if (nkeys >= 0 && nkeys < 10) {		/* every script's case */
+		nk[0] = (char)('0' + nkeys);
+		nk[1] = '\0';
+	} else {
+		snprintf(nk, sizeof(nk), "%d", nkeys);
+	}
 	p->argv[0] = "EVALSHA";
 	p->argvlen[0] = 7;
 	p->argv[1] = store_script_sha[id];

@@ -401,6 +401,56 @@ test_lower_hash(void)
 	ok(bitsdiff > 16 && bitsdiff < 48, "hash64 avalanche on one bit");
 }
 
+/*
+ * test_hash_mem - addr_hash_mem (the maps' table hash): every byte, the
+ * length and the seed count, whatever the word alignment; no collisions
+ * among the keys of a realistic table
+ */
+static void
+test_hash_mem(void)
+{
+	char	buf[40], other[40];
+	int	same_len = 0, byte_miss = 0, collide = 0;
+	static uint64_t seen[4096];
+	uint64_t h;
+
+	memset(buf, 'a', sizeof(buf));
+	ok(addr_hash_mem(buf, 8, 1) == addr_hash_mem(buf, 8, 1),
+	    "hash_mem: same input, same value");
+	ok(addr_hash_mem(buf, 8, 1) != addr_hash_mem(buf, 8, 2),
+	    "hash_mem depends on the seed");
+	ok(addr_hash_mem(NULL, 0, 3) == addr_hash_mem("", 0, 3),
+	    "hash_mem NULL with length 0");
+	/* a NUL tail: the length tells "" from "\0" and "a" from "a\0" */
+	for (size_t n = 0; n < 24; n++) {
+		memset(other, 0, sizeof(other));
+		if (addr_hash_mem(other, n, 5) == addr_hash_mem(other, n + 1, 5))
+			same_len++;
+	}
+	is_int(same_len, 0, "hash_mem depends on the length (NUL bytes, "
+	    "lengths 0-24)");
+	/* one byte changed at each position of each length up to 40 */
+	for (size_t n = 1; n <= sizeof(buf); n++)
+		for (size_t i = 0; i < n; i++) {
+			memcpy(other, buf, sizeof(buf));
+			other[i] ^= 0x01;
+			if (addr_hash_mem(buf, n, 9) == addr_hash_mem(other, n, 9))
+				byte_miss++;
+		}
+	is_int(byte_miss, 0, "hash_mem depends on every byte (820 changes)");
+	/* 4096 addresses of one pattern: no two values alike */
+	for (int i = 0; i < 4096; i++) {
+		int	n = snprintf(buf, sizeof(buf), "user%d@example.org", i);
+
+		h = addr_hash_mem(buf, (size_t)n, 11);
+		for (int j = 0; j < i; j++)
+			if (seen[j] == h)
+				collide++;
+		seen[i] = h;
+	}
+	is_int(collide, 0, "hash_mem: 4096 similar keys, no collision");
+}
+
 /* main - run the addr tests */
 /* the client network as hex, shared by greylist, ratelimit and policyctl */
 static void
@@ -498,5 +548,6 @@ main(void)
 	test_canon();
 	test_greylist_sender();
 	test_lower_hash();
+	test_hash_mem();
 	return tap_done();
 }
