@@ -80,9 +80,18 @@ start_redis() {         # start_redis PORT DIR [ARGS...] -> pid in REDIS_PID
     track_pid "$REDIS_PID"
     wait_listening "$port" 15 || die "redis-server on $port did not start: $(tail -n 3 "$dir/redis.log")"
 }
+# port_held PORT - does any TCP socket (listening, connected, closing) use it?
+port_held() {
+    [ -n "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]
+}
 p=$PORT_BASE
 for i in 1 2 3; do
     p=$(free_port "$p")
+    # the cluster bus listens on port + 10000: no socket may hold either
+    # (an outgoing connection's local port once held a bus port)
+    while port_open $((p + 10000)) || port_held "$p" || port_held $((p + 10000)); do
+        p=$(free_port $((p + 1)))
+    done
     start_redis "$p" "$WORK/node$i" --cluster-enabled yes \
         --cluster-config-file "$WORK/node$i/nodes.conf" --cluster-node-timeout 2000
     NODE_PORTS+=("$p")
