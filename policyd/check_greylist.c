@@ -533,23 +533,11 @@ put_text(char *buf, size_t *o, const char *s)
 	*o += n;
 }
 
-/* put_num - append the decimal v at buf[*o] */
+/* put_num - append the decimal v at buf[*o] (24 bytes of room) */
 static void
 put_num(char *buf, size_t *o, long long v)
 {
-	char	tmp[24];
-	size_t	n = 0;
-	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v :
-	    (unsigned long long)v;
-
-	do {
-		tmp[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u != 0);
-	if (v < 0)
-		buf[(*o)++] = '-';
-	while (n > 0)
-		buf[(*o)++] = tmp[--n];
+	*o += check_put_dec(buf + *o, v);
 }
 
 /*

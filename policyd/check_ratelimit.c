@@ -1313,27 +1313,6 @@ put_double(unsigned char *p, double d)
 	return put_be(p, v, 8);
 }
 
-/* put_dec - v in decimal into buf (24 bytes); the length */
-static size_t
-put_dec(char *buf, long long v)
-{
-	char	tmp[24];
-	size_t	n = 0, o = 0;
-	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v :
-	    (unsigned long long)v;
-
-	do {
-		tmp[n++] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u != 0);
-	if (v < 0)
-		buf[o++] = '-';
-	while (n > 0)
-		buf[o++] = tmp[--n];
-	buf[o] = '\0';
-	return o;
-}
-
 /*
  * rl_send - one script call for k in mode (1 charge, 2 refund), in the
  * script's packed form (see ratelimit.lua)
@@ -1393,7 +1372,7 @@ rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 	argv[n] = (const char *)nums;
 	argvlen[n++] = (size_t)(p - nums);
 	for (int i = 0; i < k->nwin; i++) {
-		argvlen[n] = put_dec(secs[i], k->win[i].seconds);
+		argvlen[n] = check_put_dec(secs[i], k->win[i].seconds);
 		argv[n++] = secs[i];
 	}
 	if (nkeys == 2) {
@@ -1470,12 +1449,12 @@ ratelimit_done(void *arg, const struct store_reply *r)
 
 		o = cat(detail, sizeof(detail), o, key);
 		o = cat(detail, sizeof(detail), o, ": ");
-		put_dec(num, k->cost);
+		check_put_dec(num, k->cost);
 		o = cat(detail, sizeof(detail), o, num);
 		o = cat(detail, sizeof(detail), o, " ");
 		o = cat(detail, sizeof(detail), o, count_names[rl->count]);
 		o = cat(detail, sizeof(detail), o, " charged, within ");
-		put_dec(num, k->nwin);
+		check_put_dec(num, k->nwin);
 		o = cat(detail, sizeof(detail), o, num);
 		cat(detail, sizeof(detail), o, k->nwin == 1 ? " window" :
 		    " windows");

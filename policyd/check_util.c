@@ -125,3 +125,24 @@ check_mono_ms(void)
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+/* check_put_dec - v in decimal into buf (check_util.h) */
+size_t
+check_put_dec(char *buf, long long v)
+{
+	char	tmp[24];
+	size_t	n = 0, o = 0;
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v :
+	    (unsigned long long)v;
+
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		buf[o++] = '-';
+	while (n > 0)
+		buf[o++] = tmp[--n];
+	buf[o] = '\0';
+	return o;
+}

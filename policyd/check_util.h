@@ -46,4 +46,11 @@ int	check_skipped(struct eval *ev, int skip_auth,
  */
 long long check_mono_ms(void);
 
+/*
+ * check_put_dec - v in decimal, NUL-terminated, into buf (24 bytes are
+ * enough for any value); returns the length. Answers and arguments on
+ * the hot path are built with it instead of a printf format.
+ */
+size_t	check_put_dec(char *buf, long long v);
+
 #endif
