@@ -533,13 +533,6 @@ put_text(char *buf, size_t *o, const char *s)
 	*o += n;
 }
 
-/* put_num - append the decimal v at buf[*o] (24 bytes of room) */
-static void
-put_num(char *buf, size_t *o, long long v)
-{
-	*o += check_put_dec(buf + *o, v);
-}
-
 /*
  * greylist_defer - the answer while greylisted: the detail is before,
  * secs and after (the most common answer; built without a format)
@@ -553,12 +546,12 @@ greylist_defer(struct eval *ev, long long secs, const char *before,
 
 	put_text(action, &o, "DEFER_IF_PERMIT 4.7.1 Greylisted, please try "
 	    "again in ");
-	put_num(action, &o, secs);
+	o += check_put_dec(action + o, secs);
 	put_text(action, &o, " seconds");
 	action[o] = '\0';
 	o = 0;
 	put_text(detail, &o, before);
-	put_num(detail, &o, secs);
+	o += check_put_dec(detail + o, secs);
 	put_text(detail, &o, after);
 	detail[o] = '\0';
 	eval_check_done(ev, CHECK_MATCH, action, detail);

@@ -582,17 +582,15 @@ conn_start_request(struct conn *c, struct policy_req *req)
 	/* not calloc(): 6 KiB of text buffers need no zeroing */
 	struct slot *s = malloc(sizeof(*s));
 
-	if (s != NULL) {
-		memset(s, 0, offsetof(struct slot, ev));
-		eval_clear(&s->ev);
-		s->inline_reply[0] = '\0';
-	}
 	if (s == NULL) {
 		log_warnx("out of memory: closing %s", c->peer);
 		proto_req_free(req);
 		c->closing = 1;
 		return -1;
 	}
+	memset(s, 0, offsetof(struct slot, ev));
+	eval_clear(&s->ev);
+	s->inline_reply[0] = '\0';
 	srv.stats.requests++;
 	s->c = c;
 	s->req = *req;
