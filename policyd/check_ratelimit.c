@@ -1357,10 +1357,7 @@ rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 	k->neth = 0;
 	p = put_double(p, mode == 1 ? (double)rl_known_ms(rl, tag,
 	    k->sent_ms, k->epoch) : 0);
-	for (int i = 0; i < k->nwin; i++) {
-		p = put_double(p, (double)k->win[i].limit);
-		p = put_double(p, (double)k->win[i].seconds);
-	}
+	/* the networks part always (zero without KEYS[2]): one unpack */
 	if (nkeys == 2) {
 		netlen = (size_t)addr_net_hex(&ev->client_ip, rl->v4prefix,
 		    rl->v6prefix, net, sizeof(net));
@@ -1368,6 +1365,13 @@ rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 		p = put_be(p, (uint64_t)rl->max_networks, 4);
 		p = put_be(p, (uint64_t)rl->networks_window, 4);
 		*p++ = rl_known_ms(rl, k->neth, k->sent_ms, k->epoch) > 0;
+	} else {
+		memset(p, 0, 9);
+		p += 9;
+	}
+	for (int i = 0; i < k->nwin; i++) {
+		p = put_double(p, (double)k->win[i].limit);
+		p = put_double(p, (double)k->win[i].seconds);
 	}
 	argv[n] = (const char *)nums;
 	argvlen[n++] = (size_t)(p - nums);

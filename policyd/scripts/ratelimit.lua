@@ -12,11 +12,12 @@
 --
 -- policyd (modes 1 charge, 2 refund COST): ARGV[1] the numbers, packed
 -- big-endian (Lua's tonumber() of an argument costs more than the rest of
--- a decision): mode (1 byte), cost (double), nwin (1 byte), the longest
--- window in ms (double), how long the caller knows the key lives (ms,
--- double: 0 unknown), per window limit and seconds (doubles), then with
--- KEYS[2] max_networks and networks_window (32-bit) and whether the
--- network is known to be in the set (1 byte). ARGV[1 + i]
+-- a decision), in an order that one struct.unpack reads for one window:
+-- mode (1 byte), cost (double), nwin (1 byte), the longest window in ms
+-- (double), how long the caller knows the key lives (ms, double: 0
+-- unknown), max_networks and networks_window (32-bit; used with KEYS[2]),
+-- whether the network is known to be in the set (1 byte), then per
+-- window limit and seconds (doubles). ARGV[1 + i]
 -- the field of window i (SECONDS as text); ARGV[2 + nwin] the client
 -- network (with KEYS[2]). Returns one integer,
 --   status + 4 * flag + 8 * window + 128 * (seconds + 1) + 2^32 * networks
@@ -30,15 +31,21 @@
 -- policyctl (modes 3 show, 4 reset), in text: ARGV: mode 0 nwin
 -- {limit seconds}*nwin; returns {4, nwin, used_1, free_in_s_1, ...} or
 -- {5, deleted_keys, 0, 0, 0}.
+--
+-- A TAT is written as text that any version of this script reads: an
+-- integer with %d when it is one (the usual case: now is whole ms and
+-- SECONDS*1000/LIMIT mostly is), else with all 17 digits. Formatting
+-- with %.17g costs twice %d, and every redis.call a few thousand
+-- instructions: this script is most of the Redis time of a decision.
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local key = KEYS[1]
+local key, a = KEYS[1], ARGV[1]
 
-if string.byte(ARGV[1]) >= 48 then
-  local nwin = tonumber(ARGV[3])
-  if ARGV[1] == '4' then
+if a == '3' or a == '4' then
+  if a == '4' then
     return {5, redis.call('DEL', unpack(KEYS)), 0, 0, 0}
   end
+  local nwin = tonumber(ARGV[3])
   local out = {4, nwin}
   for i = 1, nwin do
     local per = tonumber(ARGV[3 + 2 * i]) * 1000 / tonumber(ARGV[2 + 2 * i])
@@ -50,20 +57,23 @@ if string.byte(ARGV[1]) >= 48 then
   return out
 end
 
-local mode, cost, nwin, maxt, live, pos = struct.unpack('>BdBdd', ARGV[1])
+local mode, cost, nwin, maxt, live, maxn, nwindow, member, l, s, pos =
+  struct.unpack('>BdBddI4I4Bdd', a)
+local format = string.format
 local EXP = 70368744177664	-- 2^46
 
 if mode == 2 then
   for i = 1, nwin do
-    local l, s
-    l, s, pos = struct.unpack('>dd', ARGV[1], pos)
-    local v = tonumber(redis.call('HGET', key, ARGV[1 + i]) or '')
+    if i > 1 then l, s, pos = struct.unpack('>dd', a, pos) end
+    local v = redis.call('HGET', key, ARGV[1 + i])
+    if v then v = tonumber(v) end
     if v then
       v = v - cost * (s * 1000 / l)
       if v <= now then
         redis.call('HDEL', key, ARGV[1 + i])
       else
-        redis.call('HSET', key, ARGV[1 + i], string.format('%.17g', v))
+        redis.call('HSET', key, ARGV[1 + i], v % 1 == 0 and
+          format('%d', v) or format('%.17g', v))
       end
     end
   end
@@ -75,12 +85,12 @@ end
 -- member before they expire, and it knows when that is); otherwise an
 -- allowed answer's seconds say how long the set lives, so that it knows.
 local nets, life = 0, 0
-if KEYS[2] then
-  local maxn, nwindow, member = struct.unpack('>I4I4B', ARGV[1],
-    pos + 16 * nwin)
-  local nk, net, alert = KEYS[2], ARGV[2 + nwin], 0
+local nk = KEYS[2]
+if nk then
+  local alert = 0
   nets = redis.call('SCARD', nk)
   if nets <= maxn and (member == 0 or nets == 0) then
+    local net = ARGV[2 + nwin]
     if redis.call('SISMEMBER', nk, net) == 0 then
       redis.call('SADD', nk, net)
       nets = nets + 1
@@ -95,26 +105,29 @@ if KEYS[2] then
     end
   end
   if nets > maxn then
-    return 2 + 4 * alert + 128 * (math.max(redis.call('TTL', nk), -1) + 1) +
-      4294967296 * nets
+    local ttl = redis.call('TTL', nk)
+    if ttl < -1 then ttl = -1 end
+    return 2 + 4 * alert + 128 * (ttl + 1) + 4294967296 * nets
   end
+  if life < 0 then life = 0 end
 end
 
-local ok = 128 * (math.max(life, 0) + 1) + 4294967296 * nets
+local ok = 128 * (life + 1) + 4294967296 * nets
 if cost <= 0 then
   return ok
 end
-local new = {}
+-- every window: its new TAT, or the refusal of the first that is full
+local v1, new
 for i = 1, nwin do
-  local l, s
-  l, s, pos = struct.unpack('>dd', ARGV[1], pos)
+  if i > 1 then l, s, pos = struct.unpack('>dd', a, pos) end
   local w = s * 1000
   local per = w / l		-- ms per unit
-  local v = tonumber(redis.call('HGET', key, ARGV[1 + i]) or '')
-  if v == nil or v < now then v = now end
+  local v = redis.call('HGET', key, ARGV[1 + i])
+  if v then v = tonumber(v) end
+  if not v or v < now then v = now end
   v = v + cost * per
   -- tolerance: float rounding, never as much as half a unit
-  if v - now > w + math.min(1, per / 2) then
+  if v - now > w + (per < 2 and per / 2 or 1) then
     local retry = math.ceil((v - now - w) / 1000)
     if retry < 1 then retry = 1 end
     if cost > l then retry = -1 end
@@ -127,15 +140,31 @@ for i = 1, nwin do
     end
     return 1 + 4 * first + 8 * i + 128 * (retry + 1) + 4294967296 * nets + x
   end
-  new[i] = v
+  if i == 1 then
+    v1 = v
+  else
+    new = new or {}
+    new[i] = v
+  end
 end
--- PEXPIRE unless the caller knows the key outlives every new TAT (and
--- no field was new: the key may have been deleted since)
-local added, far = 0, 0
-for i = 1, nwin do
-  added = added + redis.call('HSET', key, ARGV[1 + i],
-    string.format('%.17g', new[i]))
-  if new[i] - now > far then far = new[i] - now end
+-- one HSET for every window; PEXPIRE unless the caller knows the key
+-- outlives every new TAT (and no field was new: the key may have been
+-- deleted since)
+local far = v1 - now
+local added
+if nwin == 1 then
+  added = redis.call('HSET', key, ARGV[2], v1 % 1 == 0 and
+    format('%d', v1) or format('%.17g', v1))
+else
+  local args = {'HSET', key, ARGV[2], v1 % 1 == 0 and format('%d', v1) or
+    format('%.17g', v1)}
+  for i = 2, nwin do
+    local v = new[i]
+    args[#args + 1] = ARGV[1 + i]
+    args[#args + 1] = v % 1 == 0 and format('%d', v) or format('%.17g', v)
+    if v - now > far then far = v - now end
+  end
+  added = redis.call(unpack(args))
 end
 if added > 0 or far >= live then
   redis.call('PEXPIRE', key, maxt)

@@ -120,6 +120,38 @@ def test_refused_requests_do_not_consume_budget():
             check(c.ask(auth()).startswith("DEFER_IF_PERMIT"), "only one")
 
 
+def test_arrival_times_stay_text_that_every_version_reads():
+    """Two windows charged in one HSET: 4 per hour (900 s a unit, a whole
+    number of ms: written as an integer) and 3 per 10 s (3333.33... ms a
+    unit: written with all 17 digits). Exact either way, and the values
+    stay decimal text, as older versions of the script read and write
+    them (age_ratelimit rewrites them as Python floats, "….0")."""
+    with Redis() as r, Policyd(redis=r, rules=rule([(4, 3600), (3, 10)])) as p:
+        with p.client() as c:
+            eq(c.ask(auth()), "DUNNO", "first")
+            keys = r.keys("t:r{*")
+            eq(len(keys), 1, "one key: %r" % keys)
+            flat = r.cmd("HGETALL", keys[0])
+            h = dict(zip(flat[0::2], flat[1::2]))
+            check(re.fullmatch(r"\d{13}", h.get("3600", "")), "whole ms as an integer: %r" % h)
+            check(re.fullmatch(r"\d{13}\.\d+", h.get("10", "")), "a fraction kept: %r" % h)
+            check(abs(float(h["10"]) - float(h["3600"]) - (10000 / 3 - 900000)) < 0.001,
+                  "both from one clock reading, 17 digits kept: %r" % h)
+            eq(c.ask(auth()), "DUNNO", "second")
+            eq(c.ask(auth()), "DUNNO", "third")
+            a = c.ask(auth())
+            check(a.startswith("DEFER_IF_PERMIT 4.7.1 Rate limit exceeded for alice@example.net: "
+                               "3 recipients per 10 seconds"), "the 10 s window is full: %r" % a)
+            r.age_ratelimit(3.2)
+            check(c.ask(auth()).startswith("DEFER_IF_PERMIT"), "no unit back after 3.2 s")
+            r.age_ratelimit(0.2)
+            eq(c.ask(auth()), "DUNNO", "one unit back after 3.4 s (one every 3.33 s)")
+            r.age_ratelimit(20)
+            a = c.ask(auth())
+            check(a.startswith("DEFER_IF_PERMIT 4.7.1 Rate limit exceeded for alice@example.net: "
+                               "4 recipients per hour"), "then the hour window is full: %r" % a)
+
+
 def test_messages_and_bytes_at_end_of_message():
     rules = ('rules = (\n'
              '  { name = "msgs"; match = { protocol_state = "END-OF-MESSAGE"; }; check = "ratelimit";\n'
