@@ -164,7 +164,7 @@ int
 proto_parse(struct proto *p, const char *buf, size_t len,
     struct policy_req *req, size_t *used)
 {
-	size_t	i, reqlen = 0;
+	size_t	i, reqlen = 0, nul = len, searched = p->scanned;
 	char	*raw;
 
 	p->err = NULL;
@@ -172,8 +172,23 @@ proto_parse(struct proto *p, const char *buf, size_t len,
 		const char *nl = memchr(buf + i, '\n', len - i);
 		size_t	e = nl != NULL ? (size_t)(nl - buf) : len;
 
-		/* a NUL before the end of the line (before any later error) */
-		if (memchr(buf + i, '\0', e - i) != NULL)
+		/*
+		 * A NUL before the end of the line (before any later error).
+		 * The first NUL is looked for a KiB ahead at a time, not a
+		 * line at a time, nor to the end of a buffer of many requests.
+		 */
+		if (searched < e) {
+			size_t	to = len - e > 1024 ? e + 1024 : len;
+			const char *z = memchr(buf + searched, '\0',
+			    to - searched);
+
+			if (z != NULL) {
+				nul = (size_t)(z - buf);
+				to = len;
+			}
+			searched = to;
+		}
+		if (nul < e)
 			return proto_fail(p, "NUL byte in request");
 		if (nl == NULL) {
 			i = len;
