@@ -648,6 +648,15 @@ char *
 log_escape(char *dst, size_t dstlen, const char *src, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
+	/* bytes that stand for themselves: printable ASCII but '\\' */
+#define R16(x)	x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
+	static const unsigned char plain[256] = {
+		R16(0), R16(0), R16(1), R16(1), R16(1),
+		1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,	/* 0x5c */
+		R16(1),
+		1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,	/* 0x7f */
+	};
+#undef R16
 	size_t	o = 0;
 
 	if (dstlen == 0)
@@ -656,8 +665,7 @@ log_escape(char *dst, size_t dstlen, const char *src, size_t len)
 		/* plain text (the common case) is copied as it is */
 		size_t	i = 0;
 
-		while (i < len && (unsigned char)src[i] >= 0x20 &&
-		    (unsigned char)src[i] < 0x7f && src[i] != '\\')
+		while (i < len && plain[(unsigned char)src[i]])
 			i++;
 		if (i == len) {
 			memcpy(dst, src, len);

@@ -72,6 +72,29 @@ main(void)
 	is_str(log_escape(buf, 8, "abcde", 5), "abcd...", "cut with ...");
 	is_str(log_escape(buf, 8, "ab\ncdef", 7), "ab\\n...", "cut after an escape");
 	is_str(log_escape(buf, 1, "abc", 3), "", "no room");
+	{
+		/* every byte, alone and inside plain text: the fast path's
+		 * table says "plain" exactly for printable ASCII but '\\' */
+		int	bad = 0;
+
+		for (int c = 0; c < 256; c++) {
+			char	src[3] = { 'a', (char)c, 'b' }, want[8];
+			int	plain = c >= 0x20 && c < 0x7f && c != '\\';
+
+			if (plain)
+				snprintf(want, sizeof(want), "a%cb", c);
+			else if (c == '\\' || c == '\n' || c == '\r' || c == '\t')
+				snprintf(want, sizeof(want), "a\\%cb", c == '\\' ?
+				    '\\' : c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
+			else
+				snprintf(want, sizeof(want), "a\\x%02xb", c);
+			if (strcmp(log_escape(buf, sizeof(buf), src, 3), want) != 0) {
+				printf("# byte 0x%02x: %s, want %s\n", c, buf, want);
+				bad++;
+			}
+		}
+		ok(bad == 0, "each of the 256 bytes escaped as it should be");
+	}
 
 	/* a line of pieces: as printf and log_escape would make it */
 	ok(log_begin(&ll, LOG_L_INFO) == 0, "log_begin");
