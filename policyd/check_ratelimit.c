@@ -6,10 +6,13 @@
  *	sender_domain, client_address, client_network, recipient,
  *	recipient_domain), what to count (recipients at RCPT; messages or
  *	bytes at END-OF-MESSAGE) and up to RL_MAX_WIN windows "LIMIT per
- *	SECONDS". Every decision is one EVALSHA of ratelimit.lua, which
+ *	SECONDS". Every decision is one call of ratelimit.lua, which
  *	checks every window and charges all of them only when all allow
  *	(GCRA: see the script), so limits hold exactly with any number of
  *	policyd instances on one Redis. A refused request charges nothing.
+ *	The decisions of one loop turn go to Redis as one EVALSHA
+ *	(store_script_batched: the script's fixed cost is paid once); the
+ *	script takes them in order, each atomic as before.
  *	For up to 10 s an instance remembers a key's expiry and a login's
  *	known client networks, so that the script can skip PEXPIRE and
  *	SISMEMBER (struct rl_known); no answer depends on it.
@@ -1383,8 +1386,8 @@ rl_send(struct rl_call *k, struct eval *ev, int mode, store_cb *cb, void *arg)
 		argvlen[n] = netlen;
 		argv[n++] = net;
 	}
-	store_script(ev->store, SCRIPT_RATELIMIT, nkeys, n, argv, argvlen, cb,
-	    arg);
+	store_script_batched(ev->store, SCRIPT_RATELIMIT, nkeys, n, argv,
+	    argvlen, cb, arg);
 }
 
 /* cat - append s to buf (len bytes, o used), cut to fit; the new length */
@@ -1424,8 +1427,11 @@ ratelimit_done(void *arg, const struct store_reply *r)
 	long long v[5];
 
 	if (!r->ok || r->n != 1 || r->v[0] < 0) {
-		eval_check_done(ev, CHECK_TEMPFAIL, NULL,
-		    r->ok ? "unexpected reply from ratelimit script" : r->err);
+		/* -1: the script failed on this key alone (Redis's log) */
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL, !r->ok ? r->err :
+		    r->n == 1 && r->v[0] == -1 ? "ratelimit script failed "
+		    "on this key (the Redis log says why)" :
+		    "unexpected reply from ratelimit script");
 		free(k);
 		return;
 	}

@@ -84,7 +84,7 @@ store_fail(struct pending *p, const char *why)
 }
 
 /* store_fail_now - fail a command that was never sent */
-static void
+void
 store_fail_now(store_cb *cb, void *arg, const char *why)
 {
 	struct store_reply r = { .ok = 0, .err = why };
@@ -275,6 +275,7 @@ store_new(struct event_base *base, const struct store_config *c)
 	s->refresh_timer = evtimer_new(base, cluster_on_refresh_timer, s);
 	s->requeue_timer = evtimer_new(base, store_on_requeue, s);
 	s->sq_timer = evtimer_new(base, sentinel_on_sq_timer, s);
+	(void)batch_init(s);		/* without it, calls go alone */
 	if (s->nsentinels > 0 && s->cfg.master_name != NULL)
 		s->mode = MODE_SENTINEL;
 	else if (ncluster > 0)
@@ -355,15 +356,23 @@ store_node_for(struct store *s, unsigned slot)
 	return n;
 }
 
-/* pending_new - a command's record with room for need bytes of arguments */
+/*
+ * pending_new - a command's record with room for argc arguments of need
+ * bytes in all; *data is where their copies go
+ */
 static struct pending *
-pending_new(struct store *s, size_t need, unsigned slot, store_cb *cb,
-    void *arg)
+pending_new(struct store *s, int argc, size_t need, unsigned slot,
+    store_cb *cb, void *arg, char **data)
 {
 	struct pending *p;
+	size_t	arrays = (size_t)argc * (sizeof(size_t) + sizeof(char *));
 
-	if ((p = malloc(sizeof(*p) + need + 1)) == NULL)
+	if ((p = malloc(sizeof(*p) + arrays + need + 1)) == NULL)
 		return NULL;
+	p->argc = argc;
+	p->argvlen = p->w;
+	p->argv = (const char **)(void *)(p->w + argc);
+	*data = (char *)(p->argv + argc);
 	p->s = s;
 	p->node = NULL;
 	p->cb = cb;
@@ -437,12 +446,12 @@ store_script(struct store *s, enum store_script_id id, int nkeys, int nargs,
 	}
 	for (i = 0; i < nargs; i++)
 		need += argvlen[i] + (i < nkeys ? s->prefixlen : 0);
-	if ((p = pending_new(s, need, slot, cb, arg)) == NULL) {
+	if ((p = pending_new(s, argc, need + strlen(nk) + 1, slot, cb, arg,
+	    &d)) == NULL) {
 		store_fail_now(cb, arg, "out of memory");
 		return;
 	}
 	p->id = id;
-	p->argc = argc;
 	if (nkeys >= 0 && nkeys < 10) {		/* every script's case */
 		nk[0] = (char)('0' + nkeys);
 		nk[1] = '\0';
@@ -453,12 +462,11 @@ store_script(struct store *s, enum store_script_id id, int nkeys, int nargs,
 	p->argvlen[0] = 7;
 	p->argv[1] = store_script_sha[id];
 	p->argvlen[1] = 40;
-	d = p->data;
 	memcpy(d, nk, strlen(nk));
 	p->argv[2] = d;
 	p->argvlen[2] = strlen(nk);
 	d += strlen(nk);
-	/* nk is at most 15 bytes: it lives in data[] too */
+	/* nk is at most 15 bytes: it lives with the arguments */
 	for (i = 0; i < nargs; i++) {
 		p->argv[3 + i] = d;
 		if (i < nkeys) {
@@ -507,15 +515,13 @@ store_send(struct store *s, int id, int argc, const char *const *argv,
 	}
 	for (int i = 0; i < argc; i++)
 		need += argvlen[i];
-	if ((p = pending_new(s, need, slot, cb, arg)) == NULL) {
+	if ((p = pending_new(s, argc, need, slot, cb, arg, &d)) == NULL) {
 		store_fail_now(cb, arg, "out of memory");
 		return;
 	}
 	p->id = 0;
 	p->retried = 1;			/* not a script: no NOSCRIPT retry */
 	p->target = s->mode == MODE_CLUSTER ? id : -1;
-	p->argc = argc;
-	d = p->data;
 	for (int i = 0; i < argc; i++) {
 		memcpy(d, argv[i], argvlen[i]);
 		p->argv[i] = d;
@@ -692,6 +698,7 @@ store_free(struct store *s)
 	if (s == NULL)
 		return;
 	s->freeing = 1;
+	batch_free(s);			/* fails the calls not sent yet */
 	if (s->mode == MODE_CLUSTER)
 		cluster_log_redirects(s, 1);
 	while ((p = TAILQ_FIRST(&s->requeue)) != NULL) {

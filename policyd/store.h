@@ -130,6 +130,21 @@ struct store *store_new(struct event_base *base, const struct store_config *c);
 void	store_script(struct store *s, enum store_script_id id, int nkeys,
 	    int nargs, const char *const *argv, const size_t *argvlen,
 	    store_cb *cb, void *arg);
+/*
+ * store_script_batched - store_script() for a script that takes its calls
+ * in batches: the calls made in one turn of the event loop go to Redis
+ * as one EVALSHA (standalone and Sentinel: Redis's fixed cost of a
+ * script call is paid once for all; in Cluster each call goes alone).
+ * The script gets every call's keys, in order, as KEYS; ARGV[1] "B" and
+ * per call two bytes, the number of its keys and of its other arguments;
+ * then every call's other arguments in order. It answers one integer
+ * for one call, an array of one integer per call for several; each
+ * callback gets its own integer as r->v[0] (r->n 1), or the batch's
+ * error. At most STORE_MAX_INTS calls share a batch (store_batch.c).
+ */
+void	store_script_batched(struct store *s, enum store_script_id id,
+	    int nkeys, int nargs, const char *const *argv,
+	    const size_t *argvlen, store_cb *cb, void *arg);
 void	store_command(struct store *s, int argc, const char *const *argv,
 	    const size_t *argvlen, store_cb *cb, void *arg);
 int	store_primaries(const struct store *s, int *ids, int max);

@@ -44,7 +44,7 @@
 
 #define BACKOFF_MIN_MS	50
 #define BACKOFF_MAX_MS	1000
-#define MAX_ARGS	32
+#define MAX_ARGS	256
 #define MAX_REDIRECTS	32	/* MOVED/ASK per command (TRYAGAIN: deadline) */
 #define REQUEUE_MS	10	/* TRYAGAIN, target not connected yet */
 #define REFRESH_MIN_MS	100	/* CLUSTER SLOTS at most this often */
@@ -75,9 +75,10 @@ struct pending {
 	unsigned slot;
 	enum store_script_id id;
 	int	argc;
-	const char *argv[MAX_ARGS];
-	size_t	argvlen[MAX_ARGS];
-	char	data[];			/* copies of the arguments */
+	const char **argv;		/* argc of them, in w[] */
+	size_t	*argvlen;		/* w[0 .. argc) */
+	size_t	w[];			/* the lengths, the pointers, then
+					 * copies of the arguments */
 };
 
 TAILQ_HEAD(pending_list, pending);
@@ -144,6 +145,9 @@ struct store {
 	char	disc_why[200];		/* last failed sentinel query or
 					 * CLUSTER SLOTS; "" after a success */
 	char	errbuf[512];		/* store_error()'s answer */
+	/* store_script_batched() (store_batch.c) */
+	struct batch *batch;		/* the calls of this loop turn */
+	struct event *batch_ev;		/* sends them when it ends */
 };
 
 /* a subscription to one sentinel's events */
@@ -187,5 +191,9 @@ void parse_target(const char *a, char *host, size_t hostlen, int *port);	/* stor
 void store_fail(struct pending *p, const char *why);	/* store.c */
 void store_finish(struct pending *p, struct store_reply *r);	/* store.c */
 void store_requeue(struct store *s, struct pending *p);	/* store.c */
+void store_fail_now(store_cb *cb, void *arg, const char *why);	/* store.c */
+void batch_flush(struct store *s);	/* store_batch.c */
+void batch_free(struct store *s);	/* store_batch.c */
+int batch_init(struct store *s);	/* store_batch.c */
 
 #endif

@@ -11,7 +11,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import (Redis, Policyd, req, check, eq, wait_for,  # noqa: E402
-                     cleanup_all, expects_on_error, run_checked)
+                     cleanup_all, expects_on_error, run_checked, encode)
 
 
 def rule(windows, key='"sasl_username"', count="recipients", extra="", match="authenticated = true;",
@@ -381,6 +381,51 @@ def test_notify_command_once_per_window():
 def _calls(r, command):
     m = re.search(r"cmdstat_%s:calls=(\d+)" % command, r.cmd("INFO", "commandstats"))
     return int(m.group(1)) if m else 0
+
+
+@expects_on_error
+def test_decisions_of_one_turn_share_one_script_call():
+    """Eight requests in one write, for four logins with a limit of 1 per
+    hour: Redis runs one EVALSHA for all of them (INFO commandstats), each
+    decision as exact as alone (the first of each login passes, its
+    second is deferred: the script sees the earlier charge of the same
+    batch). A login whose key holds a value of the wrong type answers
+    on_error with a log line saying so, and the others of its batch are
+    decided as usual."""
+    logins = ["l%d@example.net" % i for i in range(4)]
+    with Redis() as r, Policyd(redis=r, rules=rule([(1, 3600)], extra=
+                               'on_error = "DEFER_IF_PERMIT 4.3.0 limits unavailable";')) as p:
+        with p.client() as c:
+            # the first request loads the scripts and the key-hash secret
+            eq(c.ask(auth("warm@example.net")), "DUNNO", "warm-up")
+            before = _calls(r, "evalsha")
+            c.send_raw(b"".join(encode(auth(l, recipient="r%d@example.org" % k))
+                                for k in range(2) for l in logins))
+            got = [c.reply() for _ in range(8)]
+            eq(got[:4], ["DUNNO"] * 4, "the first request of each login passes")
+            for a in got[4:]:
+                check(a.startswith("DEFER_IF_PERMIT 4.7.1 Rate limit exceeded"),
+                      "the second of each login is over its limit: %r" % got)
+            eq(_calls(r, "evalsha") - before, 1, "one script call for the eight decisions")
+            # poison one login's key: the wrong type for the script
+            r.age_ratelimit(3601)
+            eq(c.ask(auth(logins[0])), "DUNNO", "l0 again after an hour")
+            keys_before = set(r.keys("t:r{*"))
+            eq(c.ask(auth("poisoned@example.net")), "DUNNO", "a new login")
+            (pk,) = set(r.keys("t:r{*")) - keys_before
+            r.cmd("DEL", pk)
+            r.cmd("SET", pk, "not a hash")
+            start = len(p.log())
+            before = _calls(r, "evalsha")
+            c.send_raw(encode(auth("poisoned@example.net")) + encode(auth(logins[1])) +
+                       encode(auth(logins[0])))
+            got = [c.reply() for _ in range(3)]
+            eq(got[0], "DEFER_IF_PERMIT 4.3.0 limits unavailable", "the poisoned key: on_error")
+            eq(got[1], "DUNNO", "l1 in the same batch is decided")
+            check(got[2].startswith("DEFER_IF_PERMIT 4.7.1 Rate limit exceeded"),
+                  "l0 too (charged an instant ago): %r" % got)
+            eq(_calls(r, "evalsha") - before, 1, "the three in one call")
+            p.wait_log(r"ratelimit script failed on this key", start=start)
 
 
 def test_key_outlives_its_counters_without_an_expire_per_charge():

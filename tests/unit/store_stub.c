@@ -13,6 +13,15 @@ store_script(struct store *s, enum store_script_id id, int nkeys, int nargs,
 	cb(arg, &r);
 }
 
+/* store_script_batched - the same */
+void
+store_script_batched(struct store *s, enum store_script_id id, int nkeys,
+    int nargs, const char *const *argv, const size_t *argvlen, store_cb *cb,
+    void *arg)
+{
+	store_script(s, id, nkeys, nargs, argv, argvlen, cb, arg);
+}
+
 /* store_prefix - no prefix */
 const char *
 store_prefix(const struct store *s)
