@@ -444,6 +444,12 @@ store_script(struct store *s, enum store_script_id id, int nkeys, int nargs,
 		store_fail_now(cb, arg, "redis not connected");
 		return;
 	}
+	if (nkeys >= 0 && nkeys < 10) {		/* one script call's case */
+		nk[0] = (char)('0' + nkeys);
+		nk[1] = '\0';
+	} else {
+		snprintf(nk, sizeof(nk), "%d", nkeys);
+	}
 	for (i = 0; i < nargs; i++)
 		need += argvlen[i] + (i < nkeys ? s->prefixlen : 0);
 	if ((p = pending_new(s, argc, need + strlen(nk) + 1, slot, cb, arg,
@@ -452,12 +458,6 @@ store_script(struct store *s, enum store_script_id id, int nkeys, int nargs,
 		return;
 	}
 	p->id = id;
-	if (nkeys >= 0 && nkeys < 10) {		/* every script's case */
-		nk[0] = (char)('0' + nkeys);
-		nk[1] = '\0';
-	} else {
-		snprintf(nk, sizeof(nk), "%d", nkeys);
-	}
 	p->argv[0] = "EVALSHA";
 	p->argvlen[0] = 7;
 	p->argv[1] = store_script_sha[id];
@@ -466,7 +466,7 @@ store_script(struct store *s, enum store_script_id id, int nkeys, int nargs,
 	p->argv[2] = d;
 	p->argvlen[2] = strlen(nk);
 	d += strlen(nk);
-	/* nk is at most 15 bytes: it lives with the arguments */
+	/* nk (at most 15 bytes) lives with the arguments */
 	for (i = 0; i < nargs; i++) {
 		p->argv[3 + i] = d;
 		if (i < nkeys) {
