@@ -10,9 +10,11 @@
  *	(table.h) is asked after the files, one query per key, the keys
  *	most specific first (mapkeys_clientlist(), mapkeys_rcptlist()):
  *	any row found whitelists; a table that fails answers on_error
- *	unless another one whitelists. Everything else is one EVALSHA of
+ *	unless another one whitelists. Everything else is one call of
  *	greylist.lua, which decides and updates atomically (see the script
- *	for the states), unless the local cache (local_cache seconds, see greylist.h)
+ *	for the states; the calls of one loop turn share one EVALSHA,
+ *	store_script_batched), unless the local cache (local_cache
+ *	seconds, see greylist.h)
  *	knows the answer: a passed triplet, an auto-whitelisted client, a
  *	waiting triplet (until a second before its delay ends); and that a
  *	client is below auto_whitelist (then the script skips its counter).
@@ -569,8 +571,11 @@ greylist_done(void *arg, const struct store_reply *r)
 
 	if (!r->ok || r->n != 1 || r->v[0] < 0) {
 		free(gc);
-		eval_check_done(ev, CHECK_TEMPFAIL, NULL,
-		    r->ok ? "unexpected reply from greylist script" : r->err);
+		/* -1: the script failed on this key alone (Redis's log) */
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL, !r->ok ? r->err :
+		    r->n == 1 && r->v[0] == -1 ? "greylist script failed on "
+		    "this key (the Redis log says why)" :
+		    "unexpected reply from greylist script");
 		return;
 	}
 	v = r->v[0];
@@ -836,8 +841,8 @@ greylist_triplet(const struct greylist *g, struct eval *ev)
 	argvlen[nkeys] = k.fieldlen;
 	argv[nkeys + 1] = (const char *)params;
 	argvlen[nkeys + 1] = GL_PARAMS;
-	store_script(ev->store, SCRIPT_GREYLIST, nkeys, nkeys + 2, argv,
-	    argvlen, greylist_done, call);
+	store_script_batched(ev->store, SCRIPT_GREYLIST, nkeys, nkeys + 2,
+	    argv, argvlen, greylist_done, call);
 }
 
 /* put_hash - the bytes of v from bit "from" upwards, most significant first */

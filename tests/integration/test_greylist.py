@@ -308,6 +308,49 @@ def calls(r, command):
     return int(m.group(1)) if m else 0
 
 
+@expects_on_error
+def test_decisions_of_one_turn_share_one_script_call():
+    """Six new triplets in one write: Redis runs one EVALSHA for all of
+    them (INFO commandstats) and each is deferred; their six retries after
+    the delay, in one write, pass once each. A bucket that holds a value
+    of the wrong type answers on_error for its triplet alone (a log line
+    says so); the other triplet of that batch is decided as usual."""
+    from harness import encode
+    rules = greylist_rule(delay=60, window=600, cache=0,
+                          extra='on_error = "DEFER_IF_PERMIT 4.3.0 greylist unavailable";')
+    with Redis() as r, Policyd(redis=r, rules=rules) as p:
+        with p.client() as c:
+            deferred(c.ask(req(recipient="first@example.net")))
+            wait_for(lambda: calls(r, "scan") >= 1, 5, what="a SCAN step")
+            time.sleep(0.1)
+            r.cmd("CONFIG", "RESETSTAT")
+            six = [req(recipient="b%d@example.net" % i) for i in range(6)]
+            c.send_raw(b"".join(encode(q) for q in six))
+            for i in range(6):
+                deferred(c.reply())
+            eq(calls(r, "evalsha"), 1, "one script call for the six decisions")
+            r.age_greylist(61)
+            c.send_raw(b"".join(encode(q) for q in six))
+            for i in range(6):
+                a = c.reply()
+                check(PREPEND_RE.match(a), "retry %d passes: %r" % (i, a))
+            eq(calls(r, "evalsha"), 2, "and one for the six retries")
+            # a poisoned bucket, and a triplet of another bucket beside it
+            bucket = greylist_key("c00002", "alice@sender.test", "x@example.net")[0]
+            other = next("y%d@example.net" % i for i in range(100)
+                         if greylist_key("c00002", "alice@sender.test",
+                                         "y%d@example.net" % i)[0] != bucket)
+            r.cmd("DEL", bucket)
+            r.cmd("SET", bucket, "not a hash")
+            start = len(p.log())
+            c.send_raw(encode(req(recipient="x@example.net")) +
+                       encode(req(recipient=other)))
+            eq(c.reply(), "DEFER_IF_PERMIT 4.3.0 greylist unavailable", "the poisoned bucket")
+            deferred(c.reply())
+            eq(calls(r, "evalsha"), 3, "the two in one call")
+            p.wait_log(r"greylist script failed on this key", start=start)
+
+
 def test_old_format_keys_are_looked_for_once():
     """Each instance looks through the database for old-format keys (SCAN,
     in the background); while it has not seen a whole pass without one,
