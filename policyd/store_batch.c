@@ -10,8 +10,9 @@
  *	the Lua entry, the reply) and the script's own set-up (TIME) once
  *	for all of them instead of once each. A batch is sent early when it
  *	has STORE_MAX_INTS calls (one integer each comes back), would pass
- *	MAX_ARGS arguments or BATCH_DATA bytes, or the next call is for
- *	another script. In Cluster each call goes alone: the keys of two
+ *	MAX_ARGS arguments or BATCH_DATA bytes. Each script has its batch
+ *	(a turn of greylist and ratelimit decisions makes two, not one per
+ *	change of script). In Cluster each call goes alone: the keys of two
  *	calls hash to different slots.
  *
  *	The script gets KEYS: every call's keys in order; ARGV[1]: "B", then
@@ -106,18 +107,18 @@ batch_done(void *arg, const struct store_reply *r)
 	free(b);
 }
 
-/* batch_flush - send the open batch (see above) */
-void
-batch_flush(struct store *s)
+/* batch_send - send the open batch of script id (see above) */
+static void
+batch_send(struct store *s, enum store_script_id id)
 {
-	struct batch *b = s->batch;
+	struct batch *b = s->batch[id];
 	const char *v[MAX_ARGS];
 	size_t	vl[MAX_ARGS];
 	int	k = 0;
 
 	if (b == NULL)
 		return;
-	s->batch = NULL;
+	s->batch[id] = NULL;
 	if (b->n == 1) {
 		/* as it came: the parts are keys, then the others */
 		for (int i = 0; i < b->nparts; i++) {
@@ -144,7 +145,15 @@ batch_flush(struct store *s)
 	store_script(s, b->id, b->nkeys, k, v, vl, batch_done, b);
 }
 
-/* batch_on_turn - the loop turn's callbacks are done: send the batch */
+/* batch_flush - send every open batch */
+void
+batch_flush(struct store *s)
+{
+	for (int id = 0; id < SCRIPT_COUNT; id++)
+		batch_send(s, (enum store_script_id)id);
+}
+
+/* batch_on_turn - the loop turn's callbacks are done: send the batches */
 static void
 batch_on_turn(evutil_socket_t fd, short what, void *arg)
 {
@@ -157,7 +166,8 @@ batch_on_turn(evutil_socket_t fd, short what, void *arg)
 int
 batch_init(struct store *s)
 {
-	s->batch = NULL;
+	for (int id = 0; id < SCRIPT_COUNT; id++)
+		s->batch[id] = NULL;
 	s->batch_ev = event_new(s->base, -1, 0, batch_on_turn, s);
 	return s->batch_ev != NULL ? 0 : -1;
 }
@@ -166,17 +176,17 @@ batch_init(struct store *s)
 void
 batch_free(struct store *s)
 {
-	struct batch *b = s->batch;
-
-	s->batch = NULL;
 	if (s->batch_ev != NULL)
 		event_free(s->batch_ev);
 	s->batch_ev = NULL;
-	if (b == NULL)
-		return;
-	for (int i = 0; i < b->n; i++)
-		store_fail_now(b->cb[i], b->arg[i], "redis shutdown");
-	free(b);
+	for (int id = 0; id < SCRIPT_COUNT; id++) {
+		struct batch *b = s->batch[id];
+
+		s->batch[id] = NULL;
+		for (int i = 0; b != NULL && i < b->n; i++)
+			store_fail_now(b->cb[i], b->arg[i], "redis shutdown");
+		free(b);
+	}
 }
 
 /* store_script_batched - see store.h */
@@ -185,7 +195,7 @@ store_script_batched(struct store *s, enum store_script_id id, int nkeys,
     int nargs, const char *const *argv, const size_t *argvlen,
     store_cb *cb, void *arg)
 {
-	struct batch *b = s->batch;
+	struct batch *b;
 	size_t	need = 0;
 
 	for (int i = 0; i < nargs; i++)
@@ -200,10 +210,11 @@ store_script_batched(struct store *s, enum store_script_id id, int nkeys,
 		batch_alone(s, id, nkeys, nargs, argv, argvlen, cb, arg);
 		return;
 	}
-	if (b != NULL && (b->id != id || b->n == STORE_MAX_INTS ||
+	b = s->batch[id];
+	if (b != NULL && (b->n == STORE_MAX_INTS ||
 	    b->used + need > BATCH_DATA ||
 	    4 + b->nparts + nargs > MAX_ARGS)) {
-		batch_flush(s);
+		batch_send(s, id);
 		b = NULL;
 	}
 	if (b == NULL) {
@@ -215,7 +226,8 @@ store_script_batched(struct store *s, enum store_script_id id, int nkeys,
 		b->n = b->nkeys = b->nargs = b->nparts = 0;
 		b->used = 0;
 		b->desc[0] = 'B';
-		s->batch = b;
+		s->batch[id] = b;
+		/* once a turn, whichever batch opens first */
 		event_active(s->batch_ev, EV_TIMEOUT, 0);
 	}
 	b->cb[b->n] = cb;

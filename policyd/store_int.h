@@ -146,7 +146,7 @@ struct store {
 					 * CLUSTER SLOTS; "" after a success */
 	char	errbuf[512];		/* store_error()'s answer */
 	/* store_script_batched() (store_batch.c) */
-	struct batch *batch;		/* the calls of this loop turn */
+	struct batch *batch[SCRIPT_COUNT];	/* the calls of this loop turn */
 	struct event *batch_ev;		/* sends them when it ends */
 };
 

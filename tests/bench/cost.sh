@@ -5,7 +5,7 @@
 # per request of the server / of Redis under valgrind --tool=callgrind
 # (collection switched on for the measured requests only).
 #
-# usage: bash tests/bench/cost.sh [-p] [-r] greylist|auth shipped|null [N]
+# usage: bash tests/bench/cost.sh [-p] [-r] greylist|auth|mixed shipped|null [N]
 #   shipped   policyd (POLICYD, default build/policyd) with rules/policyd.conf
 #             as make bench runs it "as shipped" (log.level info to a file)
 #   null      ../shared/bench's null-redis (one EVALSHA per request)
@@ -26,8 +26,8 @@ while getopts pr o; do
 done
 shift $((OPTIND - 1))
 W=${1:-}; S=${2:-}; N=${3:-100000}
-case "$W:$S" in greylist:shipped|greylist:null|auth:shipped|auth:null) ;;
-*) die "usage: cost.sh [-p] [-r] greylist|auth shipped|null [N]" ;; esac
+case "$W:$S" in greylist:shipped|greylist:null|auth:shipped|auth:null|mixed:shipped|mixed:null) ;;
+*) die "usage: cost.sh [-p] [-r] greylist|auth|mixed shipped|null [N]" ;; esac
 POLICYD=${POLICYD:-$TOP/build/policyd}
 OUT=$TOP/build/bench
 LOAD=$OUT/policy-load
@@ -67,6 +67,7 @@ POOLS="--clients 200 --senders 50 --recipients 10"
 case $W in
 greylist) OPTS="-m greylist $POOLS --repeat 0.5" ;;
 auth) OPTS="-m auth $POOLS --users 500" ;;
+mixed) OPTS="-m mixed $POOLS --users 500 --repeat 0.5 --auth-fraction 0.2" ;;
 esac
 rcli() { timeout 30 redis-cli -p "$RP" "$@" | tr -d '\r'; }
 # shellcheck disable=SC2086

@@ -351,6 +351,34 @@ def test_decisions_of_one_turn_share_one_script_call():
             p.wait_log(r"greylist script failed on this key", start=start)
 
 
+def test_greylist_and_ratelimit_of_one_turn_make_one_call_each():
+    """Greylist and ratelimit decisions interleaved in one write (as a
+    mixed load has them): one EVALSHA per script, not one per change."""
+    from harness import encode
+    rules = ('rules = (\n'
+             '  { name = "rate"; match = { authenticated = true; }; check = "ratelimit";\n'
+             '    key = "sasl_username"; windows = ( { limit = 100; seconds = 3600; } ); },\n'
+             '  { name = "greylist"; match = { authenticated = false; }; check = "greylist";\n'
+             '    delay = 60; retry_window = 600; local_cache = 0; }\n'
+             ');\n')
+    with Redis() as r, Policyd(redis=r, rules=rules) as p:
+        with p.client() as c:
+            deferred(c.ask(req(recipient="first@example.net")))
+            eq(c.ask(req(sasl_username="u@example.net", sasl_method="PLAIN")), "DUNNO", "warm-up")
+            wait_for(lambda: calls(r, "scan") >= 1, 5, what="a SCAN step")
+            time.sleep(0.1)
+            r.cmd("CONFIG", "RESETSTAT")
+            qs = []
+            for i in range(4):
+                qs.append(req(recipient="g%d@example.net" % i))
+                qs.append(req(sasl_username="u%d@example.net" % i, sasl_method="PLAIN"))
+            c.send_raw(b"".join(encode(q) for q in qs))
+            for i in range(4):
+                deferred(c.reply())
+                eq(c.reply(), "DUNNO", "authenticated %d" % i)
+            eq(calls(r, "evalsha"), 2, "one script call per script")
+
+
 def test_old_format_keys_are_looked_for_once():
     """Each instance looks through the database for old-format keys (SCAN,
     in the background); while it has not seen a whole pass without one,
