@@ -95,13 +95,16 @@ def test_max_pipeline_caps_requests_waiting_on_redis():
             try:
                 c.send_raw(b"".join(encode(req(recipient="p%d@example.net" % i))
                                     for i in range(40)))
-                wait_for(lambda: _metric(mport, "policyd_redis_commands_total") >= sent + 4, 20,
-                         what="four scripts sent to the hung Redis")
+                # the decisions of a loop turn share one script call: four
+                # requests read in one or more turns make one to four calls
+                wait_for(lambda: _metric(mport, "policyd_requests_total") - base >= 4 and
+                         _metric(mport, "policyd_redis_commands_total") >= sent + 1, 20,
+                         what="four requests read and sent to the hung Redis")
                 time.sleep(1.0)      # room to read more, were the cap not kept
                 eq(_metric(mport, "policyd_requests_total") - base, 4,
                    "requests read while four wait on Redis")
-                eq(_metric(mport, "policyd_redis_commands_total") - sent, 4,
-                   "commands sent while four wait on Redis")
+                n = _metric(mport, "policyd_redis_commands_total") - sent
+                check(1 <= n <= 4, "the four went out in one to four script calls: %d" % n)
             finally:
                 r.resume()
             for i in range(40):
