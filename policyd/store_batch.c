@@ -36,7 +36,7 @@
 struct batch {
 	enum store_script_id id;
 	int	n;			/* calls */
-	int	nkeys, nargs;		/* their keys, their other arguments */
+	int	nkeys;			/* their keys */
 	store_cb *cb[STORE_MAX_INTS];
 	void	*arg[STORE_MAX_INTS];
 	unsigned char desc[1 + 2 * STORE_MAX_INTS];
@@ -223,7 +223,7 @@ store_script_batched(struct store *s, enum store_script_id id, int nkeys,
 			return;
 		}
 		b->id = id;
-		b->n = b->nkeys = b->nargs = b->nparts = 0;
+		b->n = b->nkeys = b->nparts = 0;
 		b->used = 0;
 		b->desc[0] = 'B';
 		s->batch[id] = b;
@@ -236,7 +236,6 @@ store_script_batched(struct store *s, enum store_script_id id, int nkeys,
 	b->desc[2 + 2 * b->n] = (unsigned char)(nargs - nkeys);
 	b->n++;
 	b->nkeys += nkeys;
-	b->nargs += nargs - nkeys;
 	for (int i = 0; i < nargs; i++) {
 		memcpy(b->data + b->used, argv[i], argvlen[i]);
 		b->off[b->nparts] = b->used;
