@@ -11,31 +11,38 @@
 
 static const struct {
 	const char *word;
+	size_t	len;
 	enum action_kind kind;
 	int	needs_text;		/* 1: text required */
 } action_words[] = {
-	{ "DUNNO", ACT_DUNNO, 0 },
-	{ "OK", ACT_OK, 0 },
-	{ "REJECT", ACT_REJECT, 0 },
-	{ "DEFER", ACT_DEFER, 0 },
-	{ "DEFER_IF_PERMIT", ACT_DEFER_IF_PERMIT, 0 },
-	{ "DEFER_IF_REJECT", ACT_DEFER_IF_REJECT, 0 },
-	{ "HOLD", ACT_HOLD, 0 },
-	{ "DISCARD", ACT_DISCARD, 0 },
-	{ "PREPEND", ACT_PREPEND, 1 },
-	{ "WARN", ACT_WARN, 0 },
-	{ "INFO", ACT_INFO, 0 },
-	{ "FILTER", ACT_FILTER, 1 },
-	{ "REDIRECT", ACT_REDIRECT, 1 },
+	{ "DUNNO", 5, ACT_DUNNO, 0 },
+	{ "OK", 2, ACT_OK, 0 },
+	{ "REJECT", 6, ACT_REJECT, 0 },
+	{ "DEFER", 5, ACT_DEFER, 0 },
+	{ "DEFER_IF_PERMIT", 15, ACT_DEFER_IF_PERMIT, 0 },
+	{ "DEFER_IF_REJECT", 15, ACT_DEFER_IF_REJECT, 0 },
+	{ "HOLD", 4, ACT_HOLD, 0 },
+	{ "DISCARD", 7, ACT_DISCARD, 0 },
+	{ "PREPEND", 7, ACT_PREPEND, 1 },
+	{ "WARN", 4, ACT_WARN, 0 },
+	{ "INFO", 4, ACT_INFO, 0 },
+	{ "FILTER", 6, ACT_FILTER, 1 },
+	{ "REDIRECT", 8, ACT_REDIRECT, 1 },
 };
 
 /* action_parse - validate an action text */
 enum action_kind
 action_parse(const char *text, char *err, size_t errlen)
 {
-	size_t	wl = strcspn(text, " \t");
-	const char *rest = text + wl;
+	size_t	wl;
+	const char *rest;
 
+	/* the result of most rules for most requests: no scan needed */
+	if (text[0] == 'D' && strcmp(text, "DUNNO") == 0)
+		return ACT_DUNNO;
+	for (wl = 0; text[wl] != ' ' && text[wl] != '\t' && text[wl]; wl++)
+		continue;
+	rest = text + wl;
 	while (*rest == ' ' || *rest == '\t')
 		rest++;
 	for (const char *p = text; *p; p++)
@@ -56,7 +63,7 @@ action_parse(const char *text, char *err, size_t errlen)
 	    i++) {
 		/* the first letter first: this runs for every rule's result */
 		if ((text[0] & ~0x20) != action_words[i].word[0] ||
-		    strlen(action_words[i].word) != wl ||
+		    action_words[i].len != wl ||
 		    strncasecmp(text, action_words[i].word, wl) != 0)
 			continue;
 		if (action_words[i].needs_text && *rest == '\0') {

@@ -205,7 +205,7 @@ relocated_lookup(const struct map *map, const char *rcpt, long long now,
 		keys[nk++] = dbuf;
 	}
 	for (int i = 0; i < nk && v == NULL; i++)
-		if ((v = map_get(map, keys[i])) != NULL)
+		if ((v = map_get_lower(map, keys[i])) != NULL)
 			key = keys[i];
 	if (v == NULL) {
 		text_copy(why, whylen, "no entry");

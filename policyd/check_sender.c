@@ -171,7 +171,7 @@ sender_owned(const char *login, const char *sender, const struct map *map,
 			keys[nk++] = dbuf;
 		}
 		for (int i = 0; i < nk && owners == NULL; i++)
-			if ((owners = map_get(map, keys[i])) != NULL) {
+			if ((owners = map_get_lower(map, keys[i])) != NULL) {
 				key = keys[i];
 				addr_entry = keys[i][0] != '@';
 			}

@@ -461,11 +461,26 @@ map_get(const struct map *m, const char *key)
 	char	buf[MAP_KEY_MAX + 1];
 	size_t	klen;
 
-	if (m == NULL || key == NULL || (klen = strlen(key)) > MAP_KEY_MAX)
+	if (m == NULL || key == NULL)
 		return NULL;
-	memcpy(buf, key, klen + 1);
-	addr_lower(buf);
+	/* copied and lowercased in one pass; a longer key is in no map */
+	for (klen = 0; key[klen] != '\0'; klen++) {
+		unsigned char c = (unsigned char)key[klen];
+
+		if (klen == MAP_KEY_MAX)
+			return NULL;
+		buf[klen] = (char)(c + ((unsigned)c - 'A' < 26u ? 'a' - 'A' : 0));
+	}
 	return map_get_lc(m, buf, klen);
+}
+
+/* map_get_lower - exact lookup of a key the caller has lowercased */
+const char *
+map_get_lower(const struct map *m, const char *key)
+{
+	if (m == NULL || key == NULL)
+		return NULL;
+	return map_get_lc(m, key, strlen(key));
 }
 
 /* map_count - number of keys */

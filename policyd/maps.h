@@ -65,6 +65,8 @@ typedef int map_value_check(const char *value, char *why, size_t whylen);
 int	map_load_file_checked(struct map *m, const char *path, int flags,
 	    map_value_check *check, char *err, size_t errlen);
 const char *map_get(const struct map *m, const char *key);
+/* the same, for a key that is already ASCII-lowercase (addr_lower) */
+const char *map_get_lower(const struct map *m, const char *key);
 size_t	map_count(const struct map *m);
 void	map_free(struct map *m);
 

@@ -34,6 +34,15 @@ static const struct {
 	{ "ACCEPT", ACT_INVALID, 0 },
 	{ "", ACT_INVALID, 0 },
 	{ "REJECT a\001b", ACT_INVALID, 0 },
+	{ "DUNNO\tnothing here", ACT_INVALID, 0 }	/* a tab is a control character */,
+	{ "DUNNOX", ACT_INVALID, 0 },
+	{ "DUNN", ACT_INVALID, 0 },
+	{ "D", ACT_INVALID, 0 },
+	{ "DEFER_IF_PERMITX", ACT_INVALID, 0 },
+	{ "ok fine", ACT_OK, 1 },
+	{ "REJECTED", ACT_INVALID, 0 },
+	{ "REDIRECT  x@y", ACT_REDIRECT, 1 },
+	{ "DUNNO \033", ACT_INVALID, 0 },
 };
 
 int

@@ -84,6 +84,20 @@ test_map_basic(void)
 	key[1024] = '\0';
 	is_int(map_put(m, key, "v"), 0, "key of 1024 accepted");
 	is_str(map_get(m, key), "v", "key of 1024 found");
+	key[0] = 'A';
+	is_str(map_get(m, key), "v", "key of 1024 found in any case");
+	ok(map_get_lower(m, key) == NULL, "map_get_lower does not lowercase");
+	key[0] = 'a';
+	is_str(map_get_lower(m, key), "v", "map_get_lower: key of 1024");
+	key[1024] = 'a';
+	key[1025] = '\0';
+	ok(map_get_lower(m, key) == NULL, "map_get_lower: long key is NULL");
+	key[1024] = '\0';
+	is_str(map_get(m, "K\xc3\x89Y") == NULL ? "none" : "found", "none",
+	    "bytes above ASCII are not folded");
+	is_str(map_get_lower(m, "key"), "value 2", "map_get_lower");
+	ok(map_get_lower(m, "KEY") == NULL && map_get_lower(NULL, "k") == NULL
+	    && map_get_lower(m, NULL) == NULL, "map_get_lower: case, NULL");
 	is_int(map_put(m, NULL, "v"), -1, "map_put NULL key");
 	is_int(map_put(NULL, "k", "v"), -1, "map_put NULL map");
 	ok(map_get(NULL, "k") == NULL && map_get(m, NULL) == NULL,
