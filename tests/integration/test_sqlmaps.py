@@ -5,6 +5,7 @@ quotes and % in values, a database stopped under load (on_error within
 the deadline, one log line, /healthz) and back, configuration errors."""
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -456,10 +457,53 @@ def test_mysql_hung_server_answers_on_error_at_the_deadline_and_recovers():
 
 
 @expects_on_error
-def test_mysql_sigterm_with_lookups_waiting_on_a_hung_server():
+class TableLock:
+    """A root session holding LOCK TABLES ... WRITE on the map tables: every
+    other session's SELECT on them waits for the lock, so a lookup sent to
+    a running server never answers, as long as the lock is held. (SIGSTOP
+    of mariadbd is not as exact: a thread already running may answer a
+    query that arrives a moment after kill() returned.)"""
+
+    def __init__(self, srv, tables=("alias", "relocated")):
+        self.srv = srv
+        self.proc = subprocess.Popen(
+            ["mariadb", "-S", srv.sock, "-uroot", "-N", "-B", "--unbuffered", "mail"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc.stdin.write(("LOCK TABLES %s; SELECT 'locked';\n" % ", ".join(
+            "%s WRITE" % t for t in tables)).encode())
+        self.proc.stdin.flush()
+        got = b""
+        deadline = time.monotonic() + 20
+        while b"locked" not in got:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.release()
+                raise sqlservers.TestFailure("LOCK TABLES did not answer: %r" % got)
+            if select.select([self.proc.stdout], [], [], 0.5)[0]:
+                got += os.read(self.proc.stdout.fileno(), 4096)
+
+    def waiting(self):
+        """queries of other sessions waiting for the lock"""
+        return int(self.srv.sql(
+            "SELECT COUNT(*) FROM information_schema.processlist "
+            "WHERE state LIKE 'Waiting for table metadata lock%'", db=None).strip())
+
+    def release(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()		# the session ends, the lock goes
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc.stdout.close()
+
+
+@expects_on_error
+def test_mysql_sigterm_with_lookups_waiting_on_a_hung_query():
     """The shutdown grace (5 s) ends before a 20 s lookup deadline: the
-    lookups still waiting are failed and policyd exits 0 (no leak, no use
-    after free under the sanitizers)."""
+    lookups still waiting (on a table another session has locked) are
+    failed and policyd exits 0 (no leak, no use after free under the
+    sanitizers)."""
     with server("mysql") as srv:
         load_schema(srv)
         fs = {"sender.cf": table_file("mysql", srv, SENDER_QUERY, timeout_ms=20000),
@@ -471,20 +515,24 @@ def test_mysql_sigterm_with_lookups_waiting_on_a_hung_server():
             try:
                 c = p.client(timeout=30)
                 eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "up")
-                os.kill(srv.proc.pid, signal.SIGSTOP)
+                lock = TableLock(srv)
                 try:
                     clients = [p.client(timeout=30) for _ in range(3)]
                     for i, cl in enumerate(clients):
                         cl.send(auth("alice@example.net", "wait%d@example.net" % i))
-                    time.sleep(0.5)
+                    wait_for(lambda: lock.waiting() >= 1, 10, 0.1,
+                             "a lookup waiting for the locked table")
                     t0 = time.monotonic()
                     rc = p.stop(timeout=15)
                     took = time.monotonic() - t0
                 finally:
-                    os.kill(srv.proc.pid, signal.SIGCONT)
+                    lock.release()
                 eq(rc, 0, "exit status")
                 check(took < 5 + 5, "exited after the grace period: %.1fs" % took)
-                check("still busy" in p.log(), "the grace period ran out:\n" + p.log()[-2000:])
+                log = p.log()
+                check("still busy" in log, "the grace period ran out:\n" + log[-2000:])
+                eq(len(re.findall(r"sender=<wait\d@example\.net>.* on_error=yes", log)), 3,
+                   "the three waiting lookups answered on_error:\n" + log[-2000:])
             finally:
                 p.cleanup()
 
