@@ -567,15 +567,13 @@ greylist_done(void *arg, const struct store_reply *r)
 	struct eval *ev = gc->ev;
 	const struct greylist *g = gc->g;
 	char	action[512], detail[256];
+	const char *fail;
 	long long v, secs;
 
-	if (!r->ok || r->n != 1 || r->v[0] < 0) {
+	if ((fail = check_script_error(r, "greylist", detail,
+	    sizeof(detail))) != NULL) {
 		free(gc);
-		/* -1: the script failed on this key alone (Redis's log) */
-		eval_check_done(ev, CHECK_TEMPFAIL, NULL, !r->ok ? r->err :
-		    r->n == 1 && r->v[0] == -1 ? "greylist script failed on "
-		    "this key (the Redis log says why)" :
-		    "unexpected reply from greylist script");
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL, fail);
 		return;
 	}
 	v = r->v[0];

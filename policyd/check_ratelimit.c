@@ -1424,14 +1424,12 @@ ratelimit_done(void *arg, const struct store_reply *r)
 	char	action[EVAL_TEXT], detail[256], wt[48], key[300], esc[400];
 	char	lim[32], ret[32], cnt[32];
 	const struct rl_window *w;
+	const char *fail;
 	long long v[5];
 
-	if (!r->ok || r->n != 1 || r->v[0] < 0) {
-		/* -1: the script failed on this key alone (Redis's log) */
-		eval_check_done(ev, CHECK_TEMPFAIL, NULL, !r->ok ? r->err :
-		    r->n == 1 && r->v[0] == -1 ? "ratelimit script failed "
-		    "on this key (the Redis log says why)" :
-		    "unexpected reply from ratelimit script");
+	if ((fail = check_script_error(r, "ratelimit", detail,
+	    sizeof(detail))) != NULL) {
+		eval_check_done(ev, CHECK_TEMPFAIL, NULL, fail);
 		free(k);
 		return;
 	}

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "check_util.h"
 #include "rules.h"
+#include "store.h"
 
 #define SAMPLE	"user@example.com"	/* stands in for every %X at load time */
 #define EXPAND_VALUE_MAX 400			/* bytes of one substituted value */
@@ -145,4 +146,20 @@ check_put_dec(char *buf, long long v)
 		buf[o++] = tmp[--n];
 	buf[o] = '\0';
 	return o;
+}
+
+/* check_script_error - why a script's one-integer answer is unusable */
+const char *
+check_script_error(const struct store_reply *r, const char *script,
+    char *buf, size_t len)
+{
+	if (!r->ok)
+		return r->err;
+	if (r->n == 1 && r->v[0] >= 0)
+		return NULL;
+	/* -1: the script failed on this key alone (Redis's log says why) */
+	snprintf(buf, len, r->n == 1 && r->v[0] == -1 ? "%s script failed "
+	    "on this key (the Redis log says why)" :
+	    "unexpected reply from %s script", script);
+	return buf;
 }

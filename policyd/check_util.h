@@ -53,4 +53,15 @@ long long check_mono_ms(void);
  */
 size_t	check_put_dec(char *buf, long long v);
 
+/*
+ * check_script_error - why a script's answer to one decision (one
+ * integer, not negative) cannot be used, or NULL when it can: the state
+ * layer's error, "SCRIPT script failed on this key ..." (-1: a batched
+ * call that failed alone, see store.h) or "unexpected reply from SCRIPT
+ * script". The text is r's or buf's.
+ */
+struct store_reply;
+const char *check_script_error(const struct store_reply *r,
+	    const char *script, char *buf, size_t len);
+
 #endif

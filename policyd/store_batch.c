@@ -47,7 +47,10 @@ struct batch {
 	char	data[BATCH_DATA];
 };
 
-/* batch_alone - one call in the batch form, answered to its own cb */
+/*
+ * batch_alone - one call in the batch form, answered to its own cb. Its
+ * counts were checked by store_script_batched (nargs + 4 <= MAX_ARGS).
+ */
 static void
 batch_alone(struct store *s, enum store_script_id id, int nkeys, int nargs,
     const char *const *argv, const size_t *argvlen, store_cb *cb, void *arg)
@@ -56,10 +59,6 @@ batch_alone(struct store *s, enum store_script_id id, int nkeys, int nargs,
 	size_t	vl[MAX_ARGS];
 	unsigned char desc[3];
 
-	if (nargs + 4 > MAX_ARGS) {
-		store_fail_now(cb, arg, "too many script arguments");
-		return;
-	}
 	desc[0] = 'B';
 	desc[1] = (unsigned char)nkeys;
 	desc[2] = (unsigned char)(nargs - nkeys);

@@ -10,6 +10,7 @@
 #include "check_sender.h"
 #include "check_util.h"
 #include "rules.h"
+#include "store.h"
 #include "tap.h"
 
 static char dir[] = "/tmp/policyd-sender-test.XXXXXX";
@@ -234,6 +235,42 @@ static const char *conf_head =
 #define REST	"  { name = \"rest\"; action = \"OK\"; match = { protocol_state = " \
 		"[ \"MAIL\", \"RCPT\", \"END-OF-MESSAGE\" ]; }; }\n);\n"
 
+/* check_script_error: which answers of a script a check can use */
+static void
+test_script_error(void)
+{
+	struct store_reply r;
+	char	buf[128];
+
+	memset(&r, 0, sizeof(r));
+	r.ok = 1;
+	r.n = 1;
+	r.v[0] = 0;
+	ok(check_script_error(&r, "greylist", buf, sizeof(buf)) == NULL,
+	    "script error: 0 is an answer");
+	r.v[0] = 1LL << 46;
+	ok(check_script_error(&r, "greylist", buf, sizeof(buf)) == NULL,
+	    "script error: a large answer");
+	r.v[0] = -1;
+	is_str(check_script_error(&r, "greylist", buf, sizeof(buf)),
+	    "greylist script failed on this key (the Redis log says why)",
+	    "script error: -1, this call failed alone");
+	r.v[0] = -2;
+	is_str(check_script_error(&r, "ratelimit", buf, sizeof(buf)),
+	    "unexpected reply from ratelimit script", "script error: -2");
+	r.v[0] = 5;
+	r.n = 2;
+	is_str(check_script_error(&r, "ratelimit", buf, sizeof(buf)),
+	    "unexpected reply from ratelimit script", "script error: two values");
+	r.n = 0;
+	is_str(check_script_error(&r, "ratelimit", buf, sizeof(buf)),
+	    "unexpected reply from ratelimit script", "script error: none");
+	r.ok = 0;
+	r.err = "timeout";
+	is_str(check_script_error(&r, "ratelimit", buf, sizeof(buf)), "timeout",
+	    "script error: the state layer's error");
+}
+
 static void
 test_check(void)
 {
@@ -407,6 +444,7 @@ main(void)
 	log_init("sender_test", 1, 0);
 	test_sender_owned();
 	test_expand();
+	test_script_error();
 	test_check();
 	test_errors();
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
