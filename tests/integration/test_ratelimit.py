@@ -489,3 +489,22 @@ def test_known_network_not_looked_up_again_and_held_at_once():
             eq(ca.ask(auth(client_address="198.51.100.7")), "DUNNO", "allowed again")
             eq(r.cmd("SCARD", nkey), 1, "and counted again")
             check(r.cmd("TTL", nkey) > 3590, "with the window's TTL")
+
+
+def test_lower_max_networks_after_a_reload_holds_a_known_network():
+    """An instance that knows a login's networks is reloaded with a lower
+    max_networks: its next request from a known network is held at once;
+    the other instance, still on the old limit (which the login is
+    within), goes on allowing it."""
+    old = rule([(1000, 3600)], extra='max_networks = 3; networks_window = 3600;')
+    new = rule([(1000, 3600)], extra='max_networks = 1; networks_window = 3600;')
+    with Redis() as r, Policyd(redis=r, rules=old) as a, Policyd(redis=r, rules=old) as b:
+        with a.client() as ca, b.client() as cb:
+            eq(ca.ask(auth(client_address="198.51.100.7")), "DUNNO", "network 1 on A")
+            eq(cb.ask(auth(client_address="203.0.113.9")), "DUNNO", "network 2 on B")
+            eq(ca.ask(auth(client_address="198.51.100.7")), "DUNNO", "network 1 known on A")
+            check("reloaded" in a.reload(new), "reloaded")
+            check(ca.ask(auth(client_address="198.51.100.7")).startswith("HOLD Compromised"),
+                  "network 1 on A: held under the new limit")
+            eq(cb.ask(auth(client_address="203.0.113.9")), "DUNNO",
+               "B, on the old limit of 3, allows 2 networks")
