@@ -474,9 +474,9 @@ cond_match(const struct cond *cd, const struct eval *ev, char *why,
 	return 1;
 }
 
-/* eval_trace - append one line to the explanation */
+/* eval_trace_line - append one line to the explanation (eval_trace) */
 void
-eval_trace(struct eval *ev, const char *fmt, ...)
+eval_trace_line(struct eval *ev, const char *fmt, ...)
 {
 	va_list ap;
 	int	n;

@@ -168,7 +168,16 @@ void	rules_eval_init(struct eval *ev);
 void	rules_eval(struct eval *ev);
 void	rules_eval_free(struct eval *ev);
 
-void	eval_trace(struct eval *ev, const char *fmt, ...)
+/*
+ * eval_trace - append one line to the explanation (policyd_explain):
+ * the arguments are evaluated only when ev wants a trace, so a call
+ * costs the evaluation of a request nothing otherwise.
+ */
+void	eval_trace_line(struct eval *ev, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
+#define eval_trace(ev, ...) do {					\
+	if ((ev)->want_trace)						\
+		eval_trace_line((ev), __VA_ARGS__);			\
+} while (0)
 
 #endif
