@@ -60,6 +60,49 @@ struct slot {
 
 TAILQ_HEAD(slot_list, slot);
 
+/*
+ * Slots of answered requests are kept for the next ones: a slot is some
+ * 7 KiB, which malloc serves by its slow path. Not under
+ * AddressSanitizer, which could then not see a slot used after its
+ * request ended.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define SLOT_CACHE	0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SLOT_CACHE	0
+#endif
+#endif
+#ifndef SLOT_CACHE
+#define SLOT_CACHE	64
+#endif
+static struct slot *slot_cache[SLOT_CACHE + 1];
+static int nslot_cache;
+
+/* slot_alloc - a slot, not zeroed */
+static struct slot *
+slot_alloc(void)
+{
+	if (nslot_cache > 0)
+		return slot_cache[--nslot_cache];
+	return malloc(sizeof(struct slot));
+}
+
+/* slot_free - release what an answered slot holds, and the slot */
+static void
+slot_free(struct slot *s)
+{
+	if (s->reply != s->inline_reply)
+		free(s->reply);
+	config_unref(s->ev.cfg);
+	rules_eval_free(&s->ev);
+	proto_req_free(&s->req);
+	if (nslot_cache < SLOT_CACHE)
+		slot_cache[nslot_cache++] = s;
+	else
+		free(s);
+}
+
 struct conn {
 	TAILQ_ENTRY(conn) link;
 	TAILQ_ENTRY(conn) idle_link;	/* in srv.idle while in_idle */
@@ -520,12 +563,7 @@ conn_flush(struct conn *c)
 		if (c->fd >= 0)
 			conn_out_add(c, s->reply, s->replylen);
 		srv.stats.replies++;
-		if (s->reply != s->inline_reply)
-			free(s->reply);
-		config_unref(s->ev.cfg);
-		rules_eval_free(&s->ev);
-		proto_req_free(&s->req);
-		free(s);
+		slot_free(s);
 	}
 	if (c->busy)
 		return;				/* the read loop sends at its end */
@@ -580,7 +618,7 @@ static int
 conn_start_request(struct conn *c, struct policy_req *req)
 {
 	/* not calloc(): 6 KiB of text buffers need no zeroing */
-	struct slot *s = malloc(sizeof(*s));
+	struct slot *s = slot_alloc();
 
 	if (s == NULL) {
 		log_warnx("out of memory: closing %s", c->peer);
@@ -967,12 +1005,7 @@ conn_close_all(void)
 				break;		/* still owned by a callback */
 			TAILQ_REMOVE(&c->slots, s, link);
 			c->nslots--;
-			if (s->reply != s->inline_reply)
-				free(s->reply);
-			config_unref(s->ev.cfg);
-			rules_eval_free(&s->ev);
-			proto_req_free(&s->req);
-			free(s);
+			slot_free(s);
 		}
 		if (c->nslots > 0) {
 			/* callbacks were failed by store_free() before this */
@@ -986,4 +1019,6 @@ conn_close_all(void)
 		c->busy = 0;
 		conn_free(c);
 	}
+	while (nslot_cache > 0)
+		free(slot_cache[--nslot_cache]);
 }
