@@ -106,11 +106,14 @@ proto_init(struct proto *p, const struct proto_limits *lim)
 		p->lim.max_attrs = PROTO_DEF_MAX_ATTRS;
 }
 
-/* proto_reset - forget the scan position */
+/* proto_reset - forget the scan position and the lines seen */
 static void
 proto_reset(struct proto *p)
 {
 	p->scanned = p->line_start = p->nlines = 0;
+	p->present = 0;
+	p->unknown = 0;
+	p->line_err = NULL;
 }
 
 /* proto_fail - reset and report */
@@ -122,44 +125,40 @@ proto_fail(struct proto *p, const char *why)
 	return PROTO_ERR;
 }
 
-/* proto_split - parse the lines of a complete request in place */
-static int
-proto_split(struct proto *p, struct policy_req *req, char *raw, size_t n)
+/*
+ * proto_line - note one complete attribute line, buf[s, e) without its
+ * line end: the value's place when the name is known (a later line of
+ * the same name wins). A bad line is reported when the request is
+ * complete, after what the scan finds wrong (as if the lines were read
+ * only then).
+ */
+static void
+proto_line(struct proto *p, const char *buf, size_t s, size_t e)
 {
-	char	*line = raw, *end = raw + n;
+	const char *eq = memchr(buf + s, '=', e - s);
+	int	id;
 
-	while (line < end) {
-		char	*nl = memchr(line, '\n', end - line);
-		char	*eq;
-		size_t	llen;
-		int	id;
-
-		if (nl == NULL)
-			nl = end;
-		*nl = '\0';
-		llen = nl - line;
-		if (llen > 0 && line[llen - 1] == '\r')
-			line[--llen] = '\0';
-		if (llen == 0)
-			break;			/* the terminating empty line */
-		if ((eq = memchr(line, '=', llen)) == NULL)
-			return proto_fail(p, "line without '='");
-		if (eq == line)
-			return proto_fail(p, "attribute with empty name");
-		id = proto_attr_id(line, eq - line);
-		if (id < 0) {
-			req->unknown++;
-		} else {
-			req->v[id] = eq + 1;
-			req->len[id] = llen - (eq + 1 - line);
-			req->present |= 1ULL << id;
-		}
-		line = nl + 1;
+	if (eq == NULL || eq == buf + s) {
+		if (p->line_err == NULL)
+			p->line_err = eq == NULL ? "line without '='" :
+			    "attribute with empty name";
+		return;
 	}
-	return PROTO_OK;
+	id = proto_attr_id(buf + s, (size_t)(eq - (buf + s)));
+	if (id < 0) {
+		p->unknown++;
+		return;
+	}
+	p->voff[id] = (unsigned)(eq + 1 - buf);
+	p->vlen[id] = (unsigned)(e - (size_t)(eq + 1 - buf));
+	p->present |= 1ULL << id;
 }
 
-/* proto_parse - find and parse one complete request */
+/*
+ * proto_parse - find and parse one complete request. The lines are
+ * looked at once, as they arrive: buf must hold the request from its
+ * first byte in every call until the request is complete.
+ */
 int
 proto_parse(struct proto *p, const char *buf, size_t len,
     struct policy_req *req, size_t *used)
@@ -207,6 +206,8 @@ proto_parse(struct proto *p, const char *buf, size_t len,
 			return proto_fail(p, "line too long");
 		if (++p->nlines > p->lim.max_attrs)
 			return proto_fail(p, "too many attributes");
+		proto_line(p, buf, p->line_start, buf[i - 1] == '\r' ? i - 1 :
+		    i);
 		p->line_start = i + 1;
 	}
 	if (reqlen == 0) {
@@ -219,6 +220,8 @@ proto_parse(struct proto *p, const char *buf, size_t len,
 	}
 	if (reqlen > p->lim.max_request)
 		return proto_fail(p, "request too large");
+	if (p->line_err != NULL)
+		return proto_fail(p, p->line_err);
 
 	memset(req, 0, sizeof(*req));
 	if ((raw = malloc(reqlen)) == NULL)
@@ -226,11 +229,17 @@ proto_parse(struct proto *p, const char *buf, size_t len,
 	memcpy(raw, buf, reqlen);
 	req->raw = raw;
 	req->size = reqlen;
-	for (i = 0; i < A_COUNT; i++)
-		req->v[i] = "";
-	if (proto_split(p, req, raw, reqlen) != PROTO_OK) {
-		proto_req_free(req);
-		return PROTO_ERR;
+	req->present = p->present;
+	req->unknown = p->unknown;
+	for (i = 0; i < A_COUNT; i++) {
+		if (p->present & (1ULL << i)) {
+			/* the value ends where its line did ("\r" or "\n") */
+			raw[p->voff[i] + p->vlen[i]] = '\0';
+			req->v[i] = raw + p->voff[i];
+			req->len[i] = p->vlen[i];
+		} else {
+			req->v[i] = "";
+		}
 	}
 	proto_reset(p);
 	*used = reqlen;

@@ -71,10 +71,15 @@ struct proto {
 	size_t	line_start;		/* offset of the current line */
 	size_t	nlines;			/* lines seen in the current request */
 	const char *err;		/* why PROTO_ERR */
+	/* the lines of the current request seen so far (offsets in buf) */
+	unsigned long long present;	/* bit per attr_id */
+	unsigned unknown;
+	const char *line_err;		/* the first bad line's, at the end */
+	unsigned voff[A_COUNT], vlen[A_COUNT];	/* max_request < 4 GiB */
 };
 
 struct policy_req {
-	char	*raw;			/* owned copy, lines NUL-terminated */
+	char	*raw;			/* owned copy, known values NUL-terminated */
 	const char *v[A_COUNT];		/* "" when absent, never NULL */
 	size_t	len[A_COUNT];
 	unsigned long long present;	/* bit per attr_id */

@@ -200,6 +200,67 @@ test_bad_input(void)
 	free(big);
 }
 
+/*
+ * The lines are looked at as they arrive: a request fed in pieces parses
+ * as in one piece, a bad line is reported only once the request is
+ * complete (and after what the scan finds: a NUL, too many lines), and
+ * the parser starts afresh after an error.
+ */
+static void
+test_lines_as_they_arrive(void)
+{
+	struct proto p;
+	struct policy_req r;
+	size_t	used;
+	const char *mixed = "sender=first@x\r\nrecipient=a\rb@c\n"
+	    "unknown_one=1\nsender=second@x\r\nclient_address=192.0.2.7\n"
+	    "unknown_two=\n\r\n";
+	const char *badline = "request=smtpd_access_policy\nno equals here\n"
+	    "sender=a@b\n\n";
+	const char nulafter[] = "bad line\nsender=a\0b\n\n";
+	const size_t steps[] = { 1, 2, 5, 13, 1000 };
+
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		proto_init(&p, NULL);
+		is_int(feed(&p, mixed, strlen(mixed), steps[i], &r, &used),
+		    PROTO_OK, "CRLF, duplicates, unknown names, in pieces");
+		is_str(r.v[A_SENDER], "second@x", "pieces: last sender wins");
+		is_int(r.len[A_SENDER], 8, "pieces: its length, without CR");
+		is_str(r.v[A_RECIPIENT], "a\rb@c", "pieces: a CR inside stays");
+		is_str(r.v[A_CLIENT_ADDRESS], "192.0.2.7", "pieces: last line");
+		is_int(r.unknown, 2, "pieces: two unknown names");
+		is_int(used, strlen(mixed), "pieces: the whole request");
+		ok(!(r.present & (1ULL << A_HELO_NAME)) &&
+		    r.v[A_HELO_NAME][0] == '\0', "pieces: absent is empty");
+		proto_req_free(&r);
+	}
+	proto_init(&p, NULL);
+	is_int(proto_parse(&p, badline, strlen(badline) - 1, &r, &used),
+	    PROTO_NEED_MORE, "a bad line: reported when the request ends");
+	is_int(proto_parse(&p, badline, strlen(badline), &r, &used),
+	    PROTO_ERR, "a bad line: the request ended");
+	is_str(p.err, "line without '='", "a bad line: its error");
+	is_int(proto_parse(&p, full, strlen(full), &r, &used), PROTO_OK,
+	    "after an error the parser starts afresh");
+	is_str(r.v[A_SENDER], "alice@example.com", "afresh: sender");
+	is_int(r.unknown, 1, "afresh: nothing of the bad request counted");
+	proto_req_free(&r);
+	proto_init(&p, NULL);
+	is_int(proto_parse(&p, nulafter, sizeof(nulafter) - 1, &r, &used),
+	    PROTO_ERR, "a bad line, then a NUL");
+	is_str(p.err, "NUL byte in request", "the NUL is reported");
+	{
+		struct proto_limits lim = { .max_line = 100, .max_request = 2000,
+		    .max_attrs = 3 };
+		const char *many = "junk\na=1\nb=2\nc=3\nd=4\n\n";
+
+		proto_init(&p, &lim);
+		is_int(proto_parse(&p, many, strlen(many), &r, &used),
+		    PROTO_ERR, "a bad line, then too many lines");
+		is_str(p.err, "too many attributes", "the count is reported");
+	}
+}
+
 static void
 test_reply(void)
 {
@@ -242,6 +303,7 @@ main(void)
 	test_split_and_pipeline();
 	test_crlf_and_duplicates();
 	test_bad_input();
+	test_lines_as_they_arrive();
 	test_reply();
 	return tap_done();
 }
