@@ -51,41 +51,49 @@ proto_attr_name(enum attr_id id)
 }
 
 /*
- * proto_attr_id - known attribute by name. Names are grouped by length
- * (at most a few share one) and told apart by their first letter before
- * any comparison: ~30 lookups a request.
+ * proto_attr_id - known attribute by name: ~30 lookups a request. An
+ * open-addressing table of 128 slots keyed by the length and three of
+ * the name's bytes (no two known names share a slot today; a probe goes
+ * on to the next slot until an empty one), then one comparison.
  */
-#define NAME_MAX_LEN	32
-#define PER_LEN		8
+#define ATTR_SLOTS	128
+_Static_assert(A_COUNT <= ATTR_SLOTS / 2, "attribute table too full");
+
+static unsigned
+attr_hash(const char *name, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)name;
+
+	return ((unsigned)len * 2u + u[0] + u[len - 1] * 15u + u[len / 2]) &
+	    (ATTR_SLOTS - 1);
+}
 
 int
 proto_attr_id(const char *name, size_t len)
 {
-	static signed char by_len[NAME_MAX_LEN + 1][PER_LEN];
+	static signed char slot[ATTR_SLOTS];
+	static unsigned char alen[A_COUNT];
 	static int ready;
+	unsigned h;
 
 	if (!ready) {
-		memset(by_len, -1, sizeof(by_len));
+		memset(slot, -1, sizeof(slot));
 		for (int i = 0; i < A_COUNT; i++) {
-			size_t	l = strlen(attr_names[i]);
-			int	k = 0;
-
-			if (l > NAME_MAX_LEN)
-				continue;	/* proto_test would say so */
-			while (k < PER_LEN && by_len[l][k] >= 0)
-				k++;
-			if (k < PER_LEN)	/* proto_test looks up every name */
-				by_len[l][k] = (signed char)i;
+			alen[i] = (unsigned char)strlen(attr_names[i]);
+			for (h = attr_hash(attr_names[i], alen[i]); slot[h] >= 0;
+			    h = (h + 1) & (ATTR_SLOTS - 1))
+				continue;
+			slot[h] = (signed char)i;
 		}
 		ready = 1;
 	}
-	if (len > NAME_MAX_LEN)
+	if (len == 0)
 		return -1;
-	for (int k = 0; k < PER_LEN && by_len[len][k] >= 0; k++) {
-		int	i = by_len[len][k];
+	for (h = attr_hash(name, len); slot[h] >= 0;
+	    h = (h + 1) & (ATTR_SLOTS - 1)) {
+		int	i = slot[h];
 
-		if (attr_names[i][0] == name[0] &&
-		    memcmp(attr_names[i], name, len) == 0)
+		if (alen[i] == len && memcmp(attr_names[i], name, len) == 0)
 			return i;
 	}
 	return -1;

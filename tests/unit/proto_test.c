@@ -293,6 +293,28 @@ test_reply(void)
 	is_int(proto_attr_id("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 41), -1,
 	    "unknown long name");
 	is_int(proto_attr_id("recipientx", 10), -1, "unknown name");
+	{
+		/* unknown names of every length, and known ones cut short */
+		char	n[64];
+		int	none = 1, cut = 1;
+
+		for (size_t l = 1; l < sizeof(n); l++) {
+			for (size_t k = 0; k < l; k++)
+				n[k] = (char)('a' + (k * 7 + l) % 26);
+			if (proto_attr_id(n, l) != -1)
+				none = 0;
+		}
+		ok(none, "no made-up name of 1..63 bytes is known");
+		for (int i = 0; i < A_COUNT; i++) {
+			const char *a = proto_attr_name(i);
+
+			if (proto_attr_id(a, strlen(a) - 1) == i ||
+			    proto_attr_id(a, 0) != -1)
+				cut = 0;
+		}
+		ok(cut, "a known name cut short is not that name");
+		is_int(proto_attr_id("SENDER", 6), -1, "names are case-sensitive");
+	}
 	is_str(proto_attr_name(A_TLS_SNI), "tls_sni", "name by id");
 }
 
