@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -580,6 +581,8 @@ log_put(struct log_line *ll, const char *s, size_t n)
 	ll->o += n;
 }
 
+static size_t escape_n(char *, size_t, const char *, size_t);
+
 /* log_put_esc - log_escape(buf of max bytes, s, n) added to the line */
 void
 log_put_esc(struct log_line *ll, const char *s, size_t n, size_t max)
@@ -590,8 +593,7 @@ log_put_esc(struct log_line *ll, const char *s, size_t n, size_t max)
 		max = left + 1;		/* the NUL of log_escape is not kept */
 	if (max == 0)
 		return;
-	log_escape(ll->p + ll->o, max, s, n);
-	ll->o += strlen(ll->p + ll->o);
+	ll->o += escape_n(ll->p + ll->o, max, s, n);
 }
 
 /* log_end - the line is complete */
@@ -643,9 +645,35 @@ fatalx(const char *fmt, ...)
 	exit(1);
 }
 
-/* log_escape - printable copy of untrusted bytes */
-char *
-log_escape(char *dst, size_t dstlen, const char *src, size_t len)
+/*
+ * plain_words - how many of the first len bytes of s, a multiple of 8,
+ * stand for themselves (printable ASCII but '\\'), looked at eight at a
+ * time: a byte below 0x20, from 0x80, 0x7f or '\\' sets its high bit in
+ * one of the tests (each exact for "some byte of the word").
+ */
+static size_t
+plain_words(const char *s, size_t len)
+{
+	const uint64_t ones = 0x0101010101010101ULL;
+	const uint64_t high = 0x8080808080808080ULL;
+	size_t	i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w, d, b;
+
+		memcpy(&w, s + i, 8);
+		d = w ^ (ones * 0x7f);
+		b = w ^ (ones * '\\');
+		if ((((w - ones * 0x20) & ~w) | w | ((d - ones) & ~d) |
+		    ((b - ones) & ~b)) & high)
+			break;
+	}
+	return i;
+}
+
+/* escape_n - log_escape, answering the length written */
+static size_t
+escape_n(char *dst, size_t dstlen, const char *src, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
 	/* bytes that stand for themselves: printable ASCII but '\\' */
@@ -660,17 +688,17 @@ log_escape(char *dst, size_t dstlen, const char *src, size_t len)
 	size_t	o = 0;
 
 	if (dstlen == 0)
-		return dst;
+		return 0;
 	if (len + 4 <= dstlen) {
 		/* plain text (the common case) is copied as it is */
-		size_t	i = 0;
+		size_t	i = plain_words(src, len);
 
 		while (i < len && plain[(unsigned char)src[i]])
 			i++;
 		if (i == len) {
 			memcpy(dst, src, len);
 			dst[len] = '\0';
-			return dst;
+			return len;
 		}
 	}
 	for (size_t i = 0; i < len; i++) {
@@ -704,6 +732,16 @@ log_escape(char *dst, size_t dstlen, const char *src, size_t len)
 		memcpy(dst + o, tmp, n);
 		o += n;
 	}
-	dst[o < dstlen ? o : dstlen - 1] = '\0';
+	if (o >= dstlen)
+		o = dstlen - 1;
+	dst[o] = '\0';
+	return o;
+}
+
+/* log_escape - printable copy of untrusted bytes */
+char *
+log_escape(char *dst, size_t dstlen, const char *src, size_t len)
+{
+	escape_n(dst, dstlen, src, len);
 	return dst;
 }

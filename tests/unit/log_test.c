@@ -95,6 +95,43 @@ main(void)
 		}
 		ok(bad == 0, "each of the 256 bytes escaped as it should be");
 	}
+	{
+		/* the fast path looks at eight bytes at a time: a byte that
+		 * needs escaping at every place of a 24-byte text */
+		static const unsigned char odd[] = { 0x00, 0x01, 0x1f, 0x20, 0x21,
+		    0x5b, 0x5c, 0x5d, 0x7e, 0x7f, 0x80, 0x9f, 0xa0, 0xfe, 0xff,
+		    '\n' };
+		int	bad = 0;
+
+		for (size_t k = 0; k < sizeof(odd); k++)
+			for (int pos = 0; pos < 24; pos++) {
+				char	src[24], want[128];
+				size_t	o = 0;
+
+				for (int i = 0; i < 24; i++) {
+					unsigned char c = i == pos ? odd[k] :
+					    (unsigned char)('A' + i);
+
+					src[i] = (char)c;
+					if (c >= 0x20 && c < 0x7f && c != '\\')
+						want[o++] = (char)c;
+					else if (c == '\\' || c == '\n')
+						o += (size_t)sprintf(want + o, "\\%c",
+						    c == '\n' ? 'n' : '\\');
+					else
+						o += (size_t)sprintf(want + o,
+						    "\\x%02x", c);
+				}
+				want[o] = '\0';
+				if (strcmp(log_escape(buf, sizeof(buf), src, 24),
+				    want) != 0) {
+					printf("# 0x%02x at %d: %s\n", odd[k], pos,
+					    buf);
+					bad++;
+				}
+			}
+		ok(bad == 0, "a byte to escape at each of 24 places");
+	}
 
 	/* a line of pieces: as printf and log_escape would make it */
 	ok(log_begin(&ll, LOG_L_INFO) == 0, "log_begin");
