@@ -84,16 +84,63 @@ def http_get(port, path):
         return e.code, e.read().decode()
 
 
+_servers = {}
+
+
+class _Shared:
+    """One private server of each kind serves every test of this module
+    (setting one up took most of a test's time): each test gets it running,
+    with the database "mail" dropped and made anew, so no table, row or
+    lock of an earlier test is left. A test may stop it, restart it or
+    SIGSTOP it (and SIGCONT it before it ends): the next test starts it
+    again when it is down. Stopped by teardown_module()."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __enter__(self):
+        srv = _servers.get(self.kind)
+        if srv is None:
+            srv = sqlservers.PostgreSQL() if self.kind == "pgsql" else sqlservers.MariaDB()
+            try:
+                srv.init()
+            except BaseException:
+                srv.cleanup()
+                raise
+            _servers[self.kind] = srv
+        elif self.kind == "pgsql":
+            if not srv.running:
+                srv.start()
+        elif srv.proc is None or srv.proc.poll() is not None:
+            srv.stop()
+            srv.start()
+        if self.kind == "pgsql":
+            srv.sql("DROP DATABASE IF EXISTS mail WITH (FORCE)", db="postgres")
+            srv.sql("CREATE DATABASE mail OWNER postfix", db="postgres")
+        else:
+            srv.sql("DROP DATABASE IF EXISTS mail; "
+                    "CREATE DATABASE mail CHARACTER SET utf8mb4; "
+                    "GRANT SELECT ON mail.* TO 'postfix'@'127.0.0.1';", db=None)
+        return srv
+
+    def __exit__(self, *exc):
+        return False
+
+
+def teardown_module():
+    while _servers:
+        _servers.popitem()[1].cleanup()
+
+
 def server(kind):
     if os.geteuid() != 0:
         raise Skip("needs root (the servers run as the postgres / mysql users)")
     if kind == "pgsql":
         if not sqlservers.pg_available():
             raise Skip("PostgreSQL (postgresql package) not installed")
-        return sqlservers.PostgreSQL()
-    if not sqlservers.my_available():
+    elif not sqlservers.my_available():
         raise Skip("MariaDB (mariadb-server package) not installed")
-    return sqlservers.MariaDB()
+    return _Shared(kind)
 
 
 def load_rows(srv, rows, tables):
