@@ -465,6 +465,20 @@ def test_mysql_ratelimit_overrides():
 
 # ------------------------------------------------ a hung database server --
 
+def freeze(pid):
+    """SIGSTOP a server and wait until it is stopped: kill() returns before
+    every thread has stopped, and a thread still running could answer one
+    more query (its main thread shows T in /proc; a moment more for the
+    others)."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def stopped():
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    wait_for(stopped, 5, 0.01, "the server to stop")
+    time.sleep(0.2)
+
+
 @expects_on_error
 def test_mysql_hung_server_answers_on_error_at_the_deadline_and_recovers():
     """mariadbd stopped with SIGSTOP: connections stay open, queries never
@@ -475,7 +489,7 @@ def test_mysql_hung_server_answers_on_error_at_the_deadline_and_recovers():
         with Redis() as r, Policyd(redis=r, rules=rules("mysql"), files=files("mysql", srv)) as p:
             c = p.client(timeout=10)
             eq(c.ask(auth("alice@example.net", "sales@example.net")), "OK", "up")
-            os.kill(srv.proc.pid, signal.SIGSTOP)
+            freeze(srv.proc.pid)
             try:
                 took = []
                 for i in range(4):
