@@ -292,3 +292,10 @@ def test_review_policyctl_ratelimit_show_eight_windows():
             check(re.search(r"^  %d recipients per .* \(%d s\): used 3, %d left" %
                             (limit, secs, limit - 3), out, re.M),
                   "window %d/%d shown: %s" % (limit, secs, out))
+
+
+def teardown_module():
+    """the SQL servers test_sqlmaps (imported above) started for this module"""
+    sm = sys.modules.get("test_sqlmaps")
+    if sm is not None:
+        sm.teardown_module()

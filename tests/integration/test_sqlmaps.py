@@ -3,6 +3,7 @@ private MariaDB with a PostfixAdmin-like schema: lookups in the file-map
 order, a changed row visible within the cache TTL without a reload,
 quotes and % in values, a database stopped under load (on_error within
 the deadline, one log line, /healthz) and back, configuration errors."""
+import atexit
 import os
 import re
 import select
@@ -130,6 +131,11 @@ class _Shared:
 def teardown_module():
     while _servers:
         _servers.popitem()[1].cleanup()
+
+
+# another module that imports this one (test_review) has servers of its own
+# here: stopped when the runner exits, if that module's teardown did not
+atexit.register(teardown_module)
 
 
 def server(kind):
