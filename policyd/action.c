@@ -15,19 +15,21 @@ static const struct {
 	enum action_kind kind;
 	int	needs_text;		/* 1: text required */
 } action_words[] = {
-	{ "DUNNO", 5, ACT_DUNNO, 0 },
-	{ "OK", 2, ACT_OK, 0 },
-	{ "REJECT", 6, ACT_REJECT, 0 },
-	{ "DEFER", 5, ACT_DEFER, 0 },
-	{ "DEFER_IF_PERMIT", 15, ACT_DEFER_IF_PERMIT, 0 },
-	{ "DEFER_IF_REJECT", 15, ACT_DEFER_IF_REJECT, 0 },
-	{ "HOLD", 4, ACT_HOLD, 0 },
-	{ "DISCARD", 7, ACT_DISCARD, 0 },
-	{ "PREPEND", 7, ACT_PREPEND, 1 },
-	{ "WARN", 4, ACT_WARN, 0 },
-	{ "INFO", 4, ACT_INFO, 0 },
-	{ "FILTER", 6, ACT_FILTER, 1 },
-	{ "REDIRECT", 8, ACT_REDIRECT, 1 },
+#define W(word)	word, sizeof(word) - 1	/* the word and its length */
+	{ W("DUNNO"), ACT_DUNNO, 0 },
+	{ W("OK"), ACT_OK, 0 },
+	{ W("REJECT"), ACT_REJECT, 0 },
+	{ W("DEFER"), ACT_DEFER, 0 },
+	{ W("DEFER_IF_PERMIT"), ACT_DEFER_IF_PERMIT, 0 },
+	{ W("DEFER_IF_REJECT"), ACT_DEFER_IF_REJECT, 0 },
+	{ W("HOLD"), ACT_HOLD, 0 },
+	{ W("DISCARD"), ACT_DISCARD, 0 },
+	{ W("PREPEND"), ACT_PREPEND, 1 },
+	{ W("WARN"), ACT_WARN, 0 },
+	{ W("INFO"), ACT_INFO, 0 },
+	{ W("FILTER"), ACT_FILTER, 1 },
+	{ W("REDIRECT"), ACT_REDIRECT, 1 },
+#undef W
 };
 
 /* action_parse - validate an action text */
