@@ -143,11 +143,23 @@ def eq(got, want, msg=""):
         raise TestFailure("%s: got %r, want %r" % (msg or "values differ", got, want))
 
 
+_ports_given = set()
+
+
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    """A loopback port free now and not handed out before in this run: the
+    kernel may offer a port again once it is closed, and two servers of one
+    test given the same port would meet (policyd's metrics listener runs
+    without metrics when its port is taken, and the test then talks to
+    whatever has it)."""
+    for _ in range(1000):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _ports_given:
+            break
+    _ports_given.add(port)
     return port
 
 
